@@ -1,0 +1,224 @@
+"""Export a FastSAM / one-class YOLOv8-seg checkpoint to a simplified ONNX bundle with a manifest.
+
+Steps: load and check the checkpoint → ultralytics ONNX export → onnxsim → onnx.checker → PyTorch vs
+onnxruntime on a real photograph → manifest. Everything is written to a temporary directory beside the
+target and renamed into place only at the end, so a failure leaves no half-written bundle.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from fastsam_onnx.manifest import FASTSAM_ONNX, FORMAT_VERSION, MANIFEST_NAME, sha256_file
+
+from . import ExportError
+
+#: PyTorch vs onnxruntime check: max |a - b| <= PARITY_RTOL * max(1, max |a|), per output.
+PARITY_RTOL = 1e-3
+
+STEPS = 6
+
+
+def _progress(step: int, text: str) -> None:
+    print(f"[{step}/{STEPS}] {text}", file=sys.stderr, flush=True)
+
+
+def load_checkpoint(weights: str | os.PathLike[str]):
+    """Load an ultralytics checkpoint and check it is a one-class segmentation model; returns the YOLO object."""
+    p = Path(weights)
+    if not p.is_file():
+        raise ExportError(f"checkpoint not found: {p}")
+    if p.stat().st_size == 0:
+        raise ExportError(f"checkpoint is empty: {p}")
+    from ultralytics import YOLO
+
+    try:
+        model = YOLO(str(p), task="segment")
+        net = model.model
+    except Exception as e:  # torch.load / unpickling errors of every kind
+        raise ExportError(f"cannot load checkpoint {p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    from ultralytics.nn.tasks import SegmentationModel
+
+    if not isinstance(net, SegmentationModel):
+        raise ExportError(f"{p} is a {type(net).__name__} ({getattr(net, 'task', '?')}), not a segmentation model")
+    nc = int(net.model[-1].nc)
+    if nc != 1:
+        raise ExportError(f"{p} has {nc} classes; FastSAM models have exactly one")
+    return model
+
+
+def check_image(imgsz: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """A real photograph (ultralytics' bus.jpg) letterboxed to ``imgsz``: ((1, 3, H, W) float32, name)."""
+    import cv2
+    from ultralytics.utils import ASSETS
+
+    from fastsam_onnx.letterbox import letterbox, letterbox_geometry, to_tensor
+
+    path = ASSETS / "bus.jpg"
+    img = cv2.imread(str(path))
+    lb = letterbox_geometry(img.shape[:2], imgsz)
+    return to_tensor(letterbox(img, lb)), path.name
+
+
+def parity(torch_model, onnx_path: Path, x: np.ndarray) -> dict[str, float]:
+    """Largest absolute difference per output between PyTorch (fp32) and onnxruntime (CPU) on input x."""
+    import onnxruntime as ort
+    import torch
+
+    with torch.no_grad():
+        (out0, proto), _ = torch_model(torch.from_numpy(x))
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    got = sess.run(names, {sess.get_inputs()[0].name: x})
+    diffs = {}
+    for name, ref, out in zip(names, (out0.numpy(), proto.numpy()), got):
+        if ref.shape != out.shape:
+            raise ExportError(f"output {name}: PyTorch shape {ref.shape} != ONNX shape {out.shape}")
+        diff = float(np.abs(ref - out).max())
+        tol = PARITY_RTOL * max(1.0, float(np.abs(ref).max()))
+        if not diff <= tol:
+            raise ExportError(f"PyTorch and onnxruntime disagree on {name}: max |diff| {diff:.3g} > tolerance {tol:.3g}")
+        diffs[name] = diff
+    return diffs
+
+
+def _io_spec(values) -> list[dict]:
+    import onnx
+
+    out = []
+    for v in values:
+        t = v.type.tensor_type
+        shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
+        out.append({"name": v.name, "shape": shape, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name})
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("torch", "ultralytics", "onnx", "onnxsim", "onnxruntime"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished ``tmp`` bundle to ``out``, replacing an existing bundle there."""
+    if out.exists():
+        old = out.with_name(out.name + ".old-" + tmp.name)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+def export_fastsam(
+    weights: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    imgsz: int = 1024,
+    dynamic: bool = False,
+    opset: int | None = None,
+    batch: int = 1,
+    progress: Callable[[int, str], None] = _progress,
+) -> Path:
+    """Export ``weights`` to ``out/fastsam.onnx`` + ``out/manifest.json``; returns ``out``.
+
+    imgsz: network input side in pixels (a multiple of 32); dynamic: dynamic batch/height/width axes;
+    opset: ONNX opset (ultralytics' choice when None); batch: static batch size.
+    Raises :class:`ExportError` for a bad checkpoint or option, or a PyTorch/onnxruntime disagreement.
+    """
+    import onnx
+    import onnxsim
+
+    if imgsz <= 0 or imgsz % 32:
+        raise ExportError(f"imgsz must be a positive multiple of 32, got {imgsz}")
+    if batch < 1:
+        raise ExportError(f"batch must be >= 1, got {batch}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"output path exists and is not a directory: {out}")
+    weights = Path(weights)
+
+    progress(1, f"loading checkpoint {weights}")
+    model = load_checkpoint(weights)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)
+    try:
+        progress(2, f"exporting to ONNX (imgsz {imgsz}, {'dynamic' if dynamic else 'static'}, batch {batch})")
+        work = tmp / "work"
+        work.mkdir()
+        src = work / "model.pt"
+        shutil.copyfile(weights, src)
+        from ultralytics import YOLO
+
+        raw = YOLO(str(src), task="segment").export(
+            format="onnx", imgsz=imgsz, dynamic=dynamic, opset=opset, batch=batch, simplify=False,
+            half=False, device="cpu", verbose=False,
+        )
+        proto = onnx.load(raw)
+        metadata = {p.key: p.value for p in proto.metadata_props}
+
+        progress(3, "simplifying with onnxsim")
+        simplified, ok = onnxsim.simplify(proto)
+        if not ok:
+            raise ExportError("onnxsim could not validate the simplified graph")
+        del simplified.metadata_props[:]
+        onnx.helper.set_model_props(simplified, metadata)
+
+        progress(4, "checking the graph with onnx.checker")
+        onnx_path = tmp / FASTSAM_ONNX
+        onnx.save(simplified, str(onnx_path))
+        onnx.checker.check_model(str(onnx_path))
+        shutil.rmtree(work)
+
+        progress(5, "comparing PyTorch and onnxruntime on a real image")
+        torch_model = model.model.float().eval()
+        x, image_name = check_image((imgsz, imgsz))
+        if batch > 1:
+            x = np.repeat(x, batch, axis=0)
+        diffs = parity(torch_model, onnx_path, x)
+
+        progress(6, "writing manifest")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "kind": "fastsam",
+            "model_file": FASTSAM_ONNX,
+            "imgsz": [imgsz, imgsz],
+            "dynamic": dynamic,
+            "batch": None if dynamic else batch,
+            "stride": int(model.model.stride.max()),
+            "opset": int(next(o.version for o in simplified.opset_import if o.domain in ("", "ai.onnx"))),
+            "inputs": _io_spec(simplified.graph.input),
+            "outputs": _io_spec(simplified.graph.output),
+            "num_masks": int(model.model.model[-1].nm),
+            "sha256": {"onnx": sha256_file(onnx_path), "weights": sha256_file(weights)},
+            "source": {"weights": weights.name, "parameters": int(sum(p.numel() for p in torch_model.parameters()))},
+            "parity": {
+                "image": image_name,
+                "max_abs_diff": diffs,
+                "tolerance": f"max|diff| <= {PARITY_RTOL} * max(1, max|pytorch|) per output",
+            },
+            "tools": _versions(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        _replace_dir(tmp, out)
+        return out
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,17 @@
+"""The model zoo: the demo bundle shipped with the package, and the recipes that made it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+
+
+def demo_bundle() -> Path:
+    """Directory of the shipped demo FastSAM bundle (``fastsam.onnx`` + ``manifest.json``)."""
+    return DEMO_DIR
+
+
+def example_image() -> Path:
+    """A synthetic example image of the demo world (512 × 512 JPEG)."""
+    return DEMO_DIR / "example.jpg"

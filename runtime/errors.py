@@ -1,0 +1,19 @@
+"""Typed errors of the runtime. Every error a user can cause derives from :class:`FastSAMError`."""
+
+from __future__ import annotations
+
+
+class FastSAMError(Exception):
+    """Base class of the errors raised for bad input, bad models or bad settings."""
+
+
+class BadImageError(FastSAMError, ValueError):
+    """The image is missing, unreadable or of a kind the runtime does not accept."""
+
+
+class BadModelError(FastSAMError, ValueError):
+    """The model file or bundle is missing, corrupt or not a FastSAM graph."""
+
+
+class BadArgumentError(FastSAMError, ValueError):
+    """A setting (threshold, image size, ...) is out of its valid range."""

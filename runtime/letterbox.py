@@ -1,0 +1,63 @@
+"""Letterbox: resize keeping the aspect ratio, pad to the network input, BGR uint8 → RGB float NCHW.
+
+Reproduces ultralytics ``LetterBox`` (centre padding, value 114, ``cv2.INTER_LINEAR``, upscaling allowed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Geometry of one letterbox: original (h0, w0), network input (H, W), resized content and padding.
+
+    ``new_w``/``new_h`` is the resized content size and ``left``/``top`` its offset inside the input, pixels.
+    """
+
+    orig_shape: tuple[int, int]
+    input_shape: tuple[int, int]
+    new_w: int
+    new_h: int
+    left: int
+    top: int
+
+
+def letterbox_geometry(
+    orig_shape: tuple[int, int], new_shape: tuple[int, int], *, auto: bool = False, stride: int = 32
+) -> Letterbox:
+    """Compute the letterbox for an (h0, w0) image into (H, W).
+
+    ``auto`` gives the minimal rectangle (padding mod ``stride``), as the reference does for dynamic graphs.
+    Pads: top = round(dh - 0.1), bottom = round(dh + 0.1) with Python's half-to-even ``round``.
+    """
+    h0, w0 = orig_shape
+    r = min(new_shape[0] / h0, new_shape[1] / w0)
+    new_w, new_h = max(round(w0 * r), 1), max(round(h0 * r), 1)
+    dw, dh = new_shape[1] - new_w, new_shape[0] - new_h
+    if auto:
+        dw, dh = dw % stride, dh % stride
+    dw, dh = dw / 2, dh / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    return Letterbox((h0, w0), (new_h + top + bottom, new_w + left + right), new_w, new_h, left, top)
+
+
+def letterbox(image: np.ndarray, lb: Letterbox, pad_value: int = 114) -> np.ndarray:
+    """Resize (H0, W0, 3) BGR uint8 into the letterbox and pad it: returns (H, W, 3) BGR uint8."""
+    if image.shape[:2] != (lb.new_h, lb.new_w):
+        image = cv2.resize(image, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
+    out = np.full((*lb.input_shape, 3), pad_value, dtype=np.uint8)
+    out[lb.top : lb.top + lb.new_h, lb.left : lb.left + lb.new_w] = image
+    return out
+
+
+def to_tensor(image: np.ndarray, dtype: np.dtype = np.float32) -> np.ndarray:
+    """(H, W, 3) BGR uint8 → (1, 3, H, W) RGB in [0, 1] of ``dtype`` (float32 or float16)."""
+    chw = image[:, :, ::-1].transpose(2, 0, 1)
+    out = np.empty((1, *chw.shape), dtype=np.float32)
+    np.divide(chw, np.float32(255), out=out[0])
+    return out if dtype == np.float32 else out.astype(dtype)

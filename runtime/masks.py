@@ -1,0 +1,126 @@
+"""Mask assembly from prototypes and coefficients, one kept box at a time.
+
+The reference (ultralytics ``process_mask_native`` / ``process_mask``) upsamples every mask logit map to
+the full output size, thresholds at 0 and crops to the box. Bilinear resizing is separable and linear, so
+the same pixels come from one small sparse map per axis (:class:`Axis`, a few taps per output pixel). For each
+box only its own rows and columns are computed, so memory scales with the kept boxes' areas, never with
+N × H × W.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .letterbox import Letterbox
+
+
+class MaskCrop(NamedTuple):
+    """One instance mask: ``mask`` (h, w) bool placed at column ``x0``, row ``y0`` of its canvas (pixels)."""
+
+    x0: int
+    y0: int
+    mask: np.ndarray
+
+
+def resize_matrix(in_size: int, out_size: int, scale: float | None = None) -> np.ndarray:
+    """Bilinear resize along one axis as a matrix (out_size, in_size) float32.
+
+    Half-pixel centres, no antialiasing, source index clamped at 0 and at ``in_size - 1`` (torch
+    ``F.interpolate(mode="bilinear", align_corners=False)``). ``scale`` = input/output step, default
+    ``in_size / out_size``.
+    """
+    s = np.float32(in_size / out_size if scale is None else scale)
+    src = np.maximum(s * (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), 0)
+    i0 = np.minimum(src.astype(np.int64), in_size - 1)
+    lam = np.clip(src - i0, 0, 1).astype(np.float32)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    w = np.zeros((out_size, in_size), dtype=np.float32)
+    rows = np.arange(out_size)
+    w[rows, i0] += 1 - lam
+    w[rows, i1] += lam
+    return w
+
+
+def _native_axis(m: int, f: int, out: int, top: int, content: int) -> np.ndarray:
+    """Axis matrix (out, m): upsample m → f·m by ``f``, keep [top, top + content), resize to ``out``."""
+    up = resize_matrix(m, f * m, scale=1 / f) if f > 1 else np.eye(m, dtype=np.float32)
+    return resize_matrix(content, out) @ up[top : top + content]
+
+
+def retina_axes(proto_shape: tuple[int, int], orig_shape: tuple[int, int]) -> tuple[Axis, Axis]:
+    """Axes for masks at the original image size: y (h0 outputs from mh), x (w0 outputs from mw).
+
+    Reproduces ``process_mask_native``: an optional pre-upsample by f ∈ {1, 2, 4} so that the letterbox
+    padding falls on whole pixels, the un-pad, and the bilinear resize to (h0, w0). Assumes the network
+    input is 4 × the prototype size and the image was letterboxed into it (centred).
+    """
+    mh, mw = proto_shape
+    h, w = orig_shape
+    gain = min(4 * mh / h, 4 * mw / w)
+    pad = (4 * mh - max(round(h * gain), 1)) | (4 * mw - max(round(w * gain), 1))
+    f = 4 // math.gcd(4, pad | pad // 2)
+    ih, iw = f * mh, f * mw
+    g = min(ih / h, iw / w)
+    ch, cw = max(round(h * g), 1), max(round(w * g), 1)
+    top, left = round((ih - ch) / 2 - 0.1), round((iw - cw) / 2 - 0.1)
+    return sparse_axis(_native_axis(mh, f, h, top, ch)), sparse_axis(_native_axis(mw, f, w, left, cw))
+
+
+def input_axes(proto_shape: tuple[int, int], input_shape: tuple[int, int]) -> tuple[Axis, Axis]:
+    """Axes for masks at the network-input size (``process_mask(..., upsample=True)``)."""
+    (mh, mw), (H, W) = proto_shape, input_shape
+    return sparse_axis(resize_matrix(mh, H)), sparse_axis(resize_matrix(mw, W))
+
+
+def box_span(lo: float, hi: float, size: int) -> tuple[int, int]:
+    """Pixel indices i with lo <= i < hi inside [0, size): the reference's ``crop_mask`` rule."""
+    return min(max(math.ceil(lo), 0), size), min(max(math.ceil(hi), 0), size)
+
+
+class Axis(NamedTuple):
+    """A resize along one axis in sparse form: output i = sum_k w[i, k] * input[idx[i, k]].
+
+    idx: (out, K) int64 source indices; w: (out, K) float32 weights (K = most taps of any output).
+    """
+
+    idx: np.ndarray
+    w: np.ndarray
+
+
+def sparse_axis(matrix: np.ndarray) -> Axis:
+    """Dense (out, in) resize matrix → :class:`Axis` (unused taps point at a used one with weight 0)."""
+    nz = matrix != 0
+    k = max(int(nz.sum(1).max()), 1)
+    order = np.argsort(~nz, axis=1, kind="stable")[:, :k]
+    w = np.take_along_axis(matrix, order, axis=1)
+    idx = np.where(w != 0, order, order[:, :1])
+    return Axis(idx.astype(np.int64), w.astype(np.float32))
+
+
+def crop_masks(protos: np.ndarray, coeffs: np.ndarray, boxes: np.ndarray, ay: Axis, ax: Axis) -> list[MaskCrop | None]:
+    """Binary masks inside each box: logit = coeffs @ protos, resized along ``ay``/``ax``, on where > 0.
+
+    protos: (32, mh, mw) float32; coeffs: (N, 32); boxes: (N, 4) xyxy in the canvas's pixels (the canvas
+    is (len(ay.idx), len(ax.idx))). Returns one :class:`MaskCrop` per box, or ``None`` where the mask is
+    empty (the reference drops those detections). Work and memory per box scale with the box's area.
+    """
+    c = protos.shape[0]
+    out: list[MaskCrop | None] = []
+    for coef, (x1, y1, x2, y2) in zip(coeffs.astype(np.float32), boxes.tolist()):
+        r0, r1 = box_span(y1, y2, len(ay.idx))
+        c0, c1 = box_span(x1, x2, len(ax.idx))
+        if r0 >= r1 or c0 >= c1:
+            out.append(None)
+            continue
+        iy, wy = ay.idx[r0:r1], ay.w[r0:r1]
+        ix, wx = ax.idx[c0:c1], ax.w[c0:c1]
+        p0, p1, q0, q1 = int(iy.min()), int(iy.max()) + 1, int(ix.min()), int(ix.max()) + 1
+        logits = (coef @ protos[:, p0:p1, q0:q1].reshape(c, -1)).reshape(p1 - p0, q1 - q0)
+        rows = sum(logits[iy[:, k] - p0] * wy[:, k, None] for k in range(iy.shape[1]))
+        full = sum(rows[:, ix[:, k] - q0] * wx[:, k] for k in range(ix.shape[1]))
+        m = full > 0
+        out.append(MaskCrop(c0, r0, m) if m.any() else None)
+    return out
