@@ -16,7 +16,14 @@ log = logging.getLogger(__name__)
 
 ProviderSpec = Union[str, tuple[str, dict]]
 
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(uint8)": np.uint8,
+}
 
 
 def default_providers() -> list[str]:
@@ -45,7 +52,9 @@ class OnnxSession:
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
-        self.input_dtype = np.dtype(_ORT_DTYPES.get(inp.type, np.float32))
+        if inp.type not in _ORT_DTYPES:
+            raise BadModelError(f"{self.path}: unsupported input type {inp.type}")
+        self.input_dtype = np.dtype(_ORT_DTYPES[inp.type])
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
