@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_CLIP_DIR = Path(__file__).resolve().parent / "clip-demo"
 
 
 def demo_bundle() -> Path:
@@ -15,3 +16,8 @@ def demo_bundle() -> Path:
 def example_image() -> Path:
     """A synthetic example image of the demo world (512 × 512 JPEG)."""
     return DEMO_DIR / "example.jpg"
+
+
+def demo_clip_bundle() -> Path:
+    """Directory of the shipped demo CLIP bundle (image and text encoders, BPE vocabulary, manifest)."""
+    return DEMO_CLIP_DIR

@@ -17,3 +17,7 @@ class BadModelError(FastSAMError, ValueError):
 
 class BadArgumentError(FastSAMError, ValueError):
     """A setting (threshold, image size, ...) is out of its valid range."""
+
+
+class BadPromptError(FastSAMError, ValueError):
+    """A box, point, label or text prompt is malformed (NaN, wrong shape, x2 < x1, empty text, ...)."""

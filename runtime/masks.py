@@ -25,6 +25,16 @@ class MaskCrop(NamedTuple):
     mask: np.ndarray
 
 
+class Axis(NamedTuple):
+    """A resize along one axis in sparse form: output i = sum_k w[i, k] * input[idx[i, k]].
+
+    idx: (out, K) int64 source indices; w: (out, K) float32 weights (K = most taps of any output).
+    """
+
+    idx: np.ndarray
+    w: np.ndarray
+
+
 def resize_matrix(in_size: int, out_size: int, scale: float | None = None) -> np.ndarray:
     """Bilinear resize along one axis as a matrix (out_size, in_size) float32.
 
@@ -44,29 +54,36 @@ def resize_matrix(in_size: int, out_size: int, scale: float | None = None) -> np
     return w
 
 
-def _native_axis(m: int, f: int, out: int, top: int, content: int) -> np.ndarray:
-    """Axis matrix (out, m): upsample m → f·m by ``f``, keep [top, top + content), resize to ``out``."""
-    up = resize_matrix(m, f * m, scale=1 / f) if f > 1 else np.eye(m, dtype=np.float32)
-    return resize_matrix(content, out) @ up[top : top + content]
+def unpad_axes(canvas_shape: tuple[int, int], orig_shape: tuple[int, int], f: int = 1) -> tuple[Axis, Axis]:
+    """Axes from a letterboxed canvas (ch, cw) to the original (h0, w0): ``scale_masks`` of the reference.
+
+    The canvas is first upsampled by ``f`` (bilinear), then its centred content — size round(h0·g) ×
+    round(w0·g) with g = min(f·ch/h0, f·cw/w0), offset round(pad/2 - 0.1) — is resized to (h0, w0).
+    """
+    (ch, cw), (h, w) = canvas_shape, orig_shape
+    ih, iw = f * ch, f * cw
+    g = min(ih / h, iw / w)
+    nh, nw = max(round(h * g), 1), max(round(w * g), 1)
+    top, left = round((ih - nh) / 2 - 0.1), round((iw - nw) / 2 - 0.1)
+
+    def axis(m: int, out: int, start: int, content: int) -> Axis:
+        up = resize_matrix(m, f * m, scale=1 / f) if f > 1 else np.eye(m, dtype=np.float32)
+        return sparse_axis(resize_matrix(content, out) @ up[start : start + content])
+
+    return axis(ch, h, top, nh), axis(cw, w, left, nw)
 
 
 def retina_axes(proto_shape: tuple[int, int], orig_shape: tuple[int, int]) -> tuple[Axis, Axis]:
     """Axes for masks at the original image size: y (h0 outputs from mh), x (w0 outputs from mw).
 
-    Reproduces ``process_mask_native``: an optional pre-upsample by f ∈ {1, 2, 4} so that the letterbox
-    padding falls on whole pixels, the un-pad, and the bilinear resize to (h0, w0). Assumes the network
-    input is 4 × the prototype size and the image was letterboxed into it (centred).
+    Reproduces ``process_mask_native``: a pre-upsample by f ∈ {1, 2, 4} so that the letterbox padding
+    falls on whole pixels, then :func:`unpad_axes`. Assumes the network input is 4 × the prototype size.
     """
     mh, mw = proto_shape
     h, w = orig_shape
     gain = min(4 * mh / h, 4 * mw / w)
     pad = (4 * mh - max(round(h * gain), 1)) | (4 * mw - max(round(w * gain), 1))
-    f = 4 // math.gcd(4, pad | pad // 2)
-    ih, iw = f * mh, f * mw
-    g = min(ih / h, iw / w)
-    ch, cw = max(round(h * g), 1), max(round(w * g), 1)
-    top, left = round((ih - ch) / 2 - 0.1), round((iw - cw) / 2 - 0.1)
-    return sparse_axis(_native_axis(mh, f, h, top, ch)), sparse_axis(_native_axis(mw, f, w, left, cw))
+    return unpad_axes(proto_shape, orig_shape, f=4 // math.gcd(4, pad | pad // 2))
 
 
 def input_axes(proto_shape: tuple[int, int], input_shape: tuple[int, int]) -> tuple[Axis, Axis]:
@@ -80,16 +97,6 @@ def box_span(lo: float, hi: float, size: int) -> tuple[int, int]:
     return min(max(math.ceil(lo), 0), size), min(max(math.ceil(hi), 0), size)
 
 
-class Axis(NamedTuple):
-    """A resize along one axis in sparse form: output i = sum_k w[i, k] * input[idx[i, k]].
-
-    idx: (out, K) int64 source indices; w: (out, K) float32 weights (K = most taps of any output).
-    """
-
-    idx: np.ndarray
-    w: np.ndarray
-
-
 def sparse_axis(matrix: np.ndarray) -> Axis:
     """Dense (out, in) resize matrix → :class:`Axis` (unused taps point at a used one with weight 0)."""
     nz = matrix != 0
@@ -98,6 +105,13 @@ def sparse_axis(matrix: np.ndarray) -> Axis:
     w = np.take_along_axis(matrix, order, axis=1)
     idx = np.where(w != 0, order, order[:, :1])
     return Axis(idx.astype(np.int64), w.astype(np.float32))
+
+
+def resample(src: np.ndarray, p0: int, q0: int, iy: np.ndarray, wy: np.ndarray, ix: np.ndarray, wx: np.ndarray) -> np.ndarray:
+    """Resize the block ``src`` (whose first element is at canvas row ``p0``, column ``q0``) to the output
+    rows/columns whose taps are (iy, wy) and (ix, wx): returns (len(iy), len(ix)) float32."""
+    rows = sum(src[iy[:, k] - p0] * wy[:, k, None] for k in range(iy.shape[1]))
+    return sum(rows[:, ix[:, k] - q0] * wx[:, k] for k in range(ix.shape[1]))
 
 
 def crop_masks(protos: np.ndarray, coeffs: np.ndarray, boxes: np.ndarray, ay: Axis, ax: Axis) -> list[MaskCrop | None]:
@@ -119,8 +133,35 @@ def crop_masks(protos: np.ndarray, coeffs: np.ndarray, boxes: np.ndarray, ay: Ax
         ix, wx = ax.idx[c0:c1], ax.w[c0:c1]
         p0, p1, q0, q1 = int(iy.min()), int(iy.max()) + 1, int(ix.min()), int(ix.max()) + 1
         logits = (coef @ protos[:, p0:p1, q0:q1].reshape(c, -1)).reshape(p1 - p0, q1 - q0)
-        rows = sum(logits[iy[:, k] - p0] * wy[:, k, None] for k in range(iy.shape[1]))
-        full = sum(rows[:, ix[:, k] - q0] * wx[:, k] for k in range(ix.shape[1]))
-        m = full > 0
+        m = resample(logits, p0, q0, iy, wy, ix, wx) > 0
         out.append(MaskCrop(c0, r0, m) if m.any() else None)
+    return out
+
+
+def _touching(axis: Axis, lo: int, hi: int) -> tuple[int, int]:
+    """Range of outputs whose non-zero taps read any input in [lo, hi)."""
+    hit = np.flatnonzero(((axis.idx >= lo) & (axis.idx < hi) & (axis.w != 0)).any(1))
+    return (int(hit[0]), int(hit[-1]) + 1) if hit.size else (0, 0)
+
+
+def rescale_crops(crops: list[MaskCrop], ay: Axis, ax: Axis, threshold: float = 0.5) -> list[MaskCrop]:
+    """Binary crops on one canvas → crops on another (e.g. letterboxed → original, axes from
+    :func:`unpad_axes`): bilinear resize of the 0/1 mask, on where > ``threshold`` (the reference's
+    ``scale_masks(...) > 0.5``), computed only around each crop. An instance may come out empty
+    (its crop is then (0, 0))."""
+    out = []
+    for x0, y0, m in crops:
+        r0, r1 = _touching(ay, y0, y0 + m.shape[0])
+        c0, c1 = _touching(ax, x0, x0 + m.shape[1])
+        if r0 >= r1 or c0 >= c1:
+            out.append(MaskCrop(0, 0, np.zeros((0, 0), dtype=bool)))
+            continue
+        iy, wy = ay.idx[r0:r1], ay.w[r0:r1]
+        ix, wx = ax.idx[c0:c1], ax.w[c0:c1]
+        p0, q0 = int(iy.min()), int(ix.min())
+        src = np.zeros((int(iy.max()) + 1 - p0, int(ix.max()) + 1 - q0), dtype=np.float32)
+        ys, xs = max(y0, p0), max(x0, q0)
+        ye, xe = min(y0 + m.shape[0], p0 + src.shape[0]), min(x0 + m.shape[1], q0 + src.shape[1])
+        src[ys - p0 : ye - p0, xs - q0 : xe - q0] = m[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        out.append(MaskCrop(c0, r0, resample(src, p0, q0, iy, wy, ix, wx) > threshold))
     return out

@@ -6,19 +6,23 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .errors import BadArgumentError, BadModelError
+from .errors import BadArgumentError, BadModelError, BadPromptError
 from .fixup import fastsam_fixup, scale_boxes
 from .image import ImageLike, load_image
 from .letterbox import Letterbox, letterbox, letterbox_geometry, to_tensor
 from .manifest import resolve_fastsam
-from .masks import crop_masks, input_axes, retina_axes
+from .masks import MaskCrop, crop_masks, input_axes, retina_axes
+from .prompts import merge_by_points, parse_boxes, parse_points, parse_texts, select_by_boxes, select_by_points, select_by_texts, text_crops
 from .nms import decode
 from .result import Result
 from .session import OnnxSession, ProviderSpec
+
+if TYPE_CHECKING:
+    from .clip import CLIP
 
 
 def default_model() -> Path:
@@ -37,7 +41,14 @@ class FastSAM:
         providers: onnxruntime execution providers, default CUDA (when available) then CPU.
     """
 
-    def __init__(self, model: str | os.PathLike[str] | None = None, providers: Sequence[ProviderSpec] | None = None):
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        providers: Sequence[ProviderSpec] | None = None,
+        clip: "str | os.PathLike[str] | CLIP | None" = None,
+    ):
+        self._clip_spec = clip
+        self._providers = providers
         self.onnx_path, self.manifest = resolve_fastsam(default_model() if model is None else model)
         self.session = OnnxSession(self.onnx_path, providers)
         shape = self.session.input_shape
@@ -92,12 +103,20 @@ class FastSAM:
         iou: float = 0.9,
         max_det: int = 300,
         retina_masks: bool = True,
+        bboxes=None,
+        points=None,
+        labels=None,
+        texts: str | Sequence[str] | None = None,
+        point_mode: str = "select",
+        text_mode: str = "select",
     ) -> Result:
-        """Segment everything in ``image`` (a path, or an (H, W, 3) BGR uint8 array as OpenCV reads it).
+        """Segment ``image`` (a path, or an (H, W, 3) BGR uint8 array as OpenCV reads it).
 
         conf: keep detections scoring > conf; iou: NMS suppresses IoU > iou; max_det: at most this many.
         retina_masks: masks at the original size (True) or at the network-input size, in letterboxed
         coordinates (False, as the reference). Boxes are always in original-image pixels.
+        With prompts (``bboxes``, ``points``/``labels``, ``texts``) only the selected instances are
+        returned: see :meth:`prompt`.
         """
         if not 0 <= conf <= 1 or not 0 <= iou <= 1:
             raise BadArgumentError(f"conf and iou must be within [0, 1], got conf={conf}, iou={iou}")
@@ -115,7 +134,103 @@ class FastSAM:
         t3 = time.perf_counter()
         result.orig_img = img
         result.timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
-        return result
+        if bboxes is None and points is None and texts is None:
+            return result
+        return self.prompt(
+            result, bboxes=bboxes, points=points, labels=labels, texts=texts, point_mode=point_mode, text_mode=text_mode
+        )
+
+    @property
+    def clip(self) -> "CLIP":
+        """The CLIP model for text prompts, loaded on first use (default: the shipped demo CLIP)."""
+        if not hasattr(self, "_clip"):
+            from .clip import CLIP
+
+            spec = self._clip_spec
+            if isinstance(spec, CLIP):
+                self._clip = spec
+            else:
+                from .models import demo_clip_bundle
+
+                self._clip = CLIP(demo_clip_bundle() if spec is None else spec, providers=self._providers)
+        return self._clip
+
+    def prompt(
+        self,
+        result: Result,
+        *,
+        bboxes=None,
+        points=None,
+        labels=None,
+        texts: str | Sequence[str] | None = None,
+        point_mode: str = "select",
+        text_mode: str = "select",
+    ) -> Result:
+        """Select instances of a segment-everything ``result`` (reuse one result for many prompts).
+
+        bboxes: (4,) or (K, 4) xyxy pixels — per box the instance with the best mask-vs-box IoU.
+        points: (2,) or (K, 2) x, y pixels with ``labels`` (1 foreground, 0 background; default all 1) —
+        instances hit by a positive point and by no negative one.
+        texts: a string or a list — per text the instance whose masked crop CLIP matches best.
+        Each prompt type ORs into one selection; instances keep their order (ultralytics semantics); the
+        result's ``selected_by`` says which prompts picked each instance.
+
+        ``point_mode="merge"`` is the original FastSAM point prompt: ONE mask merged from the instances the
+        points hit (largest first; positive points paint on, negative off). ``text_mode="original"`` is
+        the original FastSAM text prompt: exactly one text, and the one best instance. Both return a
+        single-instance result and cannot be combined with other prompt types.
+        """
+        if point_mode not in ("select", "merge") or text_mode not in ("select", "original"):
+            raise BadArgumentError(f"point_mode is 'select' or 'merge', text_mode 'select' or 'original'; got {point_mode!r}, {text_mode!r}")
+        t0 = time.perf_counter()
+        shape = result.orig_shape
+        boxes_p = None if bboxes is None else parse_boxes(bboxes, shape)
+        points_p = None if points is None else parse_points(points, labels, shape)
+        if points is None and labels is not None:
+            raise BadPromptError("labels given without points")
+        texts_p = None if texts is None else parse_texts(texts)
+        special = (point_mode == "merge" and points_p is not None) or (text_mode == "original" and texts_p is not None)
+        if special and sum(p is not None for p in (boxes_p, points_p, texts_p)) > 1:
+            raise BadArgumentError("point_mode='merge' and text_mode='original' take only their own prompt type")
+        if text_mode == "original" and texts_p is not None and len(texts_p) != 1:
+            raise BadPromptError(f"text_mode='original' takes exactly one text, got {len(texts_p)}")
+        if len(result) == 0:
+            return result.select([], [])
+        crops = result.original_crops()
+        tags: list[list[str]] = [[] for _ in crops]
+        if boxes_p is not None:
+            for k, i in enumerate(select_by_boxes(crops, boxes_p)):
+                tags[i].append(f"box:{k}")
+        if points_p is not None:
+            if point_mode == "merge":
+                return _merged_result(result, merge_by_points(crops, *points_p, shape), select_by_points(crops, *points_p))
+            for i in np.flatnonzero(select_by_points(crops, *points_p)):
+                tags[i].append("points")
+        if texts_p is not None:
+            images, keep = text_crops(result.orig_img, result.boxes, crops)
+            if images:
+                sim = self.clip.similarity(images, texts_p)
+                for k, i in enumerate(select_by_texts(sim, keep)):
+                    tags[i].append(f"text:{texts_p[k]}")
+        idx = [i for i, t in enumerate(tags) if t]
+        out = result.select(idx, [tags[i] for i in idx])
+        out.timings["prompt"] = (time.perf_counter() - t0) * 1e3
+        return out
+
+
+def _merged_result(result: Result, mask: np.ndarray, hit: np.ndarray) -> Result:
+    """A one-instance result holding ``mask`` (original size): box = the mask's extent, score = the best
+    score among the instances the points selected; empty when the mask is empty."""
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return result.select([], [])
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    score = result.scores[hit].max() if hit.any() else np.float32(0)
+    return Result(
+        np.array([[x0, y0, x1, y1]], dtype=np.float32), np.array([score], dtype=np.float32),
+        [MaskCrop(int(x0), int(y0), mask[y0:y1, x0:x1].copy())], result.orig_shape, result.orig_shape,
+        dict(result.timings), result.orig_img, [["points:merged"]],
+    )
 
 
 def postprocess(

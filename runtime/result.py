@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .masks import MaskCrop
+from .masks import MaskCrop, rescale_crops, unpad_axes
 from .rle import encode_rle
 
 
@@ -33,6 +33,7 @@ class Result:
     orig_shape: tuple[int, int]
     timings: dict[str, float] = field(default_factory=dict)
     orig_img: np.ndarray | None = field(default=None, repr=False)
+    selected_by: list[list[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -57,12 +58,19 @@ class Result:
         """(N,) int64 mask areas in pixels of the mask canvas."""
         return np.array([int(c.mask.sum()) for c in self.crops], dtype=np.int64)
 
-    def select(self, idx: Sequence[int] | np.ndarray) -> "Result":
+    def original_crops(self) -> list[MaskCrop]:
+        """The instance masks at the original image size (letterboxed masks are resized as the
+        reference's prompt step resizes them: bilinear, on where > 0.5)."""
+        if self.mask_shape == self.orig_shape:
+            return list(self.crops)
+        return rescale_crops(self.crops, *unpad_axes(self.mask_shape, self.orig_shape))
+
+    def select(self, idx: Sequence[int] | np.ndarray, selected_by: list[list[str]] | None = None) -> "Result":
         """A new result with the instances ``idx`` (indices or a boolean mask), in that order."""
         idx = np.arange(len(self))[np.asarray(idx)] if len(self) else np.zeros(0, dtype=np.int64)
         return Result(
             self.boxes[idx], self.scores[idx], [self.crops[i] for i in idx], self.mask_shape,
-            self.orig_shape, dict(self.timings), self.orig_img,
+            self.orig_shape, dict(self.timings), self.orig_img, selected_by,
         )
 
     def to_json(self, image_path: str | None = None) -> dict[str, Any]:
@@ -80,6 +88,8 @@ class Result:
                     "segmentation": encode_rle(self.mask(i)),
                 }
             )
+            if self.selected_by is not None:
+                instances[-1]["selected_by"] = self.selected_by[i]
         return {
             "image": {"path": image_path, "width": w0, "height": h0},
             "mask_size": {"width": self.mask_shape[1], "height": self.mask_shape[0]},

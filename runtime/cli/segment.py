@@ -19,7 +19,64 @@ def add_parser(sub) -> None:
     p.add_argument("--no-retina", action="store_true", help="masks at the network-input size, letterboxed")
     p.add_argument("--out", type=Path, help="write an overlay image (PNG/JPEG)")
     p.add_argument("--json", type=Path, help="write the instances as JSON (boxes, scores, COCO RLE masks)")
+    g = p.add_argument_group("prompts (each repeatable; only the selected instances are kept)")
+    g.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2", help="box prompt, pixels")
+    g.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]", help="point prompt; label 1 (default) or 0")
+    g.add_argument("--text", action="append", default=[], metavar="TEXT", help="text prompt (CLIP)")
+    g.add_argument("--prompts", type=Path, help='JSON file: {"boxes": [[x1,y1,x2,y2]...], "points": [[x,y]...], "labels": [...], "texts": [...]}')
+    g.add_argument("--clip", help="CLIP bundle directory for text prompts (default: the shipped demo CLIP)")
+    g.add_argument("--point-mode", choices=["select", "merge"], default="select", help="merge = original FastSAM: one merged mask")
+    g.add_argument("--text-mode", choices=["select", "original"], default="select", help="original = one text, one mask")
     p.set_defaults(run=run)
+
+
+def _numbers(text: str, sizes: tuple[int, ...], what: str) -> list[float]:
+    from . import UsageError
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in sizes:
+        raise UsageError(f"--{what} expects {' or '.join(map(str, sizes))} comma-separated numbers, got {text!r}")
+    return values
+
+
+def gather_prompts(args: argparse.Namespace) -> dict:
+    """Prompts from --box/--point/--text and --prompts FILE, merged; keys as ``FastSAM.prompt`` takes them."""
+    from . import UsageError
+
+    boxes = [_numbers(b, (4,), "box") for b in args.box]
+    points, labels = [], []
+    for text in args.point:
+        v = _numbers(text, (2, 3), "point")
+        points.append(v[:2])
+        labels.append(int(v[2]) if len(v) == 3 else 1)
+    texts = list(args.text)
+    if args.prompts is not None:
+        try:
+            data = json.loads(args.prompts.read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read prompts file {args.prompts}: {e}") from None
+        if not isinstance(data, dict) or set(data) - {"boxes", "points", "labels", "texts"}:
+            raise UsageError(f"{args.prompts}: expected an object with keys boxes, points, labels, texts")
+        boxes += data.get("boxes") or []
+        file_points = data.get("points") or []
+        file_labels = data.get("labels")
+        if file_labels is not None and len(file_labels) != len(file_points):
+            raise UsageError(f"{args.prompts}: {len(file_points)} points but {len(file_labels)} labels")
+        points += file_points
+        labels += file_labels if file_labels is not None else [1] * len(file_points)
+        file_texts = data.get("texts") or []
+        texts += [file_texts] if isinstance(file_texts, str) else file_texts
+    out: dict = {}
+    if boxes:
+        out["bboxes"] = boxes
+    if points:
+        out["points"], out["labels"] = points, labels
+    if texts:
+        out["texts"] = texts
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,9 +89,11 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.out, args.json):
         if path is not None and not path.parent.exists():
             raise UsageError(f"output directory does not exist: {path.parent}")
-    model = FastSAM(args.model)
+    prompts = gather_prompts(args)
+    model = FastSAM(args.model, clip=args.clip)
     result = model.segment(
-        args.image, imgsz=args.imgsz, conf=args.conf, iou=args.iou, max_det=args.max_det, retina_masks=not args.no_retina
+        args.image, imgsz=args.imgsz, conf=args.conf, iou=args.iou, max_det=args.max_det,
+        retina_masks=not args.no_retina, point_mode=args.point_mode, text_mode=args.text_mode, **prompts,
     )
     if args.json is not None:
         args.json.write_text(json.dumps(result.to_json(str(args.image)), separators=(",", ":")) + "\n")

@@ -1,0 +1,171 @@
+"""Prompt selection on a segment-everything result: boxes, points with labels, texts (through CLIP).
+
+Semantics of ultralytics ``FastSAMPredictor.prompt``: each prompt type ORs its picks into one selection
+over the instances, which keep their order. Masks are taken at the original image size. Functions here
+work on :class:`~fastsam_onnx.masks.MaskCrop` lists (instance masks stored inside their boxes).
+
+Malformed prompts raise :class:`BadPromptError`; coordinates outside the image are clipped as the
+reference clips them (boxes to [0, w] × [0, h], points to [0, w-1] × [0, h-1]).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .errors import BadPromptError
+from .masks import MaskCrop
+
+_I32 = np.iinfo(np.int32)
+
+
+def _finite_array(values, width: int, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BadPromptError(f"{what} must be numbers, got {values!r}") from None
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != width or arr.shape[0] == 0:
+        raise BadPromptError(f"{what} must have shape ({width},) or (K, {width}), got {np.shape(values)}")
+    if not np.isfinite(arr).all():
+        raise BadPromptError(f"{what} contain NaN or infinite values: {arr.tolist()}")
+    return arr
+
+
+def parse_boxes(bboxes, image_shape: tuple[int, int]) -> np.ndarray:
+    """Box prompts → (K, 4) int64 xyxy, truncated toward zero and clipped to [0, w] × [0, h] (pixels).
+
+    Raises :class:`BadPromptError` for NaN/inf, a wrong shape, or x2 < x1 / y2 < y1.
+    """
+    arr = _finite_array(bboxes, 4, "boxes")
+    if (arr[:, 2] < arr[:, 0]).any() or (arr[:, 3] < arr[:, 1]).any():
+        raise BadPromptError(f"boxes must be x1, y1, x2, y2 with x2 >= x1 and y2 >= y1, got {arr.tolist()}")
+    boxes = np.trunc(arr.clip(_I32.min, _I32.max)).astype(np.int64)
+    h, w = image_shape
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+    return boxes
+
+
+def parse_points(points, labels, image_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Point prompts → ((K, 2) int64 x, y clipped to [0, w-1] × [0, h-1], (K,) int64 labels 0/1).
+
+    Labels default to 1 (positive). Raises :class:`BadPromptError` for NaN/inf, a wrong shape, labels of
+    another length or labels other than 0 and 1.
+    """
+    pts = _finite_array(points, 2, "points")
+    coords = np.trunc(pts.clip(_I32.min, _I32.max)).astype(np.int64)
+    h, w = image_shape
+    coords[:, 0] = coords[:, 0].clip(0, w - 1)
+    coords[:, 1] = coords[:, 1].clip(0, h - 1)
+    if labels is None:
+        lab = np.ones(len(coords), dtype=np.int64)
+    else:
+        lab = np.atleast_1d(np.asarray(labels))
+        if lab.ndim != 1 or len(lab) != len(coords):
+            raise BadPromptError(f"got {len(coords)} points but labels of shape {np.shape(labels)}: one label per point")
+        if not np.isin(lab, (0, 1)).all():
+            raise BadPromptError(f"labels must be 1 (foreground) or 0 (background), got {lab.tolist()}")
+        lab = lab.astype(np.int64)
+    return coords, lab
+
+
+def parse_texts(texts) -> list[str]:
+    """A string or a list of strings → list; empty or blank strings raise :class:`BadPromptError`."""
+    items = [texts] if isinstance(texts, str) else list(texts)
+    if not items:
+        raise BadPromptError("texts is an empty list")
+    for t in items:
+        if not isinstance(t, str) or not t.strip():
+            raise BadPromptError(f"text prompts must be non-empty strings, got {t!r}")
+    return items
+
+
+def _inside(crop: MaskCrop, x1: int, y1: int, x2: int, y2: int) -> int:
+    """Number of the crop's mask pixels inside the pixel rectangle [x1, x2) × [y1, y2)."""
+    x0, y0, m = crop
+    xs, ys = max(x1, x0), max(y1, y0)
+    xe, ye = min(x2, x0 + m.shape[1]), min(y2, y0 + m.shape[0])
+    return int(m[ys - y0 : ye - y0, xs - x0 : xe - x0].sum()) if xe > xs and ye > ys else 0
+
+
+def select_by_boxes(crops: Sequence[MaskCrop], boxes: np.ndarray) -> np.ndarray:
+    """For each (K, 4) int box: the instance maximising inter / (box area + mask area - inter).
+
+    inter = the instance's mask pixels inside the box. Returns (K,) int64 instance indices (the first
+    on ties, computed in float32 as the reference does).
+    """
+    areas = np.array([int(c.mask.sum()) for c in crops], dtype=np.int64)
+    picks = []
+    for x1, y1, x2, y2 in boxes.tolist():
+        inter = np.array([_inside(c, x1, y1, x2, y2) for c in crops], dtype=np.int64)
+        union = (x2 - x1) * (y2 - y1) + areas - inter
+        picks.append(int(np.argmax(inter.astype(np.float32) / union.astype(np.float32))))
+    return np.asarray(picks, dtype=np.int64)
+
+
+def _hits(crops: Sequence[MaskCrop], coords: np.ndarray) -> np.ndarray:
+    """(N, K) bool: instance i's mask is on at point k."""
+    out = np.zeros((len(crops), len(coords)), dtype=bool)
+    for i, (x0, y0, m) in enumerate(crops):
+        x, y = coords[:, 0] - x0, coords[:, 1] - y0
+        ok = (x >= 0) & (y >= 0) & (x < m.shape[1]) & (y < m.shape[0])
+        out[i, ok] = m[y[ok], x[ok]]
+    return out
+
+
+def select_by_points(crops: Sequence[MaskCrop], coords: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N,) bool: instances hit by any positive point and by no negative point (every instance not hit
+    by a negative point when all labels are 0)."""
+    hits = _hits(crops, coords)
+    pos = np.ones(len(crops), dtype=bool) if labels.sum() == 0 else hits[:, labels == 1].any(1)
+    return pos & ~hits[:, labels == 0].any(1)
+
+
+def merge_by_points(crops: Sequence[MaskCrop], coords: np.ndarray, labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The original FastSAM point prompt: ONE (H, W) bool mask. Instances by area, largest first; for each
+    point in order that hits the instance, a positive label paints its mask on, a negative one off."""
+    hits = _hits(crops, coords)
+    areas = np.array([int(c.mask.sum()) for c in crops])
+    out = np.zeros(shape, dtype=bool)
+    for i in np.argsort(-areas, kind="stable"):
+        x0, y0, m = crops[i]
+        view = out[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]]
+        for k in np.flatnonzero(hits[i]):
+            view[m] = bool(labels[k])
+    return out
+
+
+def text_crops(
+    image: np.ndarray, boxes: np.ndarray, crops: Sequence[MaskCrop], min_area: int = 100
+) -> tuple[list[np.ndarray], list[int]]:
+    """CLIP inputs for text prompts: for each instance with mask area > ``min_area`` px, in order, the
+    image inside its box (int-truncated xyxy) with everything outside the mask black, as RGB uint8.
+
+    image: (h0, w0, 3) BGR uint8; crops at the original size. Returns (RGB crops, their instance indices).
+    Only the instance's own mask is kept, so neighbouring segments never leak into a crop.
+    """
+    out, keep = [], []
+    for i, (box, (x0, y0, m)) in enumerate(zip(boxes.tolist(), crops)):
+        if m.sum() <= min_area:
+            continue
+        x1, y1, x2, y2 = (int(v) for v in box)
+        region = image[y1:y2, x1:x2]
+        if region.size == 0:
+            continue
+        inside = np.zeros(region.shape[:2], dtype=bool)
+        xs, ys = max(x1, x0), max(y1, y0)
+        xe, ye = min(x2, x0 + m.shape[1]), min(y2, y0 + m.shape[0])
+        if xe > xs and ye > ys:
+            inside[ys - y1 : ye - y1, xs - x1 : xe - x1] = m[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        out.append(np.ascontiguousarray((region * inside[..., None])[:, :, ::-1]))
+        keep.append(i)
+    return out, keep
+
+
+def select_by_texts(similarity: np.ndarray, keep: Sequence[int]) -> np.ndarray:
+    """(M, K) text-by-crop similarity → (M,) instance indices: per text the best crop, mapped back
+    through ``keep`` (the instance index of each crop)."""
+    return np.asarray(keep, dtype=np.int64)[np.argmax(similarity, axis=1)]
