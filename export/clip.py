@@ -1,0 +1,370 @@
+"""Export OpenAI CLIP (the ``clip`` module) to a bundle of two ONNX towers for the torch-free runtime.
+
+Steps: load the weights (a model name, downloaded by the clip module, or a local checkpoint) → ONNX
+export of the image tower (``images`` → ``image_embeds``) and the text tower (``tokens`` →
+``text_embeds``), dynamic batch → onnxsim → onnx.checker → PyTorch vs onnxruntime on crops of real
+photographs and on texts → manifest, with a copy of the BPE vocabulary beside the graphs.
+Everything is written to a temporary directory beside the target and renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from fastsam_onnx.clip_tokenizer import BPE_NAME
+from fastsam_onnx.manifest import FORMAT_VERSION, MANIFEST_NAME, sha256_file
+
+from . import ExportError
+from .fastsam import _io_spec, _progress, _replace_dir, _versions
+
+CLIP_IMAGE_ONNX = "clip_image.onnx"
+CLIP_TEXT_ONNX = "clip_text.onnx"
+DEFAULT_OPSET = 17
+#: Parity: every PyTorch/onnxruntime pair of embeddings must have at least this cosine similarity.
+MIN_COSINE = 0.9999
+#: Socket timeout (seconds) while the clip module downloads named weights, so a dead network fails.
+DOWNLOAD_TIMEOUT_S = 30.0
+
+#: Texts of the parity check: short, punctuated, non-Latin, and one beyond 77 tokens (truncated).
+PARITY_TEXTS = (
+    "a photo of a bus",
+    "a man wearing a tie",
+    "the dog",
+    "A RED double-decker bus, parked on the street!",
+    "un chat noir 🐈 sur le toit",
+    "自転車に乗る人",
+    " ".join(["a very long description of a crowded street"] * 12),
+)
+
+
+def _crops() -> list[tuple[str, tuple[int, int, int, int] | None]]:
+    """(asset file, crop box x1, y1, x2, y2 in pixels or None for the whole photo) of the parity check."""
+    return [
+        ("bus.jpg", None),
+        ("bus.jpg", (0, 230, 810, 740)),
+        ("bus.jpg", (40, 390, 250, 910)),
+        ("zidane.jpg", None),
+        ("zidane.jpg", (740, 40, 1150, 715)),
+        ("zidane.jpg", (120, 190, 560, 715)),
+        ("zidane.jpg", (430, 420, 530, 720)),
+    ]
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """Give new sockets a default timeout (unless one is set already) for the duration of the block."""
+    old = socket.getdefaulttimeout()
+    if old is None:
+        socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _import_clip():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pkg_resources deprecation inside clip
+        try:
+            import clip
+        except ImportError as e:
+            raise ExportError(f"the CLIP export needs the clip module: pip install clip-anytorch ({e})") from None
+    return clip
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def load_clip(weights: str | os.PathLike[str], download_root: str | os.PathLike[str] | None = None):
+    """Load CLIP on the CPU in fp32 with ``clip.load(..., jit=False)``.
+
+    weights: a model name of the clip module (``clip.available_models()``, downloaded into
+    ``download_root``, default ``~/.cache/clip``) or a checkpoint file (state dict or JIT archive).
+    Returns (model, the clip module's preprocess transform, the weights file).
+    """
+    clip = _import_clip()
+    name = str(weights)
+    if name in clip.available_models():
+        url = clip.clip._MODELS[name]
+        root = Path(download_root) if download_root is not None else Path("~/.cache/clip").expanduser()
+        try:
+            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+                model, preprocess = clip.load(name, device="cpu", jit=False, download_root=str(root))
+        except Exception as e:
+            if isinstance(e, (OSError, http.client.HTTPException)) or "SHA256" in str(e):
+                raise ExportError(
+                    f"the CLIP weights {name!r} could not be downloaded from {url} ({_first_line(e)}); "
+                    f"without network access, fetch that file elsewhere and pass the local checkpoint path instead"
+                ) from None
+            raise ExportError(f"cannot load the CLIP weights {name!r}: {_first_line(e)}") from None
+        return model, preprocess, root / os.path.basename(url)
+    path = Path(name)
+    if not path.is_file():
+        raise ExportError(
+            f"CLIP weights not found: {name!r} is neither a local checkpoint file nor one of {clip.available_models()}"
+        )
+    if path.stat().st_size == 0:
+        raise ExportError(f"CLIP checkpoint is empty: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model, preprocess = clip.load(str(path), device="cpu", jit=False)
+    except Exception as e:  # torch.load / unpickling / build_model (missing keys) errors of every kind
+        raise ExportError(f"cannot load CLIP checkpoint {path}: {_first_line(e)}") from None
+    return model, preprocess, path
+
+
+def _towers(model):
+    """The two towers as modules with one tensor input each (fp32, eval mode)."""
+    import torch
+
+    class ImageTower(torch.nn.Module):
+        def __init__(self, clip_model):
+            super().__init__()
+            self.clip_model = clip_model
+
+        def forward(self, images):  # (B, 3, R, R) float32 → (B, D)
+            return self.clip_model.encode_image(images)
+
+    class TextTower(torch.nn.Module):
+        def __init__(self, clip_model):
+            super().__init__()
+            self.clip_model = clip_model
+
+        def forward(self, tokens):  # (B, 77) int64 → (B, D), pooled at argmax(tokens) (the end token)
+            return self.clip_model.encode_text(tokens)
+
+    return ImageTower(model).eval(), TextTower(model).eval()
+
+
+def _onnx_export(module, example, path: Path, input_name: str, output_name: str, opset: int) -> None:
+    import torch
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (example,), str(path), dynamo=False, opset_version=opset,
+            input_names=[input_name], output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}}, do_constant_folding=True,
+        )
+
+
+def _simplify(path: Path):
+    import onnx
+    import onnxsim
+
+    simplified, ok = onnxsim.simplify(onnx.load(str(path)))
+    if not ok:
+        raise ExportError(f"onnxsim could not validate the simplified graph {path.name}")
+    return simplified
+
+
+def parity_inputs(preprocess) -> tuple[np.ndarray, list[str]]:
+    """Crops of ultralytics' bus.jpg and zidane.jpg through the clip module's own preprocess:
+    ((N, 3, R, R) float32, names such as ``bus.jpg[0,230,810,740]``)."""
+    from PIL import Image
+    from ultralytics.utils import ASSETS
+
+    xs, names = [], []
+    for file, box in _crops():
+        img = Image.open(ASSETS / file).convert("RGB")
+        if box is not None:
+            img = img.crop(box)
+        xs.append(preprocess(img).numpy())
+        names.append(file if box is None else f"{file}[{','.join(map(str, box))}]")
+    return np.stack(xs).astype(np.float32), names
+
+
+def _compare(name: str, ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    """max |onnx - torch| and the smallest row-wise cosine similarity; ExportError below MIN_COSINE."""
+    if ref.shape != got.shape:
+        raise ExportError(f"{name}: PyTorch shape {ref.shape} != ONNX shape {got.shape}")
+    if not np.isfinite(got).all():
+        raise ExportError(f"{name}: onnxruntime produced non-finite values")
+    ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
+    cos = (ref64 * got64).sum(1) / (np.linalg.norm(ref64, axis=1) * np.linalg.norm(got64, axis=1))
+    stats = {"max_abs_diff": float(np.abs(ref64 - got64).max()), "min_cosine": float(cos.min())}
+    if not stats["min_cosine"] >= MIN_COSINE:
+        raise ExportError(
+            f"PyTorch and onnxruntime disagree on {name}: min cosine {stats['min_cosine']:.6f} < {MIN_COSINE} "
+            f"(max |diff| {stats['max_abs_diff']:.3g})"
+        )
+    return stats
+
+
+def parity(model, image_path: Path, text_path: Path, images: np.ndarray, tokens: np.ndarray) -> dict[str, Any]:
+    """PyTorch vs onnxruntime (CPU) for both towers, on the whole batch and on its first item alone."""
+    import onnxruntime as ort
+    import torch
+
+    with torch.no_grad():
+        ref_img = model.encode_image(torch.from_numpy(images)).float().numpy()
+        ref_txt = model.encode_text(torch.from_numpy(tokens)).float().numpy()
+    out = {}
+    for key, path, x, ref in (("image", image_path, images, ref_img), ("text", text_path, tokens, ref_txt)):
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feed = sess.get_inputs()[0].name
+        got = sess.run(None, {feed: x})[0]
+        one = sess.run(None, {feed: x[:1]})[0]  # another batch size through the dynamic axis
+        full, single = _compare(f"the {key} encoder", ref, got), _compare(f"the {key} encoder (batch 1)", ref[:1], one)
+        out[key] = {
+            "max_abs_diff": max(full["max_abs_diff"], single["max_abs_diff"]),
+            "min_cosine": min(full["min_cosine"], single["min_cosine"]),
+        }
+    return out
+
+
+def _opset_of(proto) -> int:
+    return int(next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")))
+
+
+def export_clip(
+    weights: str | os.PathLike[str] = "ViT-B/32",
+    out: str | os.PathLike[str] | None = None,
+    *,
+    opset: int | None = None,
+    download_root: str | os.PathLike[str] | None = None,
+    progress: Callable[[int, str], None] = _progress,
+) -> Path:
+    """Export CLIP to ``out/`` (clip_image.onnx, clip_text.onnx, the BPE vocabulary, manifest.json); returns ``out``.
+
+    weights: a clip model name (downloaded by the clip module into ``download_root``) or a local
+    checkpoint file; out: the bundle directory (default ``clip-<weights name>`` in the working
+    directory, e.g. ``clip-ViT-B-32``); opset: ONNX opset (default 17).
+    Raises :class:`ExportError` when the weights cannot be downloaded or loaded, for a bad option, or
+    when PyTorch and onnxruntime disagree (cosine < 0.9999).
+    """
+    import onnx
+    import torch
+
+    opset = DEFAULT_OPSET if opset is None else int(opset)
+    if not 14 <= opset <= 21:
+        raise ExportError(f"opset must be between 14 and 21, got {opset}")
+    if out is None:
+        stem = Path(str(weights)).stem if Path(str(weights)).is_file() else str(weights)
+        out = Path("clip-" + re.sub(r"[^A-Za-z0-9_.@-]+", "-", stem))
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"output path exists and is not a directory: {out}")
+
+    progress(1, f"loading CLIP weights {weights}")
+    model, preprocess, weights_file = load_clip(weights, download_root)
+    model = model.float().eval()
+    clip = _import_clip()
+    bpe_src = Path(clip.__file__).parent / BPE_NAME
+    resolution = int(model.visual.input_resolution)
+    context_length = int(model.context_length)
+    normalize = preprocess.transforms[-1]
+    mean, std = [float(v) for v in normalize.mean], [float(v) for v in normalize.std]
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)
+    try:
+        progress(2, f"exporting the image and text towers to ONNX (opset {opset}, dynamic batch)")
+        images, image_names = parity_inputs(preprocess)
+        tokens = clip.tokenize(list(PARITY_TEXTS), context_length=context_length, truncate=True).numpy()
+        image_tower, text_tower = _towers(model)
+        work = tmp / "work"
+        work.mkdir()
+        raw_image, raw_text = work / CLIP_IMAGE_ONNX, work / CLIP_TEXT_ONNX
+        _onnx_export(image_tower, torch.from_numpy(images[:2]), raw_image, "images", "image_embeds", opset)
+        _onnx_export(text_tower, torch.from_numpy(tokens[:2]), raw_text, "tokens", "text_embeds", opset)
+
+        progress(3, "simplifying with onnxsim")
+        image_proto, text_proto = _simplify(raw_image), _simplify(raw_text)
+
+        progress(4, "checking the graphs with onnx.checker")
+        image_path, text_path = tmp / CLIP_IMAGE_ONNX, tmp / CLIP_TEXT_ONNX
+        onnx.save(image_proto, str(image_path))
+        onnx.save(text_proto, str(text_path))
+        for p in (image_path, text_path):
+            onnx.checker.check_model(str(p))
+        shutil.rmtree(work)
+        shutil.copyfile(bpe_src, tmp / BPE_NAME)
+
+        progress(5, "comparing PyTorch and onnxruntime on photo crops and texts")
+        stats = parity(model, image_path, text_path, images, tokens)
+        embed_dim = int(model.text_projection.shape[1])
+
+        progress(6, "writing manifest")
+        import importlib.metadata as md
+
+        tools = _versions()
+        with contextlib.suppress(md.PackageNotFoundError):
+            tools["clip-anytorch"] = md.version("clip-anytorch")
+        weights_is_file = weights_file.is_file()
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "kind": "clip",
+            "image_model_file": CLIP_IMAGE_ONNX,
+            "text_model_file": CLIP_TEXT_ONNX,
+            "bpe_file": BPE_NAME,
+            "embed_dim": embed_dim,
+            "context_length": context_length,
+            "image_resolution": resolution,
+            "vocab_size": int(model.vocab_size),
+            "opset": _opset_of(image_proto),
+            "image_encoder": {"inputs": _io_spec(image_proto.graph.input), "outputs": _io_spec(image_proto.graph.output)},
+            "text_encoder": {
+                "inputs": _io_spec(text_proto.graph.input),
+                "outputs": _io_spec(text_proto.graph.output),
+                "pooling": "argmax of token ids (the end-of-text token)",
+            },
+            "preprocess": {
+                "resize": "bicubic",
+                "resize_side": "short",
+                "size": resolution,
+                "crop": "center",
+                "mean": mean,
+                "std": std,
+                "scale": 1 / 255,
+                "channels": "RGB",
+            },
+            "tokenizer": {
+                "sot": int(clip.clip._tokenizer.encoder["<|startoftext|>"]),
+                "eot": int(clip.clip._tokenizer.encoder["<|endoftext|>"]),
+                "truncate": True,
+                "lower_case": True,
+            },
+            "sha256": {
+                "image_onnx": sha256_file(image_path),
+                "text_onnx": sha256_file(text_path),
+                "bpe": sha256_file(tmp / BPE_NAME),
+                "weights": sha256_file(weights_file) if weights_is_file else None,
+            },
+            "source": {
+                "weights": str(weights) if str(weights) in clip.available_models() else weights_file.name,
+                "parameters": int(sum(p.numel() for p in model.parameters())),
+            },
+            "parity": {
+                "images": image_names,
+                "texts": list(PARITY_TEXTS),
+                "image": stats["image"],
+                "text": stats["text"],
+                "min_cosine_required": MIN_COSINE,
+            },
+            "tools": tools,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        _replace_dir(tmp, out)
+        return out
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,130 @@
+"""CLIP on ONNX Runtime: image and text embeddings from an exported CLIP bundle, without PyTorch.
+
+A bundle (written by ``fastsam-onnx export clip``) holds ``manifest.json`` (kind ``"clip"``), the image
+tower (``images`` (B, 3, R, R) float32 → ``image_embeds`` (B, D)), the text tower (``tokens`` (B, 77)
+int64 → ``text_embeds`` (B, D)) and the BPE vocabulary of the tokenizer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .clip_preprocess import preprocess_batch
+from .clip_tokenizer import BPE_NAME, ClipTokenizer
+from .errors import BadArgumentError, BadModelError
+from .manifest import read_manifest
+from .session import OnnxSession, ProviderSpec
+
+CLIP_IMAGE_ONNX = "clip_image.onnx"
+CLIP_TEXT_ONNX = "clip_text.onnx"
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows of (N, D) scaled to unit Euclidean length (float32); all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1).astype(np.float32)
+
+
+class CLIP:
+    """A CLIP bundle on ONNX Runtime.
+
+    Args:
+        bundle: directory with manifest.json, the two towers and the BPE vocabulary.
+        providers: as for :class:`~fastsam_onnx.session.OnnxSession` ("auto" when None, "cpu", "cuda", ...).
+
+    Attributes:
+        embed_dim: D, the embedding size; image_resolution: R, the square input side in pixels;
+        context_length: token ids per text (77).
+    """
+
+    def __init__(self, bundle: str | os.PathLike[str], providers: str | Sequence[ProviderSpec] | None = None):
+        self.bundle = Path(bundle)
+        if not self.bundle.is_dir():
+            raise BadModelError(f"CLIP bundle not found: {self.bundle} (create one with: fastsam-onnx export clip)")
+        m = read_manifest(self.bundle)
+        if m["kind"] != "clip":
+            raise BadModelError(f"bundle {self.bundle} holds a {m['kind']!r} model, not a CLIP model")
+        self.manifest = m
+        try:
+            self.embed_dim = int(m["embed_dim"])
+            self.context_length = int(m.get("context_length", 77))
+            self.image_resolution = int(m.get("image_resolution", 224))
+            pre = m.get("preprocess", {})
+            self.mean = tuple(float(v) for v in pre["mean"])
+            self.std = tuple(float(v) for v in pre["std"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise BadModelError(f"{self.bundle / 'manifest.json'} is not a valid CLIP manifest ({e!r})") from None
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise BadModelError(f"{self.bundle}: the manifest's mean/std must be 3 values each (std > 0)")
+        if pre.get("resize", "bicubic") != "bicubic" or pre.get("crop", "center") != "center":
+            raise BadModelError(f"{self.bundle}: unsupported preprocessing {pre.get('resize')}/{pre.get('crop')}")
+
+        self.image_session = OnnxSession(self.bundle / m.get("image_model_file", CLIP_IMAGE_ONNX), providers)
+        self.text_session = OnnxSession(self.bundle / m.get("text_model_file", CLIP_TEXT_ONNX), providers)
+        r = self.image_resolution
+        if self.image_session.input_shape[1:] != (3, r, r):
+            raise BadModelError(
+                f"{self.image_session.path}: input shape {self.image_session.input_shape}, expected (B, 3, {r}, {r})"
+            )
+        if self.text_session.input_shape[1:] != (self.context_length,) or self.text_session.input_dtype != np.int64:
+            raise BadModelError(
+                f"{self.text_session.path}: input {self.text_session.input_shape} {self.text_session.input_dtype}, "
+                f"expected (B, {self.context_length}) int64"
+            )
+        bpe = self.bundle / m.get("bpe_file", BPE_NAME)
+        if not bpe.is_file():
+            raise BadModelError(f"CLIP bundle {self.bundle} lacks its BPE vocabulary {bpe.name}")
+        self.tokenizer = ClipTokenizer(bpe, self.context_length)
+        self._text_cache: dict[str, np.ndarray] = {}
+
+    def _check_output(self, out: np.ndarray, n: int, what: str) -> np.ndarray:
+        if out.shape != (n, self.embed_dim):
+            raise BadModelError(f"the {what} encoder returned shape {out.shape}, expected ({n}, {self.embed_dim})")
+        return out
+
+    def encode_images(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+        """Images (PIL, or (H, W, 3) RGB uint8 arrays) → (N, D) float32, L2-normalised.
+
+        Images are preprocessed and run ``batch_size`` at a time (one encoder call per batch).
+        """
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            raise BadArgumentError("encode_images takes a list of images; wrap a single image in a list")
+        if int(batch_size) < 1:
+            raise BadArgumentError(f"batch_size must be >= 1, got {batch_size}")
+        images = list(images)
+        feats = np.empty((len(images), self.embed_dim), dtype=np.float32)
+        for start in range(0, len(images), int(batch_size)):
+            chunk = images[start : start + int(batch_size)]
+            x = preprocess_batch(chunk, self.image_resolution, self.mean, self.std)
+            feats[start : start + len(chunk)] = self._check_output(self.image_session.run(x)[0], len(chunk), "image")
+        return l2_normalize(feats)
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Texts → (M, D) float32, L2-normalised. Each distinct string is encoded once per CLIP object."""
+        if isinstance(texts, str):
+            raise BadArgumentError("encode_texts takes a list of strings; wrap a single text in a list")
+        texts = list(texts)
+        if not texts:
+            raise BadArgumentError("encode_texts needs at least one text")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise BadArgumentError(f"texts must be strings, got {type(t).__name__} at index {i}")
+        if int(batch_size) < 1:
+            raise BadArgumentError(f"batch_size must be >= 1, got {batch_size}")
+        todo = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        for start in range(0, len(todo), int(batch_size)):
+            chunk = todo[start : start + int(batch_size)]
+            out = self._check_output(self.text_session.run(self.tokenizer(chunk))[0], len(chunk), "text")
+            for text, feat in zip(chunk, l2_normalize(out)):
+                self._text_cache[text] = feat
+        return np.stack([self._text_cache[t] for t in texts])
+
+    def similarity(self, images: Sequence[Any], texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Cosine similarities, (M texts, N images) float32: ``encode_texts(texts) @ encode_images(images).T``."""
+        text_feats = self.encode_texts(texts)
+        return text_feats @ self.encode_images(images, batch_size).T
