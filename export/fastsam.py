@@ -1,13 +1,15 @@
 """Export a FastSAM / one-class YOLOv8-seg checkpoint to a simplified ONNX bundle with a manifest.
 
 Steps: load and check the checkpoint → ultralytics ONNX export → onnxsim → onnx.checker → PyTorch vs
-onnxruntime on a real photograph → manifest. Everything is written to a temporary directory beside the
+onnxruntime on a real photograph → [a precision variant: fp16 or int8, see :mod:`.precision`, and its
+accuracy against the fp32 graph] → manifest. Everything is written to a temporary directory beside the
 target and renamed into place only at the end, so a failure leaves no half-written bundle.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import shutil
@@ -29,8 +31,8 @@ PARITY_RTOL = 1e-3
 STEPS = 6
 
 
-def _progress(step: int, text: str) -> None:
-    print(f"[{step}/{STEPS}] {text}", file=sys.stderr, flush=True)
+def _progress(step: int, text: str, total: int = STEPS) -> None:
+    print(f"[{step}/{total}] {text}", file=sys.stderr, flush=True)
 
 
 def load_checkpoint(weights: str | os.PathLike[str]):
@@ -68,6 +70,13 @@ def check_image(imgsz: tuple[int, int]) -> tuple[np.ndarray, str]:
     img = cv2.imread(str(path))
     lb = letterbox_geometry(img.shape[:2], imgsz)
     return to_tensor(letterbox(img, lb)), path.name
+
+
+def check_image_path(name: str = "bus.jpg") -> Path:
+    """A photograph shipped inside the ultralytics package (bus.jpg, zidane.jpg)."""
+    from ultralytics.utils import ASSETS
+
+    return Path(ASSETS) / name
 
 
 def parity(torch_model, onnx_path: Path, x: np.ndarray) -> dict[str, float]:
@@ -110,7 +119,7 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {}
-    for pkg in ("torch", "ultralytics", "onnx", "onnxsim", "onnxruntime"):
+    for pkg in ("torch", "ultralytics", "onnx", "onnxsim", "onnxruntime", "onnxconverter-common"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -137,17 +146,36 @@ def export_fastsam(
     dynamic: bool = False,
     opset: int | None = None,
     batch: int = 1,
+    half: bool = False,
+    int8: bool = False,
+    calib: str | os.PathLike[str] | None = None,
     progress: Callable[[int, str], None] = _progress,
 ) -> Path:
     """Export ``weights`` to ``out/fastsam.onnx`` + ``out/manifest.json``; returns ``out``.
 
     imgsz: network input side in pixels (a multiple of 32); dynamic: dynamic batch/height/width axes;
     opset: ONNX opset (ultralytics' choice when None); batch: static batch size.
+    half: ship an fp16 graph (fp16 weights and compute, fp32 input/output); int8: ship a static-QDQ int8
+    graph calibrated on the images of the folder ``calib`` (required). The manifest's ``variant`` says
+    which (fp32/fp16/int8) and, for fp16/int8, ``accuracy`` compares it with the fp32 graph on the ``calib``
+    images (fp16 without ``calib``: ultralytics' bus.jpg and zidane.jpg).
     Raises :class:`ExportError` for a bad checkpoint or option, or a PyTorch/onnxruntime disagreement.
     """
     import onnx
     import onnxsim
 
+    from . import precision
+
+    if half and int8:
+        raise ExportError("choose one of half (fp16) and int8")
+    if int8 and calib is None:
+        raise ExportError("int8 needs calibration images: --calib DIR")
+    variant = "int8" if int8 else "fp16" if half else "fp32"
+    if calib is not None and variant == "fp32":
+        raise ExportError("--calib only applies to --half or --int8")
+    calib_images = precision.calibration_images(calib) if calib is not None else None
+    if variant != "fp32" and progress is _progress:
+        progress = functools.partial(_progress, total=STEPS + 1)
     if imgsz <= 0 or imgsz % 32:
         raise ExportError(f"imgsz must be a positive multiple of 32, got {imgsz}")
     if batch < 1:
@@ -197,7 +225,28 @@ def export_fastsam(
             x = np.repeat(x, batch, axis=0)
         diffs = parity(torch_model, onnx_path, x)
 
-        progress(6, "writing manifest")
+        accuracy = quantization = None
+        if variant != "fp32":
+            progress(6, f"making the {variant} variant and comparing it with fp32")
+            images = calib_images or [check_image_path(name) for name in ("bus.jpg", "zidane.jpg")]
+            fp32_path = tmp / "fp32.onnx"
+            onnx_path.rename(fp32_path)
+            if variant == "fp16":
+                precision.to_fp16(fp32_path, onnx_path)
+            else:
+                quantization = precision.to_int8(fp32_path, onnx_path, images, (imgsz, imgsz), dynamic=dynamic)
+            accuracy = precision.variant_accuracy(fp32_path, onnx_path, images, imgsz=(imgsz, imgsz))
+            accuracy["target_mask_iou"] = precision.TARGET_MASK_IOU[variant]
+            below = " — below the target" if accuracy["mask_iou_mean"] < accuracy["target_mask_iou"] else ""
+            progress(
+                6,
+                f"{variant} vs fp32 on {len(images)} images: mean mask IoU {accuracy['mask_iou_mean']:.4f} "
+                f"(target {accuracy['target_mask_iou']}){below}, matched {accuracy['count_agreement']:.0%} of instances",
+            )
+            fp32_path.unlink()
+            simplified = onnx.load(str(onnx_path), load_external_data=False)
+
+        progress(6 + (variant != "fp32"), "writing manifest")
         manifest = {
             "format_version": FORMAT_VERSION,
             "kind": "fastsam",
@@ -210,16 +259,22 @@ def export_fastsam(
             "inputs": _io_spec(simplified.graph.input),
             "outputs": _io_spec(simplified.graph.output),
             "num_masks": int(model.model.model[-1].nm),
+            "variant": variant,
             "sha256": {"onnx": sha256_file(onnx_path), "weights": sha256_file(weights)},
             "source": {"weights": weights.name, "parameters": int(sum(p.numel() for p in torch_model.parameters()))},
             "parity": {
                 "image": image_name,
                 "max_abs_diff": diffs,
                 "tolerance": f"|onnx - pytorch| <= {PARITY_ATOL} + {PARITY_RTOL} * |pytorch| element-wise",
+                "graph": "fp32",
             },
             "tools": _versions(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        if accuracy is not None:
+            manifest["accuracy"] = {"reference": "fp32", **accuracy}
+        if quantization is not None:
+            manifest["quantization"] = quantization
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace_dir(tmp, out)
         return out

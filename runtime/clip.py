@@ -36,13 +36,19 @@ class CLIP:
     Args:
         bundle: directory with manifest.json, the two towers and the BPE vocabulary.
         providers: as for :class:`~fastsam_onnx.session.OnnxSession` ("auto" when None, "cpu", "cuda", ...).
+        strict: a requested provider that does not come up raises ProviderError instead of a warning.
 
     Attributes:
         embed_dim: D, the embedding size; image_resolution: R, the square input side in pixels;
         context_length: token ids per text (77).
     """
 
-    def __init__(self, bundle: str | os.PathLike[str], providers: str | Sequence[ProviderSpec] | None = None):
+    def __init__(
+        self,
+        bundle: str | os.PathLike[str],
+        providers: str | Sequence[ProviderSpec] | None = None,
+        strict: bool = False,
+    ):
         self.bundle = Path(bundle)
         if not self.bundle.is_dir():
             raise BadModelError(f"CLIP bundle not found: {self.bundle} (create one with: fastsam-onnx export clip)")
@@ -64,8 +70,8 @@ class CLIP:
         if pre.get("resize", "bicubic") != "bicubic" or pre.get("crop", "center") != "center":
             raise BadModelError(f"{self.bundle}: unsupported preprocessing {pre.get('resize')}/{pre.get('crop')}")
 
-        self.image_session = OnnxSession(self.bundle / m.get("image_model_file", CLIP_IMAGE_ONNX), providers)
-        self.text_session = OnnxSession(self.bundle / m.get("text_model_file", CLIP_TEXT_ONNX), providers)
+        self.image_session = OnnxSession(self.bundle / m.get("image_model_file", CLIP_IMAGE_ONNX), providers, strict)
+        self.text_session = OnnxSession(self.bundle / m.get("text_model_file", CLIP_TEXT_ONNX), providers, strict)
         r = self.image_resolution
         if self.image_session.input_shape[1:] != (3, r, r):
             raise BadModelError(

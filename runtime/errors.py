@@ -21,3 +21,7 @@ class BadArgumentError(FastSAMError, ValueError):
 
 class BadPromptError(FastSAMError, ValueError):
     """A box, point, label or text prompt is malformed (NaN, wrong shape, x2 < x1, empty text, ...)."""
+
+
+class ProviderError(FastSAMError, RuntimeError):
+    """A requested execution provider is not offered by this onnxruntime build, or did not come up."""

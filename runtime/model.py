@@ -38,19 +38,25 @@ class FastSAM:
     Args:
         model: a bundle directory (``fastsam.onnx`` + ``manifest.json``) or an .onnx file; ``None`` = the
             shipped demo model.
-        providers: onnxruntime execution providers, default CUDA (when available) then CPU.
+        providers: "auto" (None: TensorRT, CUDA, CPU, whichever this onnxruntime build offers), "cpu",
+            "cuda", "tensorrt", or a list of provider names / (name, options) pairs; see
+            :mod:`fastsam_onnx.providers`. :attr:`providers` reports what onnxruntime kept.
+        strict: a requested provider that is not offered or does not come up raises
+            :class:`~fastsam_onnx.errors.ProviderError` instead of a warning and a fallback.
     """
 
     def __init__(
         self,
         model: str | os.PathLike[str] | None = None,
-        providers: Sequence[ProviderSpec] | None = None,
+        providers: str | Sequence[ProviderSpec] | None = None,
         clip: "str | os.PathLike[str] | CLIP | None" = None,
+        strict: bool = False,
     ):
         self._clip_spec = clip
         self._providers = providers
+        self._strict = strict
         self.onnx_path, self.manifest = resolve_fastsam(default_model() if model is None else model)
-        self.session = OnnxSession(self.onnx_path, providers)
+        self.session = OnnxSession(self.onnx_path, providers, strict=strict)
         shape = self.session.input_shape
         if len(shape) != 4 or shape[1] not in (3, None) or len(self.session.output_names) < 2:
             raise BadModelError(
@@ -152,7 +158,7 @@ class FastSAM:
             else:
                 from .models import demo_clip_bundle
 
-                self._clip = CLIP(demo_clip_bundle() if spec is None else spec, providers=self._providers)
+                self._clip = CLIP(demo_clip_bundle() if spec is None else spec, providers=self._providers, strict=self._strict)
         return self._clip
 
     def prompt(

@@ -8,9 +8,9 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import FastSAMError
-from . import export, segment
+from . import bench, doctor, export, segment
 
-COMMANDS = {"segment": segment, "export": export}
+COMMANDS = {"segment": segment, "export": export, "bench": bench, "doctor": doctor}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,8 @@
-"""``fastsam-onnx export fastsam --weights W --out DIR``: checkpoint → simplified ONNX bundle (needs [export])."""
+"""``fastsam-onnx export {fastsam,clip} ... --out DIR``: checkpoint → simplified ONNX bundle (needs [export]).
+
+``export fastsam --weights W``: a FastSAM checkpoint; ``export clip [--weights ViT-B/32 | PATH]``: the
+CLIP model of text prompts (a clip model name, downloaded, or a local checkpoint).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,22 @@ def add_parser(sub) -> None:
     f.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     f.add_argument("--opset", type=int, default=None, help="ONNX opset (default: ultralytics' choice)")
     f.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
+    v = f.add_mutually_exclusive_group()
+    v.add_argument("--half", action="store_true", help="fp16 weights and compute, fp32 input/output (for GPUs)")
+    v.add_argument("--int8", action="store_true", help="int8 static QDQ quantization (for CPUs); needs --calib")
+    f.add_argument(
+        "--calib", type=Path, default=None,
+        help="folder of calibration images (--int8), also where --half/--int8 accuracy vs fp32 is measured",
+    )
     f.set_defaults(run=run_fastsam)
+    c = kinds.add_parser("clip", help="CLIP for text prompts: a clip model name or a local checkpoint")
+    c.add_argument(
+        "--weights", default="ViT-B/32",
+        help="clip model name (downloaded, e.g. ViT-B/32, the default) or a local checkpoint file",
+    )
+    c.add_argument("--out", required=True, type=Path, help="bundle directory to write")
+    c.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    c.set_defaults(run=run_clip)
 
 
 def run_fastsam(args: argparse.Namespace) -> int:
@@ -29,9 +48,26 @@ def run_fastsam(args: argparse.Namespace) -> int:
         raise UsageError(f"the export stage needs the [export] extra: pip install 'fastsam-onnx[export]' ({e})") from None
     try:
         out = export_fastsam(
-            args.weights, args.out, imgsz=args.imgsz, dynamic=args.dynamic, opset=args.opset, batch=args.batch
+            args.weights, args.out, imgsz=args.imgsz, dynamic=args.dynamic, opset=args.opset, batch=args.batch,
+            half=args.half, int8=args.int8, calib=args.calib,
         )
     except ExportError as e:
         raise UsageError(str(e)) from None
     print(f"wrote {out / 'fastsam.onnx'} and {out / 'manifest.json'}")
+    return 0
+
+
+def run_clip(args: argparse.Namespace) -> int:
+    from . import UsageError
+
+    try:
+        from ..export import ExportError
+        from ..export.clip import export_clip
+    except ImportError as e:
+        raise UsageError(f"the export stage needs the [export] extra: pip install 'fastsam-onnx[export]' ({e})") from None
+    try:
+        out = export_clip(args.weights, args.out, opset=args.opset)
+    except ExportError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote the CLIP bundle {out} (clip_image.onnx, clip_text.onnx, manifest.json)")
     return 0

@@ -19,6 +19,12 @@ def add_parser(sub) -> None:
     p.add_argument("--no-retina", action="store_true", help="masks at the network-input size, letterboxed")
     p.add_argument("--out", type=Path, help="write an overlay image (PNG/JPEG)")
     p.add_argument("--json", type=Path, help="write the instances as JSON (boxes, scores, COCO RLE masks)")
+    p.add_argument(
+        "--providers", default=None, metavar="auto|cpu|cuda|tensorrt|LIST",
+        help="execution providers: auto (default, or $FASTSAM_ONNX_PROVIDERS), cpu, cuda, tensorrt, "
+        "or a comma list of onnxruntime provider names",
+    )
+    p.add_argument("--strict", action="store_true", help="fail instead of falling back when a provider is unavailable")
     g = p.add_argument_group("prompts (each repeatable; only the selected instances are kept)")
     g.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2", help="box prompt, pixels")
     g.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]", help="point prompt; label 1 (default) or 0")
@@ -89,8 +95,10 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.out, args.json):
         if path is not None and not path.parent.exists():
             raise UsageError(f"output directory does not exist: {path.parent}")
+    if args.out is not None and not cv2.haveImageWriter(str(args.out)):
+        raise UsageError(f"cannot write overlay {args.out}: unknown image extension (use .png or .jpg)")
     prompts = gather_prompts(args)
-    model = FastSAM(args.model, clip=args.clip)
+    model = FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict)
     result = model.segment(
         args.image, imgsz=args.imgsz, conf=args.conf, iou=args.iou, max_det=args.max_det,
         retina_masks=not args.no_retina, point_mode=args.point_mode, text_mode=args.text_mode, **prompts,
@@ -99,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(result.to_json(str(args.image)), separators=(",", ":")) + "\n")
     if args.out is not None:
         if not cv2.imwrite(str(args.out), draw_overlay(result)):
-            raise UsageError(f"cannot write overlay {args.out} (unknown image extension?)")
+            raise UsageError(f"cannot write overlay {args.out}")
     t = result.timings
     print(
         f"{args.image}: {len(result)} instances, {result.orig_shape[1]}x{result.orig_shape[0]}, "

@@ -1,0 +1,146 @@
+"""``fastsam-onnx doctor [--model DIR]``: what this machine's onnxruntime can run, and how fast.
+
+Prints the onnxruntime version and build (CPU or GPU package), the providers it offers, whether the
+CUDA / cuDNN / TensorRT shared libraries load, the FASTSAM_ONNX_* settings, and for each provider whether it
+really creates a session for the model (default: the shipped demo bundle) with the median time of a few
+``session.run`` calls on a zero input. Exits 0 whatever it finds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+
+import numpy as np
+
+#: providers doctor never times (not compute devices)
+_SKIP = ("AzureExecutionProvider",)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("doctor", help="check onnxruntime, execution providers and GPU libraries", description=__doc__)
+    p.add_argument("--model", help="bundle directory or .onnx file to try (default: the shipped demo model)")
+    p.add_argument("--runs", type=int, default=5, help="timed session.run calls per provider (default 5)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import onnxruntime as ort
+
+    from .. import __version__
+    from ..providers import (
+        CPU,
+        CUDA,
+        ENV_VARS,
+        GPU_LIBRARIES,
+        TENSORRT,
+        default_cache_dir,
+        find_gpu_libraries,
+        library_hint,
+        ort_package,
+        ort_packages,
+        unavailable_reason,
+    )
+    from . import UsageError
+
+    if args.runs < 1:
+        raise UsageError(f"--runs must be >= 1, got {args.runs}")
+    package = ort_package()
+    available = ort.get_available_providers()
+    print(f"fastsam-onnx {__version__} (Python {platform.python_version()}, numpy {np.__version__}, {platform.machine()})")
+    build = "GPU build" if package == "onnxruntime-gpu" else "CPU build" if package == "onnxruntime" else "build"
+    print(f"onnxruntime {ort.__version__} (package {package}: {build}, device {ort.get_device()})")
+    print(f"available providers: {', '.join(available)}")
+    if len(ort_packages()) > 1:
+        print(f"  warning: several onnxruntime packages installed ({', '.join(ort_packages())}); they overwrite each "
+              "other's files: keep one (pip uninstall them all, then install the one you want)")
+
+    print("GPU libraries:")
+    found = find_gpu_libraries()
+    for what, sonames in GPU_LIBRARIES.items():
+        if found[what]:
+            print(f"  {what:13s} {found[what]} loads")
+        else:
+            hint = library_hint(what)
+            other = f" (find_library finds {hint}: another major version)" if hint else ""
+            print(f"  {what:13s} not found: tried {', '.join(sonames)}{other}")
+    if package == "onnxruntime-gpu" and not all(found.values()):
+        print(
+            "  hint: install CUDA 12 + cuDNN 9 (+ TensorRT 10 for TensorRT), or the nvidia-* pip wheels and call "
+            "onnxruntime.preload_dlls() before creating sessions"
+        )
+
+    settings = {k: os.environ[k] for k in ENV_VARS if os.environ.get(k)}
+    print(f"settings: {', '.join(f'{k}={v}' for k, v in settings.items()) if settings else 'no FASTSAM_ONNX_* variables set'}")
+    print(f"cache: {default_cache_dir()} (TensorRT engines under tensorrt/)")
+
+    path, shape = _model(args.model)
+    if path is None:
+        return 0
+    candidates = [TENSORRT, CUDA] + [p for p in available if p not in (TENSORRT, CUDA, CPU) and p not in _SKIP] + [CPU]
+    for name in candidates:
+        if name not in available:
+            print(f"  {name}: unavailable — {unavailable_reason(name, available, package)}")
+            continue
+        print(f"  {name}: {_try(path, name, shape, args.runs)}")
+    return 0
+
+
+def _model(spec: str | None):
+    """The model to try → (onnx path, input shape) after printing what it is; (None, None) when absent."""
+    from ..manifest import resolve_fastsam
+    from ..models import demo_bundle
+
+    if spec is None:
+        bundle = demo_bundle()
+        if not (bundle / "fastsam.onnx").is_file():
+            print(f"model: the demo bundle is not built yet ({bundle}); give --model DIR to time a model")
+            return None, None
+        spec = str(bundle)
+    path, manifest = resolve_fastsam(spec)  # a --model that is not a model: BadModelError, exit status 2
+    return path, _input_shape(path, manifest)
+
+
+def _input_shape(path, manifest: dict) -> tuple[int, ...] | None:
+    imgsz = manifest.get("imgsz", [640, 640])
+    hw = list(imgsz) if isinstance(imgsz, list) else [int(imgsz), int(imgsz)]
+    variant = manifest.get("variant", "fp32" if manifest else "unknown")
+    print(f"model: {path} (variant {variant})")
+    return (1, 3, *hw)
+
+
+def _try(path, name: str, default_shape, runs: int) -> str:
+    """Create a strict session on ``name`` alone and time it; one line of result."""
+    from ..errors import FastSAMError
+    from ..session import OnnxSession
+
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            session = OnnxSession(path, [name], strict=True)
+    except FastSAMError as e:
+        return f"FAILED — {e}"
+    created = time.perf_counter() - t0
+    shape = tuple(d if d is not None else default_shape[i] for i, d in enumerate(session.input_shape))
+    x = np.zeros(shape, session.input_dtype)
+    try:
+        t0 = time.perf_counter()
+        session.run(x)  # warm-up (TensorRT builds its engine here the first time)
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            session.run(x)
+            times.append(time.perf_counter() - t0)
+    except Exception as e:  # a provider that creates a session but cannot run it
+        return f"session created but run failed — {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    shape_text = "x".join(map(str, shape))
+    return (
+        f"ok — session.run median {np.median(times) * 1e3:.1f} ms over {runs} runs on a {shape_text} "
+        f"{session.input_dtype} zero input (session {created * 1e3:.0f} ms, first run {first * 1e3:.0f} ms; "
+        f"kept {', '.join(session.providers)})"
+    )
