@@ -317,7 +317,8 @@ def run_ours(case: Case) -> dict[str, Any]:
         "version": __version__,
         "providers": model.providers,
         "graph": {"file": str(model.onnx_path), "input_dtype": str(model.session.input_dtype), "dynamic": model.dynamic,
-                  "precision": model.manifest.get("precision", case.labels.get("precision"))},
+                  "precision": model.manifest.get("precision", case.labels.get("precision")),
+                  "created": model.manifest.get("created"), "sha256": (model.manifest.get("sha256") or {}).get("onnx")},
         "image_shape": list(img.shape[:2]),
         "input_shape": list(x.shape),
         "instances": len(result),
@@ -817,8 +818,9 @@ def _shape(s) -> str:
     return "—" if not s else "×".join(str(v) for v in s[-2:])
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+def _table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> list[str]:
+    """A Markdown table; the first ``text_columns`` columns left-aligned, the rest (numbers) right-aligned."""
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(header))) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return out
 
@@ -952,7 +954,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         for g in goals:
             status = "not measured" if g["met"] is None else "**met**" if g["met"] else "**missed**"
             rows.append([g["goal"], g["measured"], status, g.get("case") or "—", g.get("note") or ""])
-        L += _table(["goal", "measured", "status", "case", "note"], rows)
+        L += _table(["goal", "measured", "status", "case", "note"], rows, text_columns=5)
 
     prof = [(c["name"], c["ours"]["profile"]) for c in cases if (c.get("ours") or {}).get("profile")]
     if prof:
@@ -985,11 +987,14 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     if not cases:
         return written
     labels, parts = [], {k: [] for k in ("preprocess", "inference", "postprocess")}
+    shown: set[str] = set()
     for c in cases:
         for side, d in (("ours", c["ours"]), ("reference", reference_of(report, c))):
-            if side == "reference" and (not d or not d.get("stages")):
-                continue
-            labels.append(f"{c['name']} · {side}")
+            if side == "reference":
+                if not d or not d.get("stages") or c["reference"] in shown:
+                    continue  # one bar per reference run, after the first of our variants it serves
+                shown.add(c["reference"])
+            labels.append(f"{c['name']} · ours" if side == "ours" else f"{c['reference']} (PyTorch fp32)")
             for k in parts:
                 parts[k].append(_median(d, "stages", k) or 0.0)
     fig, ax = plt.subplots(figsize=(10, 1.5 + 0.32 * len(labels)))
@@ -1022,6 +1027,10 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_xscale("log")
         from matplotlib.ticker import FuncFormatter
 
+        values = [v for r in rows for v in r[1:] if v]
+        lo, hi = min(values + [1.0]) / 1.2, max(values + [GOALS["e2e_int8"][1]]) * 1.2
+        ax.set_xlim(lo, hi)
+        ax.set_xticks([v for v in (0.1, 0.25, 0.5, 1, 2, 3.5, 5, 10, 20, 50, 100) if lo <= v <= hi])
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_yticks(y)

@@ -8,6 +8,7 @@ int64 → ``text_embeds`` (B, D)) and the BPE vocabulary of the tokenizer.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -87,6 +88,7 @@ class CLIP:
             raise BadModelError(f"CLIP bundle {self.bundle} lacks its BPE vocabulary {bpe.name}")
         self.tokenizer = ClipTokenizer(bpe, self.context_length)
         self._text_cache: dict[str, np.ndarray] = {}
+        self._cache_lock = threading.Lock()  # threads share one CLIP: the cache is read and filled under it
 
     def _check_output(self, out: np.ndarray, n: int, what: str) -> np.ndarray:
         if out.shape != (n, self.embed_dim):
@@ -122,13 +124,16 @@ class CLIP:
                 raise BadArgumentError(f"texts must be strings, got {type(t).__name__} at index {i}")
         if int(batch_size) < 1:
             raise BadArgumentError(f"batch_size must be >= 1, got {batch_size}")
-        todo = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        with self._cache_lock:
+            todo = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        found: dict[str, np.ndarray] = {}
         for start in range(0, len(todo), int(batch_size)):
             chunk = todo[start : start + int(batch_size)]
             out = self._check_output(self.text_session.run(self.tokenizer(chunk))[0], len(chunk), "text")
-            for text, feat in zip(chunk, l2_normalize(out)):
-                self._text_cache[text] = feat
-        return np.stack([self._text_cache[t] for t in texts])
+            found.update(zip(chunk, l2_normalize(out)))
+        with self._cache_lock:
+            self._text_cache.update(found)
+            return np.stack([found[t] if t in found else self._text_cache[t] for t in texts])
 
     def similarity(self, images: Sequence[Any], texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Cosine similarities, (M texts, N images) float32: ``encode_texts(texts) @ encode_images(images).T``."""

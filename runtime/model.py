@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -12,7 +13,7 @@ import numpy as np
 
 from .errors import BadArgumentError, BadModelError, BadPromptError
 from .fixup import fastsam_fixup, scale_boxes
-from .image import ImageLike, load_image
+from .image import MAX_PIXELS, ImageLike, load_image
 from .letterbox import Letterbox, letterbox, letterbox_geometry, to_tensor
 from .manifest import resolve_fastsam
 from .masks import MaskCrop, crop_masks, input_axes, retina_axes
@@ -43,6 +44,13 @@ class FastSAM:
             :mod:`fastsam_onnx.providers`. :attr:`providers` reports what onnxruntime kept.
         strict: a requested provider that is not offered or does not come up raises
             :class:`~fastsam_onnx.errors.ProviderError` instead of a warning and a fallback.
+        verify: check the .onnx file against the SHA-256 in the bundle's manifest once, at load (a
+            mismatch raises :class:`~fastsam_onnx.errors.BadModelError`; ~17 ms for the 4 MB demo).
+        max_pixels: larger images raise :class:`~fastsam_onnx.errors.BadImageError` (default
+            :data:`fastsam_onnx.image.MAX_PIXELS`, 100 MP; None = no limit).
+
+    One object may be shared by threads: sessions are created once here, and :meth:`segment` and
+    :meth:`prompt` mutate no shared state (onnxruntime's ``run`` is thread-safe).
     """
 
     def __init__(
@@ -51,16 +59,22 @@ class FastSAM:
         providers: str | Sequence[ProviderSpec] | None = None,
         clip: "str | os.PathLike[str] | CLIP | None" = None,
         strict: bool = False,
+        verify: bool = True,
+        max_pixels: int | None = MAX_PIXELS,
     ):
         self._clip_spec = clip
         self._providers = providers
         self._strict = strict
-        self.onnx_path, self.manifest = resolve_fastsam(default_model() if model is None else model)
+        self.max_pixels = max_pixels
+        self._clip_lock = threading.Lock()
+        self.onnx_path, self.manifest = resolve_fastsam(default_model() if model is None else model, verify=verify)
         self.session = OnnxSession(self.onnx_path, providers, strict=strict)
         shape = self.session.input_shape
-        if len(shape) != 4 or shape[1] not in (3, None) or len(self.session.output_names) < 2:
+        out_ranks = [len(o.shape) for o in self.session.session.get_outputs()[:2]]
+        if len(shape) != 4 or shape[1] not in (3, None) or len(self.session.output_names) < 2 or out_ranks != [3, 4]:
             raise BadModelError(
-                f"{self.onnx_path} is not a FastSAM/YOLOv8-seg graph (input {shape}, outputs {self.session.output_names})"
+                f"{self.onnx_path} is not a FastSAM/YOLOv8-seg graph (input {shape}, outputs {self.session.output_names}); "
+                "export one with: fastsam-onnx export WEIGHTS.pt"
             )
         self.dynamic = shape[2] is None or shape[3] is None
         self.batch = shape[0] or 1
@@ -129,11 +143,16 @@ class FastSAM:
         if int(max_det) < 1:
             raise BadArgumentError(f"max_det must be >= 1, got {max_det}")
         t0 = time.perf_counter()
-        img = load_image(image)
+        img = load_image(image, self.max_pixels)
         x, lb = self.preprocess(img, self._input_size(imgsz))
         t1 = time.perf_counter()
         output0, protos = self.session.run(x)[:2]
         t2 = time.perf_counter()
+        if output0.ndim != 3 or protos.ndim != 4 or output0.shape[1] != 5 + protos.shape[1]:
+            raise BadModelError(
+                f"{self.onnx_path} returned outputs {output0.shape}, {protos.shape}: not a one-class "
+                "FastSAM/YOLOv8-seg graph (expected (B, 5 + M, A) and (B, M, H/4, W/4))"
+            )
         result = postprocess(
             output0[0], protos[0], lb, conf=conf, iou=iou, max_det=int(max_det), retina_masks=retina_masks
         )
@@ -149,16 +168,17 @@ class FastSAM:
     @property
     def clip(self) -> "CLIP":
         """The CLIP model for text prompts, loaded on first use (default: the shipped demo CLIP)."""
-        if not hasattr(self, "_clip"):
-            from .clip import CLIP
+        with self._clip_lock:  # threads sharing this object load CLIP once
+            if not hasattr(self, "_clip"):
+                from .clip import CLIP
 
-            spec = self._clip_spec
-            if isinstance(spec, CLIP):
-                self._clip = spec
-            else:
-                from .models import demo_clip_bundle
+                spec = self._clip_spec
+                if isinstance(spec, CLIP):
+                    self._clip = spec
+                else:
+                    from .models import demo_clip_bundle
 
-                self._clip = CLIP(demo_clip_bundle() if spec is None else spec, providers=self._providers, strict=self._strict)
+                    self._clip = CLIP(demo_clip_bundle() if spec is None else spec, providers=self._providers, strict=self._strict)
         return self._clip
 
     def prompt(

@@ -67,7 +67,10 @@ class Result:
 
     def select(self, idx: Sequence[int] | np.ndarray, selected_by: list[list[str]] | None = None) -> "Result":
         """A new result with the instances ``idx`` (indices or a boolean mask), in that order."""
-        idx = np.arange(len(self))[np.asarray(idx)] if len(self) else np.zeros(0, dtype=np.int64)
+        sel = np.asarray(idx)
+        if sel.dtype != bool:
+            sel = sel.astype(np.int64)
+        idx = np.arange(len(self))[sel] if len(self) else np.zeros(0, dtype=np.int64)
         return Result(
             self.boxes[idx], self.scores[idx], [self.crops[i] for i in idx], self.mask_shape,
             self.orig_shape, dict(self.timings), self.orig_img, selected_by,

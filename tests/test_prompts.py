@@ -171,3 +171,11 @@ def test_prompt_mode_errors(s_pair, assets):
         model.prompt(r, labels=[1])
     merged = model.prompt(r, points=[[400, 600], [200, 300]], point_mode="merge")
     assert len(merged) <= 1 and (len(merged) == 0 or merged.selected_by == [["points:merged"]])
+
+
+def test_point_that_hits_nothing_gives_empty_result(demo):
+    model = FastSAM(demo)
+    r = model.segment(demo / "example.jpg")
+    empty_corner = model.prompt(r, points=[[0, 0]], labels=[1])
+    assert len(empty_corner) == 0 and empty_corner.masks.shape == (0, *r.mask_shape)
+    assert len(r.select([])) == 0 and len(r.select(np.zeros(len(r), bool))) == 0
