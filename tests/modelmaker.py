@@ -91,21 +91,24 @@ def calibration_cases() -> list[Case]:
     imgs = {name: cv2.imread(str(assets_dir() / name)) for name in IMAGES}
     todo = [(name, size, rect, TARGETS[size]) for name in IMAGES for size in SIZES for rect in (True, False)]
     todo += [(name, size, True, None) for name, size in GAP_ONLY]
-    return [Case(name, size, rect, *letterbox_tensor(imgs[name], size, rect), target) for name, size, rect, target in todo]
+    return [Case(name, size, rect, *letterbox_tensor(imgs[name], size, rect), t) for name, size, rect, t in todo]
 
 
 @torch.no_grad()
 def _recalibrate_bn(model: torch.nn.Module, inputs: list[torch.Tensor]) -> None:
     """Replace BatchNorm running stats by cumulative averages over the inputs and their mirror images."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative moving average
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    momentum = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
     model.train()
     for x in inputs:
         model(x)
         model(x.flip(3))
     model.eval()
+    for m, mom in zip(bns, momentum):
+        m.momentum = mom
 
 
 @torch.no_grad()
