@@ -1,45 +1,25 @@
 """The runtime never imports torch, torchvision, ultralytics or clip, directly or through a dependency."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-BLOCKED = ("torch", "torchvision", "ultralytics", "clip")
+from torchfree import BLOCKED, run_blocked
 
 SCRIPT = r"""
-import importlib.abc, json, sys
-BLOCKED = {blocked!r}
-attempts = []
-
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            attempts.append(name)
-            raise ImportError("blocked by test: " + name)
-        return None
-
-sys.meta_path.insert(0, Block())
+import sys
 from fastsam_onnx import FastSAM
 from fastsam_onnx.cli import main
-model = FastSAM({bundle!r})
-result = model.segment({image!r})
+bundle, image, json_out, png_out = sys.argv[1:5]
+model = FastSAM(bundle)
+result = model.segment(image)
 masks = result.masks
-status = main(["segment", {image!r}, "--model", {bundle!r}, "--json", {json_out!r}, "--out", {png_out!r}])
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
-print(json.dumps({{"n": len(result), "status": status, "loaded": loaded, "attempts": attempts}}))
+status = main(["segment", image, "--model", bundle, "--json", json_out, "--out", png_out])
+report(n=len(result), status=status)
 """
 
 
 def test_segmentation_runs_without_torch(demo, tmp_path):
     image = str(Path(demo) / "example.jpg")
-    code = SCRIPT.format(
-        blocked=BLOCKED, bundle=str(demo), image=image,
-        json_out=str(tmp_path / "r.json"), png_out=str(tmp_path / "r.png"),
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = run_blocked(SCRIPT, str(demo), image, str(tmp_path / "r.json"), str(tmp_path / "r.png"))
     assert report["status"] == 0
     assert report["n"] > 0
     assert report["loaded"] == []
