@@ -97,6 +97,8 @@ def _cached_bundle(name: str) -> Path | None:
     desc = find_model(name)
     if desc is None:
         return None
+    if desc.local is not None:
+        return desc.local
     from .download import cache_dir
 
     bundle = cache_dir() / desc.name

@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .letterbox import Letterbox
 
 
 class MaskCrop(NamedTuple):

@@ -47,7 +47,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, max_det: int | None =
         w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
         h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
         inter = w * h
-        order = rest[inter / (areas[i] + areas[rest] - inter) <= thr]  # float32 IoU vs float64 threshold, as torchvision
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 for two empty boxes: NaN, never > thr: kept
+            order = rest[~(inter / (areas[i] + areas[rest] - inter) > thr)]  # float32 IoU vs float64 threshold, as torchvision
     return np.asarray(keep, dtype=np.int64)
 
 

@@ -63,7 +63,10 @@ def parse_points(points, labels, image_shape: tuple[int, int]) -> tuple[np.ndarr
     if labels is None:
         lab = np.ones(len(coords), dtype=np.int64)
     else:
-        lab = np.atleast_1d(np.asarray(labels))
+        try:
+            lab = np.atleast_1d(np.asarray(labels))
+        except (TypeError, ValueError):
+            raise BadPromptError(f"labels must be a list of 0/1 numbers, got {labels!r}") from None
         if lab.ndim != 1 or len(lab) != len(coords):
             raise BadPromptError(f"got {len(coords)} points but labels of shape {np.shape(labels)}: one label per point")
         if not np.isin(lab, (0, 1)).all():
@@ -74,7 +77,10 @@ def parse_points(points, labels, image_shape: tuple[int, int]) -> tuple[np.ndarr
 
 def parse_texts(texts) -> list[str]:
     """A string or a list of strings → list; empty or blank strings raise :class:`BadPromptError`."""
-    items = [texts] if isinstance(texts, str) else list(texts)
+    try:
+        items = [texts] if isinstance(texts, str) else list(texts)
+    except TypeError:
+        raise BadPromptError(f"texts must be a string or a list of strings, got {texts!r}") from None
     if not items:
         raise BadPromptError("texts is an empty list")
     for t in items:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -274,7 +272,6 @@ def test_runtime_errors(tiny_clip_bundle, tmp_path):
 
 
 TORCH_FREE = r"""
-import sys
 import numpy as np
 from fastsam_onnx.clip import CLIP
 model = CLIP(sys.argv[1])

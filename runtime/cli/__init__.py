@@ -8,9 +8,9 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import FastSAMError
-from . import bench, doctor, export, segment
+from . import bench, doctor, export, fetch, segment
 
-COMMANDS = {"segment": segment, "export": export, "bench": bench, "doctor": doctor}
+COMMANDS = {"segment": segment, "export": export, "bench": bench, "doctor": doctor, "fetch": fetch}
 
 
 def build_parser() -> argparse.ArgumentParser:
