@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .registry import MODELS, REGISTRY, ModelDescription, ModelSource, find_model, list_models
+
+__all__ = [
+    "MODELS", "REGISTRY", "ModelDescription", "ModelSource", "find_model", "list_models",
+    "demo_bundle", "demo_clip_bundle", "example_image",
+]
+
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_CLIP_DIR = Path(__file__).resolve().parent / "clip-demo"
 

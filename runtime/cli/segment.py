@@ -9,8 +9,8 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("segment", help="segment everything in an image", description=__doc__)
-    p.add_argument("image", help="image file")
+    p = sub.add_parser("segment", help="segment everything in an image, a folder or a video", description=__doc__)
+    p.add_argument("image", help="image file, folder of images (recursive), video file or camera index (0, 1, ...)")
     p.add_argument("--model", help="bundle directory or .onnx file (default: the shipped demo model)")
     p.add_argument("--conf", type=float, default=0.4, help="confidence threshold (default 0.4)")
     p.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold (default 0.9)")
@@ -25,6 +25,11 @@ def add_parser(sub) -> None:
         "or a comma list of onnxruntime provider names",
     )
     p.add_argument("--strict", action="store_true", help="fail instead of falling back when a provider is unavailable")
+    b = p.add_argument_group("folders and videos (see fastsam_onnx.cli.segment_many)")
+    b.add_argument("--out-dir", type=Path, help="folder: write one JSON per image here (the folder's tree mirrored)")
+    b.add_argument("--coco", type=Path, help="folder: write one COCO-style JSON of every image")
+    b.add_argument("--skip-existing", action="store_true", help="folder: skip images whose JSON exists in --out-dir")
+    b.add_argument("--max-frames", type=int, default=None, help="video/camera: stop after this many frames")
     g = p.add_argument_group("prompts (each repeatable; only the selected instances are kept)")
     g.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2", help="box prompt, pixels")
     g.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]", help="point prompt; label 1 (default) or 0")
@@ -91,7 +96,13 @@ def run(args: argparse.Namespace) -> int:
     from .. import FastSAM
     from ..draw import draw_overlay
     from . import UsageError
+    from .segment_many import kind_of, run_folder, run_video
 
+    kind = kind_of(args.image)
+    if kind != "image":
+        prompts = gather_prompts(args)
+        model = FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict)
+        return (run_folder if kind == "folder" else run_video)(args, model, prompts)
     for path in (args.out, args.json):
         if path is not None and not path.parent.exists():
             raise UsageError(f"output directory does not exist: {path.parent}")

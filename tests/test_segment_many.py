@@ -1,0 +1,82 @@
+"""``fastsam-onnx segment`` on a folder (per-image JSON, COCO JSON, --skip-existing, bad files counted)
+and on a video file (masks drawn into an output video, JSON lines per frame)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from fastsam_onnx.cli import main
+
+
+@pytest.fixture
+def folder(demo, tmp_path):
+    d = tmp_path / "images"
+    (d / "sub").mkdir(parents=True)
+    shutil.copy(demo / "example.jpg", d / "a.jpg")
+    cv2.imwrite(str(d / "sub" / "b.png"), cv2.imread(str(demo / "example.jpg"))[:200, :300])
+    (d / "sub" / "bad.jpg").write_text("not an image")
+    (d / "notes.txt").write_text("ignored: not an image extension")
+    return d
+
+
+def test_folder_json_per_image_and_coco(folder, tmp_path, capsys):
+    out, coco = tmp_path / "out", tmp_path / "coco.json"
+    assert main(["segment", str(folder), "--out-dir", str(out), "--coco", str(coco)]) == 1  # one bad file
+    err = capsys.readouterr().err
+    assert "sub/bad.jpg: skipped" in err and "2 segmented, 0 skipped (existing), 1 bad, 3 images" in err
+    a = json.loads((out / "a.jpg.json").read_text())
+    b = json.loads((out / "sub" / "b.png.json").read_text())
+    assert a["image"]["path"] == "a.jpg" and b["image"]["width"] == 300 and b["image"]["height"] == 200
+    c = json.loads(coco.read_text())
+    assert [i["file_name"] for i in c["images"]] == ["a.jpg", "sub/b.png"]
+    assert len(c["annotations"]) == len(a["instances"]) + len(b["instances"]) > 0
+    ann = c["annotations"][0]
+    assert ann["image_id"] == 1 and ann["category_id"] == 1 and len(ann["bbox"]) == 4 and ann["segmentation"]["size"]
+
+
+def test_folder_skip_existing(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    main(["segment", str(folder), "--out-dir", str(out)])
+    capsys.readouterr()
+    (out / "a.jpg.json").unlink()
+    main(["segment", str(folder), "--out-dir", str(out), "--skip-existing"])
+    assert "1 segmented, 1 skipped (existing), 1 bad" in capsys.readouterr().err
+
+
+def test_folder_needs_an_output(folder, tmp_path, capsys):
+    assert main(["segment", str(folder)]) == 2
+    assert "--out-dir" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["segment", str(tmp_path / "empty"), "--out-dir", str(tmp_path / "o")]) == 2
+
+
+def test_video_file(demo, tmp_path, capsys):
+    src = tmp_path / "in.avi"
+    frame = cv2.imread(str(demo / "example.jpg"))[:256, :320]
+    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 256))
+    assert w.isOpened()
+    for k in range(4):
+        w.write(np.roll(frame, 8 * k, axis=1))
+    w.release()
+    out, jl = tmp_path / "out.avi", tmp_path / "frames.jsonl"
+    assert main(["segment", str(src), "--out", str(out), "--json", str(jl), "--max-frames", "3"]) == 0
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 3 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 320
+    lines = [json.loads(line) for line in jl.read_text().splitlines()]
+    assert [x["frame"] for x in lines] == [0, 1, 2] and lines[0]["image"]["width"] == 320
+    assert "3 frames" in capsys.readouterr().err
+
+
+def test_video_errors(tmp_path, capsys):
+    assert main(["segment", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o.mp4")]) == 2
+    (tmp_path / "junk.mp4").write_bytes(b"junk")
+    assert main(["segment", str(tmp_path / "junk.mp4"), "--out", str(tmp_path / "o.mp4")]) == 2
+    assert main(["segment", "99", "--out", str(tmp_path / "o.mp4"), "--max-frames", "1"]) == 2  # no camera 99
