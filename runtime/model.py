@@ -237,7 +237,8 @@ class FastSAM:
             if images:
                 sim = self.clip.similarity(images, texts_p)
                 for k, i in enumerate(select_by_texts(sim, keep)):
-                    tags[i].append(f"text:{texts_p[k]}")
+                    if f"text:{texts_p[k]}" not in tags[i]:  # a repeated text tags once
+                        tags[i].append(f"text:{texts_p[k]}")
         idx = [i for i, t in enumerate(tags) if t]
         out = result.select(idx, [tags[i] for i in idx])
         out.timings["prompt"] = (time.perf_counter() - t0) * 1e3
