@@ -39,11 +39,11 @@ from fastsam_onnx import bench  # noqa: E402
 SHAPES = {"s": "yolov8s-seg.yaml", "x": "yolov8x-seg.yaml"}
 IMAGES = ("bus.jpg", "zidane.jpg")
 TEXTS = {"bus.jpg": "a photo of a bus", "zidane.jpg": "a man wearing a tie"}
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "fp32-dyn", "int8-dyn")  # -dyn: dynamic graph, same rectangle as the reference
 LARGE = (4512, 4512)
 #: The goal setting (see ``fastsam_onnx.bench.GOALS``): FastSAM-s shape, 1024, retina, bus.jpg.
-HEADLINE = "s-1024-bus-retina-fp32"
-HEADLINE_INT8 = "s-1024-bus-retina-int8"
+HEADLINE = "s-1024-bus-retina-fp32-dyn"  # dynamic graph: the same 1024×768 input as the reference
+HEADLINE_INT8 = "s-1024-bus-retina-int8-dyn"
 LARGE_CASE = "s-1024-bus4512-retina-fp32"
 
 
@@ -82,8 +82,11 @@ class Models:
         return d
 
     def bundle(self, shape: str, imgsz: int, precision: str) -> Path | None:
-        """The static bundle, or None (with a note) when ``export_fastsam`` cannot make this precision yet."""
+        """The bundle (static; dynamic for a ``-dyn`` precision), or None (with a note) when ``export_fastsam``
+        cannot make this precision yet."""
         out = self.work / f"fastsam-{shape}-{imgsz}-{precision}"
+        dynamic = precision.endswith("-dyn")
+        precision = precision.removesuffix("-dyn")
         if (out / "manifest.json").is_file() and (not self.reexport or out.name in self.exported):
             return out
         kwargs: dict[str, Any] = {}
@@ -102,7 +105,7 @@ class Models:
         weights = self.checkpoint(shape)
         log(f"exporting {out.name}")
         try:
-            self.export_fastsam(weights, out, imgsz=imgsz, dynamic=False, progress=lambda *a: None, **kwargs)
+            self.export_fastsam(weights, out, imgsz=imgsz, dynamic=dynamic, progress=lambda *a: None, **kwargs)
             self.exported.add(out.name)
         except Exception as e:  # an export stage still being written: note it, go on with the rest
             self._skip(f"{out.name} skipped: export failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")

@@ -74,7 +74,7 @@ class FastSAM:
         if len(shape) != 4 or shape[1] not in (3, None) or len(self.session.output_names) < 2 or out_ranks != [3, 4]:
             raise BadModelError(
                 f"{self.onnx_path} is not a FastSAM/YOLOv8-seg graph (input {shape}, outputs {self.session.output_names}); "
-                "export one with: fastsam-onnx export WEIGHTS.pt"
+                "export one with: fastsam-onnx export fastsam --weights WEIGHTS.pt --out DIR"
             )
         self.dynamic = shape[2] is None or shape[3] is None
         self.batch = shape[0] or 1
