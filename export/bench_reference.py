@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from fastsam_onnx.bench import STAGES, Case, cold_start, load_case_image, peak_rss, summarize, timed_prompt
+from fastsam_onnx.bench import STAGES, Case, cold_start, load_case_image, peak_rss, stage_runs, summarize, timed_prompt
 
 _COLD = """
 import json, sys, time
@@ -154,14 +154,9 @@ def run_reference(case: Case) -> dict[str, Any]:
     model.predictor.preprocess = preprocess
     for _ in range(max(0, case.warmup - 1)):
         model.predict(img, **kw)
-    stages: dict[str, list[float]] = {k: [] for k in STAGES}
-    results = None
-    for _ in range(case.reps):
-        t = time.perf_counter()
-        results = model.predict(img, **kw)
-        stages["end_to_end"].append((time.perf_counter() - t) * 1e3)
-        for k in ("preprocess", "inference", "postprocess"):
-            stages[k].append(float(results[0].speed[k]))
+    stages, results = stage_runs(
+        lambda: model.predict(img, **kw), case.reps, lambda r: {k: float(r[0].speed[k]) for k in STAGES[:3]}
+    )
     assert results is not None
     out: dict[str, Any] = {
         "side": "reference",

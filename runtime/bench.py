@@ -166,6 +166,20 @@ def time_calls(fn: Callable[[], Any], reps: int, warmup: int = 1, before: Callab
     return out
 
 
+def stage_runs(call: Callable[[], Any], reps: int, stage_ms: Callable[[Any], dict[str, float]]) -> tuple[dict[str, list[float]], Any]:
+    """Call ``call`` ``reps`` times: per-stage samples in ms (``stage_ms(result)`` plus the measured
+    ``end_to_end``) and the last result. Shared by our side and the reference's."""
+    stages: dict[str, list[float]] = {k: [] for k in STAGES}
+    result = None
+    for _ in range(reps):
+        t = time.perf_counter()
+        result = call()
+        stages["end_to_end"].append((time.perf_counter() - t) * 1e3)
+        for k, v in stage_ms(result).items():
+            stages[k].append(v)
+    return stages, result
+
+
 def peak_rss() -> int | None:
     """Peak resident set size of this process so far, in bytes.
 
@@ -301,14 +315,9 @@ def run_ours(case: Case) -> dict[str, Any]:
 
     for _ in range(case.warmup):
         model.segment(img, **kw)
-    stages: dict[str, list[float]] = {k: [] for k in STAGES}
-    result = None
-    for _ in range(case.reps):
-        t = time.perf_counter()
-        result = model.segment(img, **kw)
-        stages["end_to_end"].append((time.perf_counter() - t) * 1e3)
-        for k in ("preprocess", "inference", "postprocess"):
-            stages[k].append(result.timings[k])
+    stages, result = stage_runs(
+        lambda: model.segment(img, **kw), case.reps, lambda r: {k: r.timings[k] for k in STAGES[:3]}
+    )
     assert result is not None
 
     x, lb = model.preprocess(img, model._input_size(case.imgsz))
