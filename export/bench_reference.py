@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from fastsam_onnx.bench import STAGES, Case, cold_start, load_case_image, peak_rss, stage_runs, summarize, timed_prompt
+from fastsam_onnx.bench import STAGES, Case, box_point_timings, cold_start, load_case_image, peak_rss, stage_runs, summarize
 
 _COLD = """
 import json, sys, time
@@ -69,12 +69,7 @@ class _Clock:
 def _prompt_timings(model, results, case: Case, notes: list[str]) -> dict[str, Any]:
     pred = model.predictor
     p = case.prompts or {}
-    out: dict[str, Any] = {}
-    if p.get("bboxes") is not None:
-        timed_prompt(out, "box", lambda: pred.prompt(results, bboxes=p["bboxes"])[0], case.reps, notes)
-    if p.get("points") is not None:
-        timed_prompt(out, "point", lambda: pred.prompt(results, points=p["points"], labels=p.get("labels"))[0],
-                     case.reps, notes)
+    out = box_point_timings(lambda **kw: pred.prompt(results, **kw)[0], p, case.reps, notes)
     texts = p.get("texts")
     if texts is None:
         return out

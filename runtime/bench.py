@@ -250,14 +250,21 @@ def timed_prompt(out: dict[str, Any], key: str, call: Callable[[], Any], reps: i
         notes.append(f"{key} prompt failed: {type(e).__name__}: {e}")
 
 
+def box_point_timings(select: Callable[..., Any], prompts: dict[str, Any], reps: int, notes: list[str]) -> dict[str, Any]:
+    """Timings of the box and the point prompts of ``prompts`` through ``select(bboxes=...)`` and
+    ``select(points=..., labels=...)`` — our ``FastSAM.prompt`` or the reference's; filled by :func:`timed_prompt`."""
+    out: dict[str, Any] = {}
+    if prompts.get("bboxes") is not None:
+        timed_prompt(out, "box", lambda: select(bboxes=prompts["bboxes"]), reps, notes)
+    if prompts.get("points") is not None:
+        timed_prompt(out, "point", lambda: select(points=prompts["points"], labels=prompts.get("labels")), reps, notes)
+    return out
+
+
 def _prompt_timings(model, result, case: Case, notes: list[str]) -> dict[str, Any]:
     """Box, point and text prompt selection on one segment-everything ``result``."""
     p = case.prompts or {}
-    out: dict[str, Any] = {}
-    if p.get("bboxes") is not None:
-        timed_prompt(out, "box", lambda: model.prompt(result, bboxes=p["bboxes"]), case.reps, notes)
-    if p.get("points") is not None:
-        timed_prompt(out, "point", lambda: model.prompt(result, points=p["points"], labels=p.get("labels")), case.reps, notes)
+    out = box_point_timings(lambda **kw: model.prompt(result, **kw), p, case.reps, notes)
     texts = p.get("texts")
     if texts is None:
         return out
@@ -981,6 +988,21 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(L) + "\n"
 
 
+def _save_barh(fig, ax, y, labels: list[str], xlabel: str, title: str, path: Path, written: list[Path]) -> None:
+    """Label a horizontal-bar plot (rows ``y`` named ``labels``), save it to ``path``, close it and record it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+
 def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     """PNG plots: stacked stage bars per case (ours and the reference), and reference ÷ ours ratio bars.
     Returns the files written (none when matplotlib is missing)."""
@@ -1013,16 +1035,8 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     for k, v in parts.items():
         ax.barh(y, v, left=left, color=colors[k], label=k if k != "inference" else "session.run / inference")
         left += np.asarray(v)
-    ax.set_yticks(y)
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.set_xlabel("median ms per image")
-    ax.set_title("Stages per case: ours (ONNX Runtime) and the reference (ultralytics, PyTorch)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    fig.tight_layout()
-    p = out_dir / "stages.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    written.append(p)
+    _save_barh(fig, ax, y, labels, "median ms per image",
+               "Stages per case: ours (ONNX Runtime) and the reference (ultralytics, PyTorch)", out_dir / "stages.png", written)
 
     rows = [(c["name"], speedup(report, c, "stages", "end_to_end"), speedup(report, c, "stages", "postprocess")) for c in cases]
     rows = [r for r in rows if r[1] is not None]
@@ -1042,16 +1056,8 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_xticks([v for v in (0.1, 0.25, 0.5, 1, 2, 3.5, 5, 10, 20, 50, 100) if lo <= v <= hi])
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-        ax.set_yticks(y)
-        ax.set_yticklabels([r[0] for r in rows], fontsize=8)
-        ax.set_xlabel("reference ÷ ours (median time; > 1: ours faster; lines at 1, 2 and 3.5)")
-        ax.set_title("Speed-up over ultralytics in PyTorch")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-        fig.tight_layout()
-        p = out_dir / "ratios.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        written.append(p)
+        _save_barh(fig, ax, y, [r[0] for r in rows], "reference ÷ ours (median time; > 1: ours faster; lines at 1, 2 and 3.5)",
+                   "Speed-up over ultralytics in PyTorch", out_dir / "ratios.png", written)
 
     prow = [(c["name"], c["ours"]["prompts"], (reference_of(report, c) or {}).get("prompts") or {})
             for c in cases if c["ours"].get("prompts")]
@@ -1068,16 +1074,7 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.barh(y + 0.2, ours_v, height=0.4, color="#4c72b0", label="ours")
         ax.barh(y - 0.2, ref_v, height=0.4, color="#c44e52", label="reference")
         ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_yticks(y)
-        ax.set_yticklabels(labels, fontsize=8)
-        ax.set_xlabel("median ms per prompt call")
-        ax.set_title("Prompt selection")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-        fig.tight_layout()
-        p = out_dir / "prompts.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        written.append(p)
+        _save_barh(fig, ax, y, labels, "median ms per prompt call", "Prompt selection", out_dir / "prompts.png", written)
     return written
 
 
