@@ -1,9 +1,11 @@
 """The model zoo: a typed registry of the models ``fastsam-onnx fetch NAME`` downloads and exports.
 
-Each entry is a frozen :class:`ModelDescription` that checks itself when created. URLs and hashes are
-facts copied from their sources, never guessed: where the publisher gives no SHA-256 (the FastSAM
-checkpoints on the Ultralytics assets release), ``sha256`` is None and a download refuses to keep the file
-unless verification is explicitly switched off (``fetch --no-verify``).
+Each entry is a frozen :class:`ModelDescription` that checks itself when created. URLs, sizes and hashes are
+facts copied from their sources, never guessed. OpenAI publishes the CLIP digest in its URL. Ultralytics
+publishes no digest for its FastSAM release files; the SHA-256 and sizes below are the values that several
+independent projects pinned after downloading those release files (v8.2.0–v8.4.0 carry identical bytes),
+recorded with the sources in README "Model zoo". A model without a digest (``sha256=None``) is refused by
+a download unless verification is explicitly switched off (``fetch --no-verify``).
 """
 
 from __future__ import annotations
@@ -96,10 +98,10 @@ MODELS: tuple[ModelDescription, ...] = (
         kind="fastsam",
         source=ModelSource(
             url=f"{_ULTRALYTICS_ASSETS}/FastSAM-s.pt",
-            sha256=None,  # not published by Ultralytics; unknown to us: downloads need --no-verify
-            size=None,
+            sha256="c9f78716a81c7aff0d608ccc73e1b82ab3aaad86005049f6a92106a0be6d0844",
+            size=23_851_578,
             license="AGPL-3.0 (Ultralytics assets release of CASIA-IVA-Lab FastSAM)",
-            approx_mb=23.8,
+            approx_mb=23.9,
         ),
         recipe={"imgsz": 1024, "dynamic": False},
         description="FastSAM-s (YOLOv8s-seg, 11.8 M parameters), 1024 × 1024 input",
@@ -109,10 +111,10 @@ MODELS: tuple[ModelDescription, ...] = (
         kind="fastsam",
         source=ModelSource(
             url=f"{_ULTRALYTICS_ASSETS}/FastSAM-x.pt",
-            sha256=None,  # not published by Ultralytics; unknown to us: downloads need --no-verify
-            size=None,
+            sha256="752cadc2828edb1cd4bc4f9eb587100631af06ea2108f4c9ed56df4755701e76",
+            size=144_972_346,
             license="AGPL-3.0 (Ultralytics assets release of CASIA-IVA-Lab FastSAM)",
-            approx_mb=144.0,
+            approx_mb=145.0,
         ),
         recipe={"imgsz": 1024, "dynamic": False},
         description="FastSAM-x (YOLOv8x-seg, 72 M parameters), 1024 × 1024 input",
@@ -125,9 +127,9 @@ MODELS: tuple[ModelDescription, ...] = (
             url="https://openaipublic.azureedge.net/clip/models/"
             "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
             sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
-            size=None,
+            size=353_976_522,
             license="MIT (OpenAI CLIP)",
-            approx_mb=338.0,
+            approx_mb=354.0,
         ),
         recipe={},
         description="OpenAI CLIP ViT-B/32, the text-prompt model of FastSAM",

@@ -1,8 +1,27 @@
 """fastsam-onnx: FastSAM (Fast Segment Anything) on ONNX Runtime, without PyTorch."""
 
-from .errors import BadArgumentError, BadImageError, BadModelError, FastSAMError, ProviderError
+from .errors import (
+    BadArgumentError,
+    BadImageError,
+    BadModelError,
+    BadPromptError,
+    DownloadError,
+    FastSAMError,
+    ProviderError,
+)
 from .model import FastSAM
 from .result import Result
 
 __version__ = "0.1.0"
-__all__ = ["FastSAM", "Result", "FastSAMError", "BadImageError", "BadModelError", "BadArgumentError", "ProviderError", "__version__"]
+__all__ = [
+    "FastSAM",
+    "Result",
+    "FastSAMError",
+    "BadImageError",
+    "BadModelError",
+    "BadArgumentError",
+    "BadPromptError",
+    "ProviderError",
+    "DownloadError",
+    "__version__",
+]

@@ -19,14 +19,11 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import FastSAMError
+from .errors import BadArgumentError, DownloadError
+
+__all__ = ["CHUNK", "DownloadError", "cache_dir", "offline", "download", "fetch_checkpoint"]
 
 CHUNK = 1 << 16
-
-
-class DownloadError(FastSAMError, RuntimeError):
-    """A download failed: offline, HTTP error, interrupted transfer or checksum mismatch."""
-
 
 def cache_dir() -> Path:
     """``$FASTSAM_ONNX_CACHE`` or ``~/.cache/fastsam-onnx`` (not created here)."""
@@ -161,8 +158,8 @@ def fetch_checkpoint(name: str, *, verify: bool = True, progress: bool = True) -
 
     desc = find_model(name)
     if desc is None:
-        raise FastSAMError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+        raise BadArgumentError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     if desc.local is not None:
-        raise FastSAMError(f"{desc.name} ships with the package at {desc.local}; nothing to fetch")
+        raise BadArgumentError(f"{desc.name} ships with the package at {desc.local}; nothing to fetch")
     src = desc.source
     return download(src.url, cache_dir() / "checkpoints" / src.filename, src.sha256, size=src.size, verify=verify, progress=progress)

@@ -25,3 +25,7 @@ class BadPromptError(FastSAMError, ValueError):
 
 class ProviderError(FastSAMError, RuntimeError):
     """A requested execution provider is not offered by this onnxruntime build, or did not come up."""
+
+
+class DownloadError(FastSAMError, RuntimeError):
+    """A download failed: offline, HTTP error, interrupted transfer or checksum mismatch."""

@@ -25,6 +25,7 @@ from fastsam_onnx.errors import (
     BadImageError,
     BadModelError,
     BadPromptError,
+    DownloadError,
     FastSAMError,
     ProviderError,
 )
@@ -45,7 +46,7 @@ def photo(demo) -> np.ndarray:
 # --- the error hierarchy -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", [BadImageError, BadModelError, BadArgumentError, BadPromptError, ProviderError])
+@pytest.mark.parametrize("cls", [BadImageError, BadModelError, BadArgumentError, BadPromptError, ProviderError, DownloadError])
 def test_errors_derive_from_fastsam_error(cls):
     assert issubclass(cls, FastSAMError) and issubclass(cls, Exception)
     assert cls.__doc__

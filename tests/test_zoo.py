@@ -93,7 +93,11 @@ def test_registry_entries():
     assert find_model("FastSAM-s") is find_model("fastsam-s")
     s = find_model("fastsam-s").source
     assert s.url == "https://github.com/ultralytics/assets/releases/download/v8.4.0/FastSAM-s.pt" and s.filename == "FastSAM-s.pt"
-    assert s.sha256 is None and not find_model("fastsam-x").verifiable  # no published hash: never invented
+    # pinned digests of the Ultralytics release files (sources: README "Model zoo"); every download is verified
+    assert s.sha256 == "c9f78716a81c7aff0d608ccc73e1b82ab3aaad86005049f6a92106a0be6d0844" and s.size == 23_851_578
+    x = find_model("fastsam-x").source
+    assert x.sha256 == "752cadc2828edb1cd4bc4f9eb587100631af06ea2108f4c9ed56df4755701e76" and x.size == 144_972_346
+    assert all(m.verifiable for m in MODELS if m.local is None)
     c = find_model("clip-vit-b-32").source
     assert c.sha256 in c.url and c.filename == "ViT-B-32.pt"
     clip = pytest.importorskip("clip.clip")
