@@ -80,3 +80,51 @@ def test_video_errors(tmp_path, capsys):
     (tmp_path / "junk.mp4").write_bytes(b"junk")
     assert main(["segment", str(tmp_path / "junk.mp4"), "--out", str(tmp_path / "o.mp4")]) == 2
     assert main(["segment", "99", "--out", str(tmp_path / "o.mp4"), "--max-frames", "1"]) == 2  # no camera 99
+
+
+class _FakeCamera:
+    """Stands in for ``cv2.VideoCapture(0)``: an endless stream of frames (no camera on the build machine)."""
+
+    def __init__(self, frame: np.ndarray, interrupt_at: int | None = None):
+        self.frame, self.interrupt_at, self.reads, self.released = frame, interrupt_at, 0, False
+
+    def isOpened(self) -> bool:
+        return True
+
+    def get(self, prop: int) -> float:
+        return 0.0  # cameras often report no frame rate
+
+    def read(self):
+        self.reads += 1
+        if self.interrupt_at is not None and self.reads == self.interrupt_at:
+            raise KeyboardInterrupt
+        return True, np.roll(self.frame, 4 * self.reads, axis=1)
+
+    def release(self) -> None:
+        self.released = True
+
+
+@pytest.mark.parametrize("interrupt_at", [None, 3])
+def test_camera_index(demo, tmp_path, monkeypatch, capsys, interrupt_at):
+    frame = cv2.imread(str(demo / "example.jpg"))[:240, :320]
+    cams: list[_FakeCamera] = []
+    real = cv2.VideoCapture
+
+    def capture(source, *a):
+        if isinstance(source, int):  # the CLI turns "0" into camera index 0
+            cams.append(_FakeCamera(frame, interrupt_at))
+            return cams[-1]
+        return real(source, *a)
+
+    monkeypatch.setattr(cv2, "VideoCapture", capture)
+    out = tmp_path / "cam.avi"
+    assert main(["segment", "0", "--out", str(out), "--max-frames", "5"]) == 0
+    assert len(cams) == 1 and cams[0].released
+    monkeypatch.setattr(cv2, "VideoCapture", real)
+    cap, n = cv2.VideoCapture(str(out)), 0
+    while cap.read()[0]:
+        n += 1
+    want = 5 if interrupt_at is None else interrupt_at - 1
+    assert n == want and int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == 240
+    err = capsys.readouterr().err
+    assert f"{want} frames" in err and (("Ctrl-C" in err) == (interrupt_at is not None))

@@ -114,6 +114,7 @@ def run_video(args: argparse.Namespace, model, prompts: dict) -> int:
     writer = None
     jsonl = None if args.json is None else open(args.json, "w")
     frames = 0
+    interrupted = False
     t0 = time.perf_counter()
     try:
         while args.max_frames is None or frames < args.max_frames:
@@ -133,6 +134,8 @@ def run_video(args: argparse.Namespace, model, prompts: dict) -> int:
             frames += 1
             if frames % 10 == 0:
                 print(f"\rframe {frames}: {len(result)} instances", end="", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # a camera never ends: Ctrl-C stops it and keeps the frames written so far
+        interrupted = True
     finally:
         cap.release()
         if writer is not None:
@@ -142,5 +145,6 @@ def run_video(args: argparse.Namespace, model, prompts: dict) -> int:
     if frames == 0:
         raise UsageError(f"no frames read from {source!r}")
     dt = time.perf_counter() - t0
-    print(f"\r{source}: {frames} frames in {dt:.1f} s ({frames / dt:.1f} fps)", file=sys.stderr)
+    stopped = " (stopped by Ctrl-C)" if interrupted else ""
+    print(f"\r{source}: {frames} frames in {dt:.1f} s ({frames / dt:.1f} fps){stopped}", file=sys.stderr)
     return 0
