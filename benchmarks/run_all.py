@@ -5,7 +5,8 @@ Cases: FastSAM-s- and FastSAM-x-shaped models (weights made by ``tests/modelmake
 zidane.jpg) × retina / letterboxed masks × fp32 / fp16 / int8 graphs (where ``export_fastsam`` offers them), plus
 bus.jpg upscaled to 4512 × 4512 (mask assembly time and memory). The reference runs the fp32 checkpoint itself
 (PyTorch on the CPU has no fp16/int8 path), so every variant is compared with it. Prompts (box, point, text with
-a ViT-B/32-shaped CLIP made by ``tests/clip_fixtures.py``) are timed on the retina fp32 cases.
+a ViT-B/32-shaped CLIP made by ``tests/clip_fixtures.py``) are timed on the retina fp32 cases, and on the int8
+dynamic-graph case with the int8 CLIP bundle (``export_clip(int8=True)``).
 
 Writes ``benchmarks/results/results.json``, ``results.md`` and PNG plots (``--out``). Models and bundles are made
 once and kept under ``--work`` (default: ``$FASTSAM_BENCH_WORK`` or /tmp/fastsam-onnx-bench).
@@ -112,9 +113,11 @@ class Models:
             return None
         return out
 
-    def clip(self) -> tuple[Path | None, Path | None]:
-        """(CLIP bundle, CLIP checkpoint) of a ViT-B/32-shaped CLIP with test-made weights, or (None, None)."""
-        ckpt, out = self.work / "clip-vit-b-32-test.pt", self.work / "clip-vit-b-32-test"
+    def clip(self, int8: bool = False) -> tuple[Path | None, Path | None]:
+        """(CLIP bundle, CLIP checkpoint) of a ViT-B/32-shaped CLIP with test-made weights, or (None, None).
+        int8: the bundle with int8 towers (``export_clip(int8=True)``)."""
+        ckpt = self.work / "clip-vit-b-32-test.pt"
+        out = self.work / ("clip-vit-b-32-test-int8" if int8 else "clip-vit-b-32-test")
         try:
             if not ckpt.exists():
                 from clip_fixtures import VIT_B_32, make_clip_checkpoint
@@ -124,8 +127,8 @@ class Models:
             if not (out / "manifest.json").is_file():
                 from fastsam_onnx.export.clip import export_clip
 
-                log("exporting the CLIP bundle")
-                export_clip(ckpt, out, progress=lambda *a: None)
+                log(f"exporting the {'int8 ' if int8 else ''}CLIP bundle")
+                export_clip(ckpt, out, progress=lambda *a: None, **({"int8": True} if int8 else {}))
         except Exception as e:
             self._skip(f"text prompts skipped: no CLIP ({type(e).__name__}: {e})")
             return None, None
@@ -202,9 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     threads = bench.usable_cores() if args.threads is None else (args.threads or None)
 
     models = Models(args.work, reexport=args.reexport)
-    clip_bundle = clip_ckpt = None
+    clip_bundle = clip_ckpt = clip_int8 = None
     if not args.no_prompts and not args.no_text:
         clip_bundle, clip_ckpt = models.clip()
+        if any(p.startswith("int8") for p in args.precisions):
+            clip_int8, _ = models.clip(int8=True)
 
     report = bench.new_report({
         "reps": args.reps, "warmup": args.warmup, "large_reps": args.large_reps, "conf": 0.4, "iou": 0.9,
@@ -275,9 +280,11 @@ def main(argv: list[str] | None = None) -> int:
             bundle = models.bundle(shape, imgsz, precision)
             if bundle is None:
                 continue
+            # prompts: on fp32 graphs with the fp32 CLIP, on the int8 dynamic graph with the int8 CLIP
+            clip = {"fp32": clip_bundle, "fp32-dyn": clip_bundle, "int8-dyn": clip_int8}.get(precision)
             case = bench.Case(
-                name=name, model=str(bundle), prompts=prompts if precision == "fp32" else None,
-                clip=str(clip_bundle) if clip_bundle and precision == "fp32" else None,
+                name=name, model=str(bundle), prompts=prompts if precision in ("fp32", "fp32-dyn", "int8-dyn") else None,
+                clip=str(clip) if clip else None,
                 profile=name in (HEADLINE, HEADLINE_INT8, LARGE_CASE), **common,
                 labels={"shape": shape, "imgsz": imgsz, "image": image, "retina": item["retina"], "precision": precision,
                         "large": large},

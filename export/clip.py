@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import http.client
 import json
 import os
@@ -28,13 +29,15 @@ from fastsam_onnx.clip_tokenizer import BPE_NAME
 from fastsam_onnx.manifest import FORMAT_VERSION, MANIFEST_NAME, sha256_file
 
 from . import ExportError
-from .fastsam import _io_spec, _progress, _replace_dir, _versions
+from .fastsam import STEPS, _io_spec, _progress, _replace_dir, _versions
 
 CLIP_IMAGE_ONNX = "clip_image.onnx"
 CLIP_TEXT_ONNX = "clip_text.onnx"
 DEFAULT_OPSET = 17
 #: Parity: every PyTorch/onnxruntime pair of embeddings must have at least this cosine similarity.
 MIN_COSINE = 0.9999
+#: The same for an int8 bundle (``int8=True``): int8 weights and run-time activation quantization.
+MIN_COSINE_INT8 = 0.99
 #: Socket timeout (seconds) while the clip module downloads named weights, so a dead network fails.
 DOWNLOAD_TIMEOUT_S = 30.0
 
@@ -190,8 +193,8 @@ def parity_inputs(preprocess) -> tuple[np.ndarray, list[str]]:
     return np.stack(xs).astype(np.float32), names
 
 
-def _compare(name: str, ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
-    """max |onnx - torch| and the smallest row-wise cosine similarity; ExportError below MIN_COSINE."""
+def _compare(name: str, ref: np.ndarray, got: np.ndarray, min_cosine: float = MIN_COSINE) -> dict[str, float]:
+    """max |onnx - torch| and the smallest row-wise cosine similarity; ExportError below ``min_cosine``."""
     if ref.shape != got.shape:
         raise ExportError(f"{name}: PyTorch shape {ref.shape} != ONNX shape {got.shape}")
     if not np.isfinite(got).all():
@@ -199,15 +202,17 @@ def _compare(name: str, ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
     ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
     cos = (ref64 * got64).sum(1) / (np.linalg.norm(ref64, axis=1) * np.linalg.norm(got64, axis=1))
     stats = {"max_abs_diff": float(np.abs(ref64 - got64).max()), "min_cosine": float(cos.min())}
-    if not stats["min_cosine"] >= MIN_COSINE:
+    if not stats["min_cosine"] >= min_cosine:
         raise ExportError(
-            f"PyTorch and onnxruntime disagree on {name}: min cosine {stats['min_cosine']:.6f} < {MIN_COSINE} "
+            f"PyTorch and onnxruntime disagree on {name}: min cosine {stats['min_cosine']:.6f} < {min_cosine} "
             f"(max |diff| {stats['max_abs_diff']:.3g})"
         )
     return stats
 
 
-def parity(model, image_path: Path, text_path: Path, images: np.ndarray, tokens: np.ndarray) -> dict[str, Any]:
+def parity(
+    model, image_path: Path, text_path: Path, images: np.ndarray, tokens: np.ndarray, min_cosine: float = MIN_COSINE
+) -> dict[str, Any]:
     """PyTorch vs onnxruntime (CPU) for both towers, on the whole batch and on its first item alone."""
     import onnxruntime as ort
     import torch
@@ -221,7 +226,8 @@ def parity(model, image_path: Path, text_path: Path, images: np.ndarray, tokens:
         feed = sess.get_inputs()[0].name
         got = sess.run(None, {feed: x})[0]
         one = sess.run(None, {feed: x[:1]})[0]  # another batch size through the dynamic axis
-        full, single = _compare(f"the {key} encoder", ref, got), _compare(f"the {key} encoder (batch 1)", ref[:1], one)
+        full = _compare(f"the {key} encoder", ref, got, min_cosine)
+        single = _compare(f"the {key} encoder (batch 1)", ref[:1], one, min_cosine)
         out[key] = {
             "max_abs_diff": max(full["max_abs_diff"], single["max_abs_diff"]),
             "min_cosine": min(full["min_cosine"], single["min_cosine"]),
@@ -238,6 +244,7 @@ def export_clip(
     out: str | os.PathLike[str] | None = None,
     *,
     opset: int | None = None,
+    int8: bool = False,
     download_root: str | os.PathLike[str] | None = None,
     progress: Callable[[int, str], None] = _progress,
 ) -> Path:
@@ -245,9 +252,12 @@ def export_clip(
 
     weights: a clip model name (downloaded by the clip module into ``download_root``) or a local
     checkpoint file; out: the bundle directory (default ``clip-<weights name>`` in the working
-    directory, e.g. ``clip-ViT-B-32``); opset: ONNX opset (default 17).
+    directory, e.g. ``clip-ViT-B-32``); opset: ONNX opset (default 17); int8: quantize the matrix
+    products of both towers to int8 (dynamic quantization, no calibration; about 4× faster image
+    embeddings on CPUs with VNNI/AMX, cosine to PyTorch ≥ 0.99 instead of ≥ 0.9999: a CPU option, the
+    fp32 bundle is the reference's numbers).
     Raises :class:`ExportError` when the weights cannot be downloaded or loaded, for a bad option, or
-    when PyTorch and onnxruntime disagree (cosine < 0.9999).
+    when PyTorch and onnxruntime disagree (cosine below MIN_COSINE, or MIN_COSINE_INT8 for int8).
     """
     import onnx
     import torch
@@ -261,6 +271,10 @@ def export_clip(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ExportError(f"output path exists and is not a directory: {out}")
+    int8 = bool(int8)
+    if int8 and progress is _progress:
+        progress = functools.partial(_progress, total=STEPS + 1)
+    min_cosine = MIN_COSINE_INT8 if int8 else MIN_COSINE
 
     progress(1, f"loading CLIP weights {weights}")
     model, preprocess, weights_file = load_clip(weights, download_root)
@@ -291,18 +305,28 @@ def export_clip(
 
         progress(4, "checking the graphs with onnx.checker")
         image_path, text_path = tmp / CLIP_IMAGE_ONNX, tmp / CLIP_TEXT_ONNX
-        onnx.save(image_proto, str(image_path))
-        onnx.save(text_proto, str(text_path))
+        fp32_dir = work if int8 else tmp
+        onnx.save(image_proto, str(fp32_dir / CLIP_IMAGE_ONNX))
+        onnx.save(text_proto, str(fp32_dir / CLIP_TEXT_ONNX))
         for p in (image_path, text_path):
-            onnx.checker.check_model(str(p))
+            onnx.checker.check_model(str(fp32_dir / p.name))
+        quantization = None
+        step = 5
+        if int8:
+            progress(step, "quantizing both towers to int8 (dynamic: int8 weights, uint8 activations at run time)")
+            from .precision import to_int8_dynamic
+
+            for p in (image_path, text_path):
+                quantization = to_int8_dynamic(work / p.name, p)
+            step += 1
         shutil.rmtree(work)
         shutil.copyfile(bpe_src, tmp / BPE_NAME)
 
-        progress(5, "comparing PyTorch and onnxruntime on photo crops and texts")
-        stats = parity(model, image_path, text_path, images, tokens)
+        progress(step, "comparing PyTorch and onnxruntime on photo crops and texts")
+        stats = parity(model, image_path, text_path, images, tokens, min_cosine)
         embed_dim = int(model.text_projection.shape[1])
 
-        progress(6, "writing manifest")
+        progress(step + 1, "writing manifest")
         import importlib.metadata as md
 
         tools = _versions()
@@ -312,6 +336,8 @@ def export_clip(
         manifest = {
             "format_version": FORMAT_VERSION,
             "kind": "clip",
+            "precision": "int8" if int8 else "fp32",
+            "quantization": quantization,
             "image_model_file": CLIP_IMAGE_ONNX,
             "text_model_file": CLIP_TEXT_ONNX,
             "bpe_file": BPE_NAME,
@@ -357,7 +383,7 @@ def export_clip(
                 "texts": list(PARITY_TEXTS),
                 "image": stats["image"],
                 "text": stats["text"],
-                "min_cosine_required": MIN_COSINE,
+                "min_cosine_required": min_cosine,
             },
             "tools": tools,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

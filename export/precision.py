@@ -177,6 +177,22 @@ def to_int8(
     }
 
 
+def to_int8_dynamic(src: str | Path, dst: str | Path) -> dict:
+    """fp32 transformer graph ``src`` → int8 graph at ``dst`` with dynamic quantization; returns the settings.
+
+    The weights of every MatMul/Gemm become int8 (per output channel); activations are quantized to uint8 at
+    run time, per tensor, so no calibration images are needed. Used for the CLIP towers, where the matrix
+    products are almost all of the time (onnxruntime's CPU kernels run them with VNNI/AMX integer units).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet_quantizer():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"])
+    onnx.checker.check_model(str(dst))
+    return {"format": "dynamic", "weights": "int8 per-channel (MatMul, Gemm)", "activations": "uint8, quantized at run time"}
+
+
 @contextlib.contextmanager
 def _quiet_quantizer():
     """Drop onnxruntime.quantization's root-logger advice to run its pre-processing (measured: it changes

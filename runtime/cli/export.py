@@ -35,6 +35,10 @@ def add_parser(sub) -> None:
     )
     c.add_argument("--out", required=True, type=Path, help="bundle directory to write")
     c.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    c.add_argument(
+        "--int8", action="store_true",
+        help="int8 matrix products (dynamic quantization, no calibration): ~4x faster image embeddings on CPU",
+    )
     c.set_defaults(run=run_clip)
 
 
@@ -66,7 +70,7 @@ def run_clip(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise UsageError(f"the export stage needs the [export] extra: pip install 'fastsam-onnx[export]' ({e})") from None
     try:
-        out = export_clip(args.weights, args.out, opset=args.opset)
+        out = export_clip(args.weights, args.out, opset=args.opset, int8=args.int8)
     except ExportError as e:
         raise UsageError(str(e)) from None
     print(f"wrote the CLIP bundle {out} (clip_image.onnx, clip_text.onnx, manifest.json)")
