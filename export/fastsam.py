@@ -23,6 +23,7 @@ import numpy as np
 from fastsam_onnx.manifest import FASTSAM_ONNX, FORMAT_VERSION, MANIFEST_NAME, sha256_file
 
 from . import ExportError
+from .rewrite import dfl_last_axis
 
 #: PyTorch vs onnxruntime check, element-wise: |onnx - torch| <= PARITY_ATOL + PARITY_RTOL * |torch|.
 PARITY_ATOL = 1e-3
@@ -211,6 +212,7 @@ def export_fastsam(
             raise ExportError("onnxsim could not validate the simplified graph")
         del simplified.metadata_props[:]
         onnx.helper.set_model_props(simplified, metadata)
+        rewrites = {"dfl_last_axis": dfl_last_axis(simplified)}  # exact: see export/rewrite.py
 
         progress(4, "checking the graph with onnx.checker")
         onnx_path = tmp / FASTSAM_ONNX
@@ -256,6 +258,7 @@ def export_fastsam(
             "batch": None if dynamic else batch,
             "stride": int(model.model.stride.max()),
             "opset": int(next(o.version for o in simplified.opset_import if o.domain in ("", "ai.onnx"))),
+            "rewrites": rewrites,
             "inputs": _io_spec(simplified.graph.input),
             "outputs": _io_spec(simplified.graph.output),
             "num_masks": int(model.model.model[-1].nm),

@@ -49,17 +49,10 @@ def to_pil(image: Any):
     return Image.fromarray(np.ascontiguousarray(image))
 
 
-def preprocess(
-    image: Any,
-    n_px: int = IMAGE_RESOLUTION,
-    mean: Sequence[float] = MEAN,
-    std: Sequence[float] = STD,
-) -> np.ndarray:
-    """One image (PIL, or (H, W, 3) RGB uint8) → (3, n_px, n_px) float32, CHW, normalised RGB.
-
-    Same order of operations as CLIP (resize and crop before the RGB conversion), so PIL images
-    of other modes give what CLIP gives them.
-    """
+def resize_crop(image: Any, n_px: int = IMAGE_RESOLUTION) -> np.ndarray:
+    """One image (PIL, or (H, W, 3) RGB uint8) → its (n_px, n_px, 3) RGB uint8 centre crop after CLIP's
+    resize (short side → n_px, PIL bicubic). Same order of operations as CLIP (resize and crop before the
+    RGB conversion), so PIL images of other modes give what CLIP gives them."""
     Image = _pil()
     img = to_pil(image)
     size = resized_size(img.width, img.height, n_px)
@@ -68,11 +61,27 @@ def preprocess(
     # Resize(n_px) leaves both sides >= n_px, so the centre crop never needs padding.
     top = int(round((img.height - n_px) / 2.0))
     left = int(round((img.width - n_px) / 2.0))
-    img = img.crop((left, top, left + n_px, top + n_px)).convert("RGB")
-    x = np.asarray(img, dtype=np.float32) / np.float32(255.0)  # (n, n, 3)
-    m = np.asarray(mean, dtype=np.float32)
-    s = np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(((x - m) / s).transpose(2, 0, 1))
+    return np.asarray(img.crop((left, top, left + n_px, top + n_px)).convert("RGB"))
+
+
+def normalize(pixels: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> np.ndarray:
+    """(B, n, n, 3) RGB uint8 → (B, 3, n, n) float32: ``(pixels / 255 - mean) / std`` per channel, in
+    float32 in that order (torchvision's ToTensor + Normalize, bit for bit)."""
+    x = pixels.astype(np.float32)
+    x /= np.float32(255.0)
+    x -= np.asarray(mean, dtype=np.float32)
+    x /= np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def preprocess(
+    image: Any,
+    n_px: int = IMAGE_RESOLUTION,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
+) -> np.ndarray:
+    """One image (PIL, or (H, W, 3) RGB uint8) → (3, n_px, n_px) float32, CHW, normalised RGB."""
+    return normalize(resize_crop(image, n_px)[None], mean, std)[0]
 
 
 def preprocess_batch(
@@ -82,7 +91,7 @@ def preprocess_batch(
     std: Sequence[float] = STD,
 ) -> np.ndarray:
     """Several images → (B, 3, n_px, n_px) float32 (B may be 0)."""
-    out = np.empty((len(images), 3, n_px, n_px), dtype=np.float32)
+    pixels = np.empty((len(images), n_px, n_px, 3), dtype=np.uint8)
     for i, image in enumerate(images):
-        out[i] = preprocess(image, n_px, mean, std)
-    return out
+        pixels[i] = resize_crop(image, n_px)
+    return normalize(pixels, mean, std)

@@ -57,7 +57,7 @@ def letterbox(image: np.ndarray, lb: Letterbox, pad_value: int = 114) -> np.ndar
 
 def to_tensor(image: np.ndarray, dtype: np.dtype = np.float32) -> np.ndarray:
     """(H, W, 3) BGR uint8 → (1, 3, H, W) RGB in [0, 1] of ``dtype`` (float32 or float16)."""
-    chw = image[:, :, ::-1].transpose(2, 0, 1)
-    out = np.empty((1, *chw.shape), dtype=np.float32)
-    np.divide(chw, np.float32(255), out=out[0])
+    out = np.empty((1, 3, *image.shape[:2]), dtype=np.float32)
+    for c, plane in enumerate(cv2.split(image)):  # contiguous B, G, R planes: no strided reads
+        np.divide(plane, np.float32(255), out=out[0, 2 - c])
     return out if dtype == np.float32 else out.astype(dtype)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from .errors import BadPromptError
@@ -161,12 +162,13 @@ def text_crops(
         region = image[y1:y2, x1:x2]
         if region.size == 0:
             continue
-        inside = np.zeros(region.shape[:2], dtype=bool)
+        inside = np.zeros(region.shape[:2], dtype=np.uint8)
         xs, ys = max(x1, x0), max(y1, y0)
         xe, ye = min(x2, x0 + m.shape[1]), min(y2, y0 + m.shape[0])
         if xe > xs and ye > ys:
             inside[ys - y1 : ye - y1, xs - x1 : xe - x1] = m[ys - y0 : ye - y0, xs - x0 : xe - x0]
-        out.append(np.ascontiguousarray((region * inside[..., None])[:, :, ::-1]))
+        rgb = cv2.cvtColor(np.ascontiguousarray(region), cv2.COLOR_BGR2RGB)
+        out.append(cv2.bitwise_and(rgb, rgb, mask=inside))  # black outside the mask
         keep.append(i)
     return out, keep
 

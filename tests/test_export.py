@@ -115,6 +115,9 @@ def test_bundle_and_manifest(tiny_seg, tmp_path, capsys, dynamic):
     graph = onnx.load(str(out / "fastsam.onnx"))
     onnx.checker.check_model(graph)
     assert {p.key for p in graph.metadata_props} >= {"stride", "names", "task"}  # ultralytics can load it too
+    assert m["rewrites"] == {"dfl_last_axis": 1}  # the DFL softmax runs over the last axis
+    softmax = [n for n in graph.graph.node if n.op_type == "Softmax"]
+    assert len(softmax) == 1 and onnx.helper.get_attribute_value(softmax[0].attribute[0]) == 3
     # overwrite an existing bundle in place
     status, _ = _export(args, capsys)
     assert status == 0 and _leftovers(tmp_path, "bundle") == []
