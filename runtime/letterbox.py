@@ -50,9 +50,10 @@ def letterbox(image: np.ndarray, lb: Letterbox, pad_value: int = 114) -> np.ndar
     """Resize (H0, W0, 3) BGR uint8 into the letterbox and pad it: returns (H, W, 3) BGR uint8."""
     if image.shape[:2] != (lb.new_h, lb.new_w):
         image = cv2.resize(image, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
-    out = np.full((*lb.input_shape, 3), pad_value, dtype=np.uint8)
-    out[lb.top : lb.top + lb.new_h, lb.left : lb.left + lb.new_w] = image
-    return out
+    bottom, right = lb.input_shape[0] - lb.top - lb.new_h, lb.input_shape[1] - lb.left - lb.new_w
+    if lb.top == bottom == lb.left == right == 0:
+        return image  # nothing to pad (callers only read it)
+    return cv2.copyMakeBorder(image, lb.top, bottom, lb.left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
 
 
 def to_tensor(image: np.ndarray, dtype: np.dtype = np.float32) -> np.ndarray:
