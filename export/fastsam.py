@@ -23,7 +23,7 @@ import numpy as np
 from fastsam_onnx.manifest import FASTSAM_ONNX, FORMAT_VERSION, MANIFEST_NAME, sha256_file
 
 from . import ExportError
-from .rewrite import dfl_last_axis
+from .rewrite import dfl_last_axis, upsample_as_conv
 
 #: PyTorch vs onnxruntime check, element-wise: |onnx - torch| <= PARITY_ATOL + PARITY_RTOL * |torch|.
 PARITY_ATOL = 1e-3
@@ -212,7 +212,7 @@ def export_fastsam(
             raise ExportError("onnxsim could not validate the simplified graph")
         del simplified.metadata_props[:]
         onnx.helper.set_model_props(simplified, metadata)
-        rewrites = {"dfl_last_axis": dfl_last_axis(simplified)}  # exact: see export/rewrite.py
+        rewrites = {"dfl_last_axis": dfl_last_axis(simplified), "upsample_as_conv": upsample_as_conv(simplified)}
 
         progress(4, "checking the graph with onnx.checker")
         onnx_path = tmp / FASTSAM_ONNX

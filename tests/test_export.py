@@ -115,7 +115,8 @@ def test_bundle_and_manifest(tiny_seg, tmp_path, capsys, dynamic):
     graph = onnx.load(str(out / "fastsam.onnx"))
     onnx.checker.check_model(graph)
     assert {p.key for p in graph.metadata_props} >= {"stride", "names", "task"}  # ultralytics can load it too
-    assert m["rewrites"] == {"dfl_last_axis": 1}  # the DFL softmax runs over the last axis
+    assert m["rewrites"] == {"dfl_last_axis": 1, "upsample_as_conv": 1}  # see export/rewrite.py
+    assert "ConvTranspose" not in {n.op_type for n in graph.graph.node}
     softmax = [n for n in graph.graph.node if n.op_type == "Softmax"]
     assert len(softmax) == 1 and onnx.helper.get_attribute_value(softmax[0].attribute[0]) == 3
     # overwrite an existing bundle in place
