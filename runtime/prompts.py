@@ -109,7 +109,8 @@ def select_by_boxes(crops: Sequence[MaskCrop], boxes: np.ndarray) -> np.ndarray:
     for x1, y1, x2, y2 in boxes.tolist():
         inter = np.array([_inside(c, x1, y1, x2, y2) for c in crops], dtype=np.int64)
         union = (x2 - x1) * (y2 - y1) + areas - inter
-        picks.append(int(np.argmax(inter.astype(np.float32) / union.astype(np.float32))))
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 (empty box, empty mask) is NaN, as in torch
+            picks.append(int(np.argmax(inter.astype(np.float32) / union.astype(np.float32))))
     return np.asarray(picks, dtype=np.int64)
 
 
