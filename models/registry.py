@@ -2,9 +2,9 @@
 
 Each entry is a frozen :class:`ModelDescription` that checks itself when created. URLs, sizes and hashes are
 facts copied from their sources, never guessed. OpenAI publishes the CLIP digest in its URL. Ultralytics
-publishes no digest for its FastSAM release files; the SHA-256 and sizes below are the values that several
-independent projects pinned after downloading those release files (v8.2.0–v8.4.0 carry identical bytes),
-recorded with the sources in README "Model zoo". A model without a digest (``sha256=None``) is refused by
+publishes no digest for its FastSAM release files; the SHA-256 and sizes below are the values that unrelated
+public projects pinned after downloading those release files (FastSAM-s: the same digest for v8.2.0, v8.3.0 and
+v8.4.0; FastSAM-x: pinned for v8.2.0, same size as v8.4.0), see README "Model zoo". A model without a digest (``sha256=None``) is refused by
 a download unless verification is explicitly switched off (``fetch --no-verify``).
 """
 
