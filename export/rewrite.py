@@ -22,6 +22,17 @@ def _consumers(graph, name: str) -> list:
     return [n for n in graph.node if name in n.input]
 
 
+def _replace_node(graph, old, new: list, inits: dict) -> None:
+    """Put the nodes ``new`` where ``old`` was and drop the initializers only ``old`` read."""
+    position = list(graph.node).index(old)
+    graph.node.remove(old)
+    for node in reversed(new):
+        graph.node.insert(position, node)
+    for name in old.input:
+        if name in inits and not _consumers(graph, name):
+            graph.initializer.remove(inits[name])
+
+
 def dfl_last_axis(model) -> int:
     """Rewrite every DFL softmax of ``model`` (an onnx ModelProto, changed in place) to run over the last
     axis (see the module docstring); returns how many were rewritten (0 when the pattern is absent)."""
@@ -61,11 +72,7 @@ def dfl_last_axis(model) -> int:
         changed = {transpose.output[0], softmax.output[0], conv.output[0]}  # shapes now (1, 4, A, 16), (1, 4, A, 1)
         for vi in [v for v in graph.value_info if v.name in changed]:
             graph.value_info.remove(vi)
-        position = list(graph.node).index(conv)
-        graph.node.remove(conv)
-        graph.node.insert(position, matmul)
-        if not _consumers(graph, conv.input[1]):
-            graph.initializer.remove(inits[conv.input[1]])
+        _replace_node(graph, conv, [matmul], inits)
         done += 1
     return done
 
@@ -109,12 +116,6 @@ def upsample_as_conv(model) -> int:
         mid = node.output[0] + "_space"
         conv = helper.make_node("Conv", [node.input[0], *names], [mid], name=base + "/Conv1x1", kernel_shape=[1, 1])
         d2s = helper.make_node("DepthToSpace", [mid], list(node.output), name=base + "/DepthToSpace", blocksize=2, mode="CRD")
-        position = list(graph.node).index(node)
-        graph.node.remove(node)
-        graph.node.insert(position, d2s)
-        graph.node.insert(position, conv)
-        for name in node.input[1:]:
-            if name and not _consumers(graph, name):
-                graph.initializer.remove(inits[name])
+        _replace_node(graph, node, [conv, d2s], inits)
         done += 1
     return done

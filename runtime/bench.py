@@ -809,16 +809,15 @@ def evaluate_goals(
     add("overhead", o * 100 if o is not None else None, None if o is None else o <= GOALS["overhead"][1], "{:.1f} %", h,
         "" if o is None or o <= GOALS["overhead"][1] else "profile (own time): " + prof(h))
     for gid, clip in (("text", "fp32"), ("text_int8", "int8")):
-        c = h
-        r = text_speedup(report, c, clip)
-        ours_p = (c or {}).get("ours", {}).get("prompts", {})
+        r = text_speedup(report, h, clip)
+        ours_p = (h or {}).get("ours", {}).get("prompts", {})
         ours_p = ours_p.get("int8_clip", {}) if clip == "int8" else ours_p
         note = ""
         if r is not None and r < GOALS[gid][1]:
             note = (f"ours: CLIP image {_fmt_ms(_median(ours_p, 'clip_image'))} + CLIP text "
                     f"{_fmt_ms(_median(ours_p, 'clip_text'))} of {_fmt_ms(_median(ours_p, 'text'))} ms "
                     f"({ours_p.get('text_crops')} crops)")
-        add(gid, r, None if r is None else r >= GOALS[gid][1], "{:.2f}×", c, note)
+        add(gid, r, None if r is None else r >= GOALS[gid][1], "{:.2f}×", h, note)
     t = _median((big or {}).get("ours"), "stages", "postprocess")
     add("large_time", t, None if t is None else t <= GOALS["large_time"][1], "{:.0f} ms", big,
         "" if t is None or t <= GOALS["large_time"][1] else "profile (own time): " + prof(big))
