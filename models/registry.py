@@ -92,6 +92,17 @@ class ModelDescription:
 _ULTRALYTICS_ASSETS = "https://github.com/ultralytics/assets/releases/download/v8.4.0"  # ultralytics 8.4.190's release
 _HERE = Path(__file__).resolve().parent
 
+#: OpenAI's ViT-B/32 checkpoint, shared by the fp32 and int8 zoo entries (one download serves both)
+_CLIP_VIT_B_32 = ModelSource(
+    # clip.clip._MODELS["ViT-B/32"]; the path component is the file's SHA-256
+    url="https://openaipublic.azureedge.net/clip/models/"
+    "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+    sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+    size=353_976_522,
+    license="MIT (OpenAI CLIP)",
+    approx_mb=354.0,
+)
+
 MODELS: tuple[ModelDescription, ...] = (
     ModelDescription(
         name="fastsam-s",
@@ -122,17 +133,16 @@ MODELS: tuple[ModelDescription, ...] = (
     ModelDescription(
         name="clip-vit-b-32",
         kind="clip",
-        source=ModelSource(
-            # clip.clip._MODELS["ViT-B/32"]; the path component is the file's SHA-256
-            url="https://openaipublic.azureedge.net/clip/models/"
-            "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
-            sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
-            size=353_976_522,
-            license="MIT (OpenAI CLIP)",
-            approx_mb=354.0,
-        ),
+        source=_CLIP_VIT_B_32,
         recipe={},
         description="OpenAI CLIP ViT-B/32, the text-prompt model of FastSAM",
+    ),
+    ModelDescription(
+        name="clip-vit-b-32-int8",
+        kind="clip",
+        source=_CLIP_VIT_B_32,
+        recipe={"int8": True},
+        description="OpenAI CLIP ViT-B/32 with int8 matrix products: ~4x faster text prompts on CPUs",
     ),
     ModelDescription(
         name="demo",

@@ -17,7 +17,7 @@ import numpy as np
 from .clip_preprocess import preprocess_batch
 from .clip_tokenizer import BPE_NAME, ClipTokenizer
 from .errors import BadArgumentError, BadModelError
-from .manifest import read_manifest
+from .manifest import cached_bundle, read_manifest
 from .session import OnnxSession, ProviderSpec
 
 CLIP_IMAGE_ONNX = "clip_image.onnx"
@@ -35,7 +35,8 @@ class CLIP:
     """A CLIP bundle on ONNX Runtime.
 
     Args:
-        bundle: directory with manifest.json, the two towers and the BPE vocabulary.
+        bundle: directory with manifest.json, the two towers and the BPE vocabulary, or a model-zoo name
+            ("clip-vit-b-32", "clip-vit-b-32-int8", "clip-demo") fetched with ``fastsam-onnx fetch NAME``.
         providers: as for :class:`~fastsam_onnx.session.OnnxSession` ("auto" when None, "cpu", "cuda", ...).
         strict: a requested provider that does not come up raises ProviderError instead of a warning.
 
@@ -52,6 +53,8 @@ class CLIP:
         strict: bool = False,
     ):
         self.bundle = Path(bundle)
+        if not self.bundle.exists() and isinstance(bundle, str) and os.sep not in bundle:
+            self.bundle = cached_bundle(bundle) or self.bundle  # a model-zoo name ("clip-vit-b-32")
         if not self.bundle.is_dir():
             raise BadModelError(f"CLIP bundle not found: {self.bundle} (create one with: fastsam-onnx export clip)")
         m = read_manifest(self.bundle)

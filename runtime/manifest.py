@@ -68,7 +68,7 @@ def resolve_fastsam(model: str | os.PathLike[str], verify: bool = True) -> tuple
     """
     p = Path(model)
     if not p.exists() and isinstance(model, str) and os.sep not in model and not model.endswith(".onnx"):
-        p = _cached_bundle(model) or p
+        p = cached_bundle(model) or p
     if p.is_dir():
         manifest = read_manifest(p)
         if manifest["kind"] != "fastsam":
@@ -85,7 +85,7 @@ def resolve_fastsam(model: str | os.PathLike[str], verify: bool = True) -> tuple
     raise BadModelError(f"model not found: {p} (give a bundle directory or an .onnx file)")
 
 
-def _cached_bundle(name: str) -> Path | None:
+def cached_bundle(name: str) -> Path | None:
     """The cached bundle directory of registry model ``name``; None when ``name`` is not a registry name.
 
     Raises :class:`BadModelError` when ``name`` is known but not fetched yet.

@@ -99,7 +99,9 @@ def test_registry_entries():
     assert x.sha256 == "752cadc2828edb1cd4bc4f9eb587100631af06ea2108f4c9ed56df4755701e76" and x.size == 144_972_346
     assert all(m.verifiable for m in MODELS if m.local is None)
     c = find_model("clip-vit-b-32").source
-    assert c.sha256 in c.url and c.filename == "ViT-B-32.pt"
+    assert c.sha256 in c.url and c.filename == "ViT-B-32.pt" and c.size == 353_976_522
+    q = find_model("clip-vit-b-32-int8")  # the same checkpoint, exported with int8 towers
+    assert q.source is c and q.recipe == {"int8": True} and q.kind == "clip"
     clip = pytest.importorskip("clip.clip")
     assert c.url == clip._MODELS["ViT-B/32"]
     assert find_model("demo").local == Path(registry.__file__).parent / "demo"
@@ -261,6 +263,29 @@ def test_fastsam_by_name(demo, tmp_path):
     assert FastSAM("demo").onnx_path == demo / "fastsam.onnx"
     with pytest.raises(BadModelError, match="not found"):
         FastSAM("no-such-model")
+
+
+def test_clip_by_name(tmp_path):
+    from fastsam_onnx.clip import CLIP
+    from fastsam_onnx.models import demo_clip_bundle
+
+    with pytest.raises(BadModelError, match="fastsam-onnx fetch clip-vit-b-32-int8"):
+        CLIP("clip-vit-b-32-int8")
+    shutil.copytree(demo_clip_bundle(), tmp_path / "cache" / "clip-vit-b-32-int8", ignore=shutil.ignore_patterns("*.pt"))
+    assert CLIP("clip-vit-b-32-int8").bundle == tmp_path / "cache" / "clip-vit-b-32-int8"
+    assert CLIP("clip-demo").bundle == demo_clip_bundle()
+    with pytest.raises(BadModelError, match="not found"):
+        CLIP("no-such-clip")
+    with pytest.raises(BadModelError, match="not a CLIP model"):
+        CLIP("demo")  # a FastSAM bundle
+
+
+def test_cli_text_prompt_with_an_unfetched_clip(demo, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    args = ["segment", str(demo / "example.jpg"), "--text", "a red circle", "--json", str(out)]
+    assert main(args + ["--clip", "clip-vit-b-32"]) == 2
+    assert "fastsam-onnx fetch clip-vit-b-32" in capsys.readouterr().err and not out.exists()
+    assert main(args + ["--clip", "clip-demo"]) == 0 and out.is_file()
 
 
 def test_fetch_cli_exports(fake_zoo, server, tmp_path, capsys):

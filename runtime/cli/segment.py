@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
     g.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]", help="point prompt; label 1 (default) or 0")
     g.add_argument("--text", action="append", default=[], metavar="TEXT", help="text prompt (CLIP)")
     g.add_argument("--prompts", type=Path, help='JSON file: {"boxes": [[x1,y1,x2,y2]...], "points": [[x,y]...], "labels": [...], "texts": [...]}')
-    g.add_argument("--clip", help="CLIP bundle directory for text prompts (default: the shipped demo CLIP)")
+    g.add_argument("--clip", help="CLIP bundle directory or zoo name (clip-vit-b-32, clip-vit-b-32-int8) for text prompts (default: the shipped demo CLIP)")
     g.add_argument("--point-mode", choices=["select", "merge"], default="select", help="merge = original FastSAM: one merged mask")
     g.add_argument("--text-mode", choices=["select", "original"], default="select", help="original = one text, one mask")
     p.set_defaults(run=run)
