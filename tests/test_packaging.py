@@ -35,14 +35,16 @@ def test_wheel_contents(wheel):
         assert required in names
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     base = [line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
-    assert sorted(line.split()[1].split(">")[0].split("=")[0] for line in base) == ["numpy", "onnxruntime", "opencv-python-headless"]
+    assert sorted(line.split()[1].split(">")[0].split("=")[0] for line in base) == [
+        "Pillow", "ftfy", "numpy", "onnxruntime", "opencv-python-headless", "regex", "tqdm",
+    ]
     demo_mb = zipfile.ZipFile(wheel).getinfo("fastsam_onnx/models/demo/fastsam.onnx").file_size / 1e6
     assert demo_mb < 8, f"demo model is {demo_mb:.1f} MB"
 
 
 @pytest.mark.slow
 def test_runtime_only_install_segments(wheel, tmp_path):
-    """A fresh venv with just the wheel and its three dependencies runs the main command."""
+    """A fresh venv with just the wheel and its base dependencies runs the main command, text prompts included."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
