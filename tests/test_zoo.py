@@ -1,5 +1,7 @@
 """The model zoo: registry entries validate themselves; the downloader runs for real against a local HTTP
-server on 127.0.0.1 (success, checksum mismatch, interrupted transfer, resume, HTTP 500, offline switch)."""
+server on 127.0.0.1 (success, checksum mismatch, interrupted transfer, resume, HTTP 500, offline switch,
+size overrun, bad Content-Length, a trickling server against the deadline, corrupt cached files, unusable
+cache directories); ``fetch`` checks cached checkpoints and bundles, lists the zoo aligned."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import http.server
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -25,10 +28,13 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 class Server:
     """A local server of PAYLOAD at /m.pt with knobs: ``fail`` (HTTP 500), ``cut`` (close after N bytes,
-    claiming the full length), ``ranges`` (honour Range), and the Range headers it saw."""
+    claiming the full length), ``ranges`` (honour Range), ``length`` (the Content-Length header sent: None the
+    true one, False none at all, else this string), ``extra`` (bytes sent after the body), ``trickle`` (seconds
+    between single bytes, at most ~10 s in all), and the Range headers it saw."""
 
     def __init__(self):
         self.fail, self.cut, self.ranges, self.seen = False, None, True, []
+        self.length, self.extra, self.trickle = None, b"", None
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -52,14 +58,29 @@ class Server:
                 else:
                     self.send_response(200)
                 body = PAYLOAD[start:]
-                self.send_header("Content-Length", str(len(body)))
+                if outer.length is None:
+                    self.send_header("Content-Length", str(len(body)))
+                elif outer.length is not False:
+                    self.send_header("Content-Length", outer.length)
                 self.end_headers()
+                if outer.trickle is not None:
+                    try:
+                        for b in body[: int(10 / outer.trickle)]:
+                            self.wfile.write(bytes([b]))
+                            self.wfile.flush()
+                            time.sleep(outer.trickle)
+                    except OSError:  # the client gave up
+                        pass
+                    self.close_connection = True
+                    return
                 if outer.cut is not None:
                     self.wfile.write(body[: outer.cut])
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                self.wfile.write(body)
+                self.wfile.write(body + outer.extra)
+                if outer.length is not None:
+                    self.close_connection = True
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/m.pt"
@@ -213,8 +234,10 @@ def test_progress_without_tqdm(server, tmp_path, monkeypatch, capsys):
         return real_import(name, *a, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_tqdm)
-    download(server.url, tmp_path / "m.pt", SHA, progress=True)
-    assert "m.pt:" in capsys.readouterr().err
+    download(server.url, tmp_path / "m.pt", SHA, progress=True)  # stderr is no TTY here: plain lines, no tqdm
+    assert "m.pt: 1048576/1048576 B" in capsys.readouterr().err
+    download(server.url, tmp_path / "q.pt", SHA, progress=False)  # --quiet
+    assert capsys.readouterr().err == ""
 
 
 # --- fetch and resolving names -------------------------------------------------------------------------
@@ -307,3 +330,213 @@ def test_fetch_cli_exports(fake_zoo, server, tmp_path, capsys):
         assert "already fetched" in capsys.readouterr().out
     finally:
         PAYLOAD, SHA = old
+
+
+# --- verified cache, bounded transfers, unusable cache directories ----------------------------------------
+
+
+def test_cached_garbage_checkpoint_refused(server, tmp_path):
+    dest = tmp_path / "m.pt"
+    dest.write_bytes(b"\0" * len(PAYLOAD))  # right size, wrong bytes: only the digest can tell
+    with pytest.raises(DownloadError, match="cached file .* is corrupt.*moved to .*m.pt.corrupt.*run again"):
+        download(server.url, dest, SHA, progress=False)
+    assert not dest.exists() and (tmp_path / "m.pt.corrupt").is_file() and server.seen == []
+    assert download(server.url, dest, SHA, progress=False).read_bytes() == PAYLOAD  # the next run downloads
+    dest.write_bytes(b"short")
+    with pytest.raises(DownloadError, match="corrupt .*5 bytes, expected"):  # the size alone tells
+        download(server.url, dest, SHA, size=len(PAYLOAD), progress=False)
+    dest.write_bytes(b"garbage")
+    assert download(server.url, dest, SHA, verify=False).read_bytes() == b"garbage"  # --no-verify: used as is
+
+
+def test_fetch_cli_refuses_a_corrupt_cached_checkpoint(fake_zoo, tmp_path, capsys):
+    ckpt = tmp_path / "cache" / "checkpoints" / "m.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x" * len(PAYLOAD))
+    assert main(["fetch", "fastsam-s", "--no-export", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corrupt" in err[0] and "run again" in err[0], err
+    assert main(["fetch", "fastsam-s", "--no-export", "--quiet"]) == 0 and ckpt.read_bytes() == PAYLOAD
+
+
+def test_size_overrun_stops(server, tmp_path):
+    server.length, server.extra = False, b"x" * 100_000  # no Content-Length: only the declared size bounds it
+    with pytest.raises(DownloadError, match="more than the expected 1,048,576 bytes"):
+        download(server.url, tmp_path / "m.pt", SHA, size=len(PAYLOAD), progress=False)
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.pt.part").exists()
+    server.extra = b""
+    assert download(server.url, tmp_path / "m.pt", SHA, size=len(PAYLOAD), progress=False).read_bytes() == PAYLOAD
+
+
+def test_short_transfer_without_length_is_resumable(server, tmp_path):
+    server.length, server.cut = False, 1000
+    with pytest.raises(DownloadError, match="1,000 of 1,048,576 bytes; run again to resume"):
+        download(server.url, tmp_path / "m.pt", SHA, size=len(PAYLOAD), progress=False)
+    assert (tmp_path / "m.pt.part").stat().st_size == 1000
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "1e6", "10, 10"])
+def test_bad_content_length(server, tmp_path, length):
+    server.length = length
+    with pytest.raises(DownloadError, match="bad Content-Length"):
+        download(server.url, tmp_path / "m.pt", SHA, progress=False)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_content_length_disagreeing_with_the_declared_size(server, tmp_path):
+    with pytest.raises(DownloadError, match="announces 1,048,576 bytes, expected 1,048,577"):
+        download(server.url, tmp_path / "m.pt", SHA, size=len(PAYLOAD) + 1, progress=False)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_trickling_server_hits_the_deadline(server, tmp_path, monkeypatch):
+    server.trickle = 0.01  # one byte every 10 ms, for ~10 s: far beyond the deadline, never a socket timeout
+    with pytest.raises(DownloadError, match="deadline of 0.3 s.*run again to resume"):
+        download(server.url, tmp_path / "m.pt", SHA, progress=False, timeout=30, deadline=0.3)
+    part = tmp_path / "m.pt.part"
+    assert 0 < part.stat().st_size < len(PAYLOAD)  # kept for the resume
+    monkeypatch.setenv("FASTSAM_ONNX_DOWNLOAD_DEADLINE", "0.2")
+    with pytest.raises(DownloadError, match="deadline of 0.2 s"):
+        download(server.url, tmp_path / "m.pt", SHA, progress=False, timeout=30)
+    for bad in ("abc", "0", "-1", "inf"):
+        monkeypatch.setenv("FASTSAM_ONNX_DOWNLOAD_DEADLINE", bad)
+        with pytest.raises(FastSAMError, match="FASTSAM_ONNX_DOWNLOAD_DEADLINE"):
+            download(server.url, tmp_path / "m.pt", SHA, progress=False)
+
+
+def test_cache_path_is_a_file(fake_zoo, tmp_path, monkeypatch, capsys):
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("FASTSAM_ONNX_CACHE", str(tmp_path / "afile"))
+    with pytest.raises(DownloadError, match="download directory .*afile"):
+        fetch_checkpoint("fastsam-s", progress=False)
+    assert main(["fetch", "fastsam-s", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "FASTSAM_ONNX_CACHE" in err[0], err
+
+
+def test_cache_dir_that_cannot_be_created(server, tmp_path):
+    """Unwritable, simulated: the tests run as root, whom chmod does not stop; a path below a regular file cannot
+    be created by anyone."""
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DownloadError, match="cannot create the download directory"):
+        download(server.url, tmp_path / "afile" / "sub" / "m.pt", SHA, progress=False)
+    (tmp_path / "adir.pt").mkdir()
+    with pytest.raises(DownloadError, match="not a file"):
+        download(server.url, tmp_path / "adir.pt", SHA, progress=False)
+    assert server.seen == []
+
+
+@pytest.mark.parametrize("root", ["/proc", "/sys", "/dev"])
+def test_cache_under_a_pseudo_file_system(fake_zoo, server, monkeypatch, capsys, root):
+    monkeypatch.setenv("FASTSAM_ONNX_CACHE", f"{root}/fastsam-onnx-test")
+    with pytest.raises(DownloadError, match=f"lies under {root}, a pseudo file system"):
+        fetch_checkpoint("fastsam-s", progress=False)
+    assert main(["fetch", "fastsam-s", "--no-export", "--quiet"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert server.seen == [] and not os.path.exists(f"{root}/fastsam-onnx-test")
+
+
+# --- fetch: cached bundles, the list, no name, the export extra ------------------------------------------
+
+
+@pytest.fixture
+def fake_export(monkeypatch, demo):
+    """export_fastsam replaced by a copy of the demo bundle; records its calls."""
+    import fastsam_onnx.export.fastsam as fx
+
+    calls = []
+
+    def export(checkpoint, out, **kw):
+        calls.append((Path(checkpoint), Path(out), kw))
+        if Path(out).exists():
+            shutil.rmtree(out)
+        shutil.copytree(demo, out, ignore=shutil.ignore_patterns("*.pt", "*.jpg"))
+        return Path(out)
+
+    monkeypatch.setattr(fx, "export_fastsam", export)
+    return calls
+
+
+def test_fetch_validates_a_cached_bundle(fake_zoo, fake_export, demo, server, tmp_path, capsys):
+    bundle = tmp_path / "cache" / "fastsam-s"
+    shutil.copytree(demo, bundle, ignore=shutil.ignore_patterns("*.pt", "*.jpg"))
+    assert main(["fetch", "fastsam-s", "--quiet"]) == 0
+    assert "already fetched" in capsys.readouterr().out and server.seen == [] and fake_export == []
+    onnx = bundle / "fastsam.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:-10] + b"0123456789")  # corrupt: its SHA-256 no longer matches
+    assert main(["fetch", "fastsam-s", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "broken" in captured.err and "corrupt" in captured.err and "already fetched" not in captured.out
+    assert len(fake_export) == 1 and fake_export[0][1] == bundle and fake_export[0][2] == {"imgsz": 64}
+    assert main(["fetch", "fastsam-s", "--quiet"]) == 0 and "already fetched" in capsys.readouterr().out
+    (bundle / "fastsam.onnx").unlink()
+    assert main(["fetch", "fastsam-s", "--quiet"]) == 0
+    assert "fastsam.onnx is missing" in capsys.readouterr().err and len(fake_export) == 2
+
+
+def test_bundle_problem(tmp_path, demo):
+    from fastsam_onnx.cli.fetch import bundle_problem
+    from fastsam_onnx.models import demo_clip_bundle
+
+    clip = tmp_path / "clip"
+    shutil.copytree(demo_clip_bundle(), clip, ignore=shutil.ignore_patterns("*.pt"))
+    assert bundle_problem(clip, "clip") is None
+    assert "not a 'fastsam' model" in bundle_problem(clip, "fastsam")
+    text = clip / "clip_text.onnx"
+    text.write_bytes(text.read_bytes() + b"x")
+    assert "corrupt" in bundle_problem(clip, "clip")
+    (clip / "bpe_simple_vocab_16e6.txt.gz").unlink()
+    assert "missing" in bundle_problem(clip, "clip")
+    (clip / "manifest.json").write_text("{not json")
+    assert "unreadable manifest" in bundle_problem(clip, "clip")
+    assert "no manifest.json" in bundle_problem(tmp_path, "clip")
+    assert "not a directory" in bundle_problem(tmp_path / "nothing", "fastsam")
+
+
+def test_fetch_with_a_file_where_the_bundle_goes(fake_zoo, tmp_path, capsys):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "fastsam-s").write_text("x")
+    assert main(["fetch", "fastsam-s", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a directory" in err[0]
+
+
+def test_fetch_without_a_name(capsys):
+    assert main(["fetch"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert captured.out == "" and len(err) == 1
+    assert "fastsam-onnx fetch fastsam-s" in err[0] and "fastsam-onnx fetch --list" in err[0]
+
+
+def test_fetch_list_is_aligned_and_sanitized(monkeypatch, capsys):
+    evil = ModelDescription(
+        "a-rather-long-model-name", "clip", ModelSource("https://example.org/e.pt", "0" * 64, 10, "MIT", 1234.5),
+        description="evil \x1b[31mred\x1b[0m\nsecond line",
+    )
+    models = (*MODELS, evil)
+    monkeypatch.setattr(registry, "MODELS", models)
+    assert main(["fetch", "--list"]) == 0
+    lines = capsys.readouterr().out.rstrip("\n").split("\n")
+    assert len(lines) == len(models) + 1 and "\x1b" not in "".join(lines)
+    header = lines[0]
+    assert header.split() == ["NAME", "KIND", "SIZE", "CHECK", "DESCRIPTION"]
+    kind_at, desc_at = header.index("KIND"), header.index("DESCRIPTION")
+    size_end = header.index("SIZE") + len("SIZE")
+    for m, line in zip(models, lines[1:]):
+        assert line.startswith(m.name + " ") and line[kind_at:].startswith(m.kind + " ")
+        assert line[:size_end].endswith(" MB" if m.source.approx_mb else "shipped")  # right-aligned sizes
+        assert line[desc_at:] == m.description.replace("\x1b", "\\x1b").replace("\n", "\\x0a")
+
+
+def test_fetch_without_the_export_extra(fake_zoo, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    assert main(["fetch", "fastsam-s", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (tmp_path / "cache" / "checkpoints" / "m.pt").read_bytes() == PAYLOAD  # the download is kept
+    assert err[0].startswith("checkpoint: ") and len(err) == 2, err  # no traceback
+    assert "needs the [export] extra (missing: torch): pip install 'fastsam-onnx[export]'" in err[1]
+    assert "fastsam-onnx fetch fastsam-s" in err[1]

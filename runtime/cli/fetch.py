@@ -1,64 +1,130 @@
 """``fastsam-onnx fetch NAME``: download a zoo model's checkpoint and export it to a bundle in the cache.
 
 The checkpoint goes to ``$FASTSAM_ONNX_CACHE/checkpoints`` (default ``~/.cache/fastsam-onnx``), the bundle to
-``$FASTSAM_ONNX_CACHE/NAME``, where ``FastSAM("NAME")`` finds it. Exporting needs the [export] extra.
+``$FASTSAM_ONNX_CACHE/NAME``, where ``FastSAM("NAME")`` finds it. Exporting needs the [export] extra. A cached
+checkpoint is checked against the zoo's SHA-256 and a cached bundle against its manifest before either is used;
+a broken bundle is exported again.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from ..progress import clean
+
+NO_NAME = "give a model name, e.g. `fastsam-onnx fetch fastsam-s`; `fastsam-onnx fetch --list` lists them"
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("fetch", help="download a model of the zoo and export it", description=__doc__)
     p.add_argument("name", nargs="?", help="registry name, e.g. fastsam-s, fastsam-x, clip-vit-b-32 (omit with --list)")
     p.add_argument("--list", action="store_true", help="list the models of the zoo")
-    p.add_argument("--no-verify", action="store_true", help="keep a download that cannot be checked against a SHA-256")
+    p.add_argument(
+        "--no-verify", action="store_true",
+        help="keep a download that cannot be checked against a SHA-256; do not check a cached checkpoint",
+    )
     p.add_argument("--no-export", action="store_true", help="only download the checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--deadline", type=float, default=None, metavar="SECONDS",
+        help="give up a download after this long (default $FASTSAM_ONNX_DOWNLOAD_DEADLINE or 3600; rerun to resume)",
+    )
     p.set_defaults(run=run)
+
+
+def zoo_table(models: Any) -> list[str]:
+    """The zoo as aligned text lines: a header, then one row per model (columns sized to the data, sanitized)."""
+    rows = [("NAME", "KIND", "SIZE", "CHECK", "DESCRIPTION")]
+    for m in models:
+        size = f"{m.source.approx_mb:g} MB" if m.source.approx_mb else "shipped"
+        check = "sha256" if m.verifiable else ("local" if m.local else "no published sha256")
+        rows.append(tuple(clean(v) for v in (m.name, m.kind, size, check, m.description)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for r in rows:
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]), r[3].ljust(widths[3]), r[4]]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def bundle_problem(bundle: Path, kind: str) -> Optional[str]:
+    """None when ``bundle`` is a complete, intact bundle of ``kind``; else what is wrong with it (one phrase).
+
+    Checks: the manifest reads and names ``kind``; every model file it names exists and matches its SHA-256.
+    """
+    from ..errors import BadModelError
+    from ..manifest import FASTSAM_ONNX, read_manifest, verify_bundle_file
+
+    if not bundle.is_dir():
+        return f"{bundle} is not a directory"
+    try:
+        m = read_manifest(bundle)
+        if m["kind"] != kind:
+            return f"it holds a {m['kind']!r} model, not a {kind!r} model"
+        if kind == "fastsam":
+            files = {"onnx": m.get("model_file", FASTSAM_ONNX)}
+        else:
+            files = {"image_onnx": m.get("image_model_file", "clip_image.onnx"),
+                     "text_onnx": m.get("text_model_file", "clip_text.onnx"),
+                     "bpe": m.get("bpe_file", "bpe_simple_vocab_16e6.txt.gz")}
+        for name in files.values():  # the cheap checks first
+            if not (bundle / str(name)).is_file():
+                return f"{name} is missing"
+        for key, name in files.items():
+            verify_bundle_file(bundle / str(name), m, key)
+    except BadModelError as e:
+        return str(e)
+    except (OSError, TypeError, AttributeError) as e:
+        return f"unreadable ({type(e).__name__}: {e})"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
     from ..download import cache_dir, fetch_checkpoint
     from ..models.registry import MODELS, find_model
     from . import UsageError
+    from .extras import EXPORT_MODULES, require
 
-    if args.list or not args.name:
-        for m in MODELS:
-            size = f"{m.source.approx_mb:g} MB" if m.source.approx_mb else "shipped"
-            check = "sha256" if m.verifiable else ("local" if m.local else "no published sha256")
-            print(f"{m.name:15s} {m.kind:8s} {size:>10s}  {check:20s} {m.description}")
-        return 0 if args.list else 2
+    if args.list:
+        print("\n".join(zoo_table(MODELS)))
+        return 0
+    if not args.name:
+        raise UsageError(NO_NAME)
     desc = find_model(args.name)
     if desc is None:
         raise UsageError(f"unknown model {args.name!r}; see: fastsam-onnx fetch --list")
     if desc.local is not None:
-        print(f"{desc.name} ships with the package: {desc.local}")
+        print(f"{desc.name} ships with the package: {clean(desc.local)}")
         return 0
     out = cache_dir() / desc.name
-    if (out / "manifest.json").is_file():
-        print(f"{desc.name} is already fetched: {out}")
-        return 0
-    checkpoint = fetch_checkpoint(desc.name, verify=not args.no_verify, progress=not args.quiet)
-    print(f"checkpoint: {checkpoint}", file=sys.stderr)
+    if not args.no_export and (out.exists() or out.is_symlink()):
+        if not out.is_dir():
+            raise UsageError(f"{out} is in the way of the {desc.name} bundle and is not a directory: remove it")
+        problem = bundle_problem(out, desc.kind)
+        if problem is None:
+            print(f"{desc.name} is already fetched: {clean(out)}")
+            return 0
+        print(clean(f"the cached bundle {out} is broken ({problem}); fetching and exporting it again"), file=sys.stderr)
+    checkpoint = fetch_checkpoint(desc.name, verify=not args.no_verify, progress=not args.quiet, deadline=args.deadline)
+    print(f"checkpoint: {clean(checkpoint)}", file=sys.stderr)
     if args.no_export:
         return 0
-    try:
-        from ..export import ExportError
-        if desc.kind == "fastsam":
-            from ..export.fastsam import export_fastsam as export
-        else:
-            from ..export.clip import export_clip as export
-    except ImportError as e:
-        raise UsageError(
-            f"downloaded {checkpoint}; exporting it needs the [export] extra: pip install 'fastsam-onnx[export]' "
-            f"then run `fastsam-onnx fetch {desc.name}` again ({e})"
-        ) from None
+    require(
+        "export", *EXPORT_MODULES[desc.kind], what=f"exporting {checkpoint}",
+        hint=f", then run `fastsam-onnx fetch {desc.name}` again (the download is kept)",
+    )
+    from ..export import ExportError
+
+    if desc.kind == "fastsam":
+        from ..export.fastsam import export_fastsam as export
+    else:
+        from ..export.clip import export_clip as export
     try:
         export(checkpoint, out, **desc.recipe)
     except ExportError as e:
         raise UsageError(str(e)) from None
-    print(f"bundle: {out}  (use it as FastSAM({desc.name!r}) or --model {desc.name})")
+    print(f"bundle: {clean(out)}  (use it as FastSAM({desc.name!r}) or --model {desc.name})")
     return 0
