@@ -1,5 +1,6 @@
 """fastsam-onnx: FastSAM (Fast Segment Anything) on ONNX Runtime, without PyTorch."""
 
+from . import image as _image  # noqa: F401  # first: it caps OpenCV's pixel limit before cv2 is imported
 from .errors import (
     BadArgumentError,
     BadImageError,

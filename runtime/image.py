@@ -2,15 +2,44 @@
 
 Conversions follow the reference (ultralytics ``LoadPilAndNumpy`` / ``imread``): 16-bit → high byte,
 grayscale → 3 channels, BGRA → BGR, gray + alpha → gray.
+
+Decompression bombs (a tiny file whose header claims a huge image) never decode. :func:`read_image`
+refuses, in this order and without reading the file's pixels:
+
+1. anything but a regular file (directory, FIFO, device, socket), from ``os.stat`` before opening it
+   (opened with ``O_NONBLOCK`` and checked again with ``fstat``, so a FIFO can never block);
+2. a file over the file-size limit (:func:`file_limit`: 1 GiB, or 10 bytes per allowed pixel if more),
+   from ``stat`` before anything is read;
+3. an image over ``max_pixels``, from its header as read by Pillow's format plugins (JPEG with fill
+   bytes or large APPn segments, PNG, BMP, TIFF, GIF, WebP, PPM/PGM/PFM, Sun raster, JPEG 2000, AVIF),
+   without Pillow's own decompression-bomb check (no ``DecompressionBombWarning``; its error, raised by
+   some plugins, becomes a :class:`BadImageError` too). Pillow only reads the header: pixels are decoded
+   by ``cv2.imdecode(IMREAD_COLOR)`` as before.
+
+Files Pillow cannot identify but OpenCV may decode (e.g. Radiance .hdr, PAM) are decoded by OpenCV
+under OpenCV's own pixel limit (``OPENCV_IO_MAX_IMAGE_PIXELS``) and checked after decoding. OpenCV reads
+that environment variable once, when ``cv2`` is imported (setting it later has no effect, tested), so when
+it is unset and ``cv2`` is not imported yet, this module sets it to :data:`MAX_PIXELS` for the import and
+removes it right after (child processes do not inherit it); :data:`OPENCV_MAX_PIXELS` says which limit is
+in effect. When that limit is unknown or above ``max(max_pixels, MAX_PIXELS)`` (``cv2`` was imported
+before ``fastsam_onnx`` with the variable unset: OpenCV's default is 2**30), such files are refused rather
+than decoded. Consequence: files over 100 MP need ``OPENCV_IO_MAX_IMAGE_PIXELS`` set before
+``fastsam_onnx`` (or ``cv2``) is first imported, even with ``max_pixels=None``; arrays are not affected.
+Any ``cv2.error`` while decoding is a :class:`BadImageError`.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import stat
+import sys
+import threading
+import warnings
 from pathlib import Path
-from typing import Union
+from typing import IO, Literal, Union
 
-import cv2
 import numpy as np
 
 from .errors import BadImageError
@@ -19,10 +48,46 @@ ImageLike = Union[str, "os.PathLike[str]", np.ndarray]
 
 MAX_PIXELS = 100_000_000
 """Largest image accepted, in pixels (h × w; 100 MP, e.g. 10000 × 10000). Bigger images raise
-:class:`BadImageError` before anything is decoded or copied: a 20000 × 20000 image would need 1.2 GB for
-the BGR array alone and up to N × 400 MB for full-size masks. Pass ``max_pixels`` to raise the limit.
-Measured at the limit (a 10000 × 10000 photo, demo model, 13 instances): peak RSS 592 MB, of which 286 MB
-is the image itself and ~300 MB the process and model; ``Result.masks`` would add N × 100 MB (use ``mask(i)``)."""
+:class:`BadImageError` before anything is decoded or copied: files from their header (read by Pillow),
+arrays from their shape. A 20000 × 20000 image would need 1.2 GB for the BGR array alone and up to
+N × 400 MB for full-size masks. Pass ``max_pixels`` to raise the limit (files over 100 MP also need
+``OPENCV_IO_MAX_IMAGE_PIXELS``, see the module docstring). Measured at the limit (a 10000 × 10000 photo,
+demo model, 13 instances): peak RSS 592 MB, of which 286 MB is the image itself and ~300 MB the process
+and model; ``Result.masks`` would add N × 100 MB (use ``mask(i)``)."""
+
+MAX_FILE_BYTES = 1 << 30
+"""Smallest file-size limit, in bytes (1 GiB): 100 MP at up to 10 bytes per pixel (e.g. an uncompressed
+16-bit RGBA TIFF is 8). See :func:`file_limit`; files over the limit are refused from ``stat``."""
+
+_CV2_ENV = "OPENCV_IO_MAX_IMAGE_PIXELS"
+_CV2_DEFAULT = 1 << 30  # OpenCV's default limit
+
+
+def _cv2_limit_before_import() -> tuple[int | None, bool]:
+    """(OpenCV's pixel limit as far as known, whether this module sets the variable for the import)."""
+    value = os.environ.get(_CV2_ENV)
+    if value is not None:
+        return (int(value) if value.strip().isdigit() else None), False
+    if "cv2" in sys.modules:
+        return _CV2_DEFAULT, False
+    return MAX_PIXELS, True
+
+
+OPENCV_MAX_PIXELS, _SET_CV2_ENV = _cv2_limit_before_import()
+"""OpenCV's own decode limit in pixels (``OPENCV_IO_MAX_IMAGE_PIXELS``), None when it cannot be known."""
+if _SET_CV2_ENV:
+    os.environ[_CV2_ENV] = str(MAX_PIXELS)
+try:
+    import cv2  # noqa: E402  (after the variable is set: OpenCV reads it on import)
+finally:
+    if _SET_CV2_ENV:
+        os.environ.pop(_CV2_ENV, None)
+
+
+def file_limit(max_pixels: int | None) -> int | None:
+    """File-size limit in bytes for ``max_pixels``: max(:data:`MAX_FILE_BYTES`, 10 × ``max_pixels``);
+    None (no limit) when ``max_pixels`` is None."""
+    return None if max_pixels is None else max(MAX_FILE_BYTES, 10 * int(max_pixels))
 
 
 def check_size(shape: tuple[int, ...], max_pixels: int | None, what: str = "image") -> None:
@@ -34,40 +99,170 @@ def check_size(shape: tuple[int, ...], max_pixels: int | None, what: str = "imag
         )
 
 
-def header_size(data: np.ndarray) -> tuple[int, int] | None:
-    """(h, w) from the header of PNG or JPEG bytes (uint8 array), None for other or broken headers."""
-    b = data[:65536].tobytes()
-    if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24 and b[12:16] == b"IHDR":
-        return int.from_bytes(b[20:24], "big"), int.from_bytes(b[16:20], "big")
-    if b[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(b) and b[i] == 0xFF:
-            marker, length = b[i + 1], int.from_bytes(b[i + 2 : i + 4], "big")
-            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                return int.from_bytes(b[i + 5 : i + 7], "big"), int.from_bytes(b[i + 7 : i + 9], "big")
-            i += 2 + length
+# Pillow plugins for the formats OpenCV decodes (others are left to OpenCV, under its own limit).
+_FORMATS = ("JPEG", "PNG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "SUN", "JPEG2000", "AVIF")
+_PIL_LOCK = threading.Lock()  # catch_warnings is not thread-safe: one header read at a time (~0.1 ms)
+
+
+class _PillowBomb(Exception):
+    """A Pillow plugin raised its own DecompressionBombError; ``pixels`` as it reported them (0 if unknown)."""
+
+    def __init__(self, pixels: int) -> None:
+        super().__init__(pixels)
+        self.pixels = pixels
+
+
+def _pillow_size(fp: IO[bytes]) -> tuple[int, int] | None:
+    """(w, h) of an image file from its header, read by Pillow without decoding; None when no plugin of
+    :data:`_FORMATS` identifies it. Like ``PIL.Image.open`` but without its bomb check, so nothing warns."""
+    from PIL import Image  # lazy: keeps ``import fastsam_onnx`` light
+
+    prefix = fp.read(32)
+    if prefix[:4] == b"RIFF" and prefix[8:12] == b"WEBP":
+        # Pillow's WebP plugin allocates the canvas when it opens a file: take the size from its header helper.
+        try:
+            from PIL.WebPImagePlugin import _get_size
+        except ImportError:
+            _get_size = None
+        size = _get_size(prefix[:30]) if _get_size is not None else None
+        if size:
+            return (int(size[0]), int(size[1])) if min(size) > 0 else None
+    Image.preinit()
+    with _PIL_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        for fmt in _FORMATS:
+            if fmt not in Image.OPEN:
+                Image.init()
+            factory, accept = Image.OPEN.get(fmt, (None, None))
+            if factory is None:
+                continue
+            ok = accept(prefix) if accept is not None else True
+            if not ok or isinstance(ok, str):  # a str: the format is known but not supported by this build
+                continue
+            fp.seek(0)
+            try:
+                w, h = factory(fp, "").size
+            except Image.DecompressionBombError as e:
+                m = re.search(r"\((\d+) pixels\)", str(e))
+                raise _PillowBomb(int(m.group(1)) if m else 0) from None
+            except Exception:  # noqa: BLE001 - hostile bytes can make a plugin fail in any way: not this format
+                continue
+            return (int(w), int(h)) if w > 0 and h > 0 else None
     return None
 
 
-def read_image(path: str | os.PathLike[str], max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
-    """Read an image file as OpenCV does for the reference: (H, W, 3) BGR uint8.
+def header_size(data: np.ndarray | bytes) -> tuple[int, int] | None:
+    """(h, w) from the header of encoded image bytes (uint8 array or bytes) as Pillow reads it, without
+    decoding; None when Pillow does not identify the format. A size Pillow itself calls a decompression bomb
+    raises :class:`BadImageError`."""
+    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    try:
+        wh = _pillow_size(io.BytesIO(raw))
+    except _PillowBomb as e:
+        raise BadImageError(f"image header claims {e.pixels:,} pixels (a decompression bomb)") from None
+    return None if wh is None else (wh[1], wh[0])
 
-    Raises :class:`BadImageError` for a missing, empty or undecodable file, or one over ``max_pixels``
-    (PNG and JPEG are refused from their header, before decoding; other formats after).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise BadImageError(f"image file not found: {p}")
-    data = np.fromfile(str(p), np.uint8)
-    if data.size == 0:
+
+def _open_regular(p: Path, max_bytes: int | None) -> tuple[int, int]:
+    """Open ``p`` read-only and return (fd, size in bytes) after the checks of steps 1-2 (module docstring)."""
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise BadImageError(f"image file not found: {p}") from None
+    except (OSError, ValueError) as e:
+        raise BadImageError(f"cannot read image file {p}: {getattr(e, 'strerror', None) or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise BadImageError(f"{p} is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise BadImageError(f"{p} is not a regular file (a FIFO, device or socket): pass an image file")
+    _check_bytes(p, st.st_size, max_bytes)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise BadImageError(f"cannot read image file {p}: {e.strerror or e}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # replaced between stat and open
+        os.close(fd)
+        raise BadImageError(f"{p} is not a regular file (a FIFO, device or socket): pass an image file")
+    _check_bytes(p, st.st_size, max_bytes)
+    return fd, st.st_size
+
+
+def _check_bytes(p: Path, n: int, max_bytes: int | None) -> None:
+    if n == 0:
         raise BadImageError(f"image file is empty: {p}")
-    hw = header_size(data)
-    if hw is not None:
-        check_size(hw, max_pixels, str(p))
-    im = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if max_bytes is not None and n > max_bytes:
+        raise BadImageError(
+            f"image file {p} is {n:,} bytes, over the file-size limit of {max_bytes:,} bytes "
+            "(1 GiB, or 10 bytes per max_pixels): pass a larger max_pixels or max_file_bytes"
+        )
+
+
+def _cv2_limit_text() -> str:
+    return f"{OPENCV_MAX_PIXELS:,} pixels" if OPENCV_MAX_PIXELS is not None else f"{_CV2_ENV} pixels"
+
+
+def _decode(data: np.ndarray, p: Path) -> np.ndarray:
+    """``cv2.imdecode(data, IMREAD_COLOR)``; every failure (None, cv2.error, MemoryError) → BadImageError."""
+    try:
+        im = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        text = str(e)
+        if "CV_IO_MAX_IMAGE_PIXELS" in text or "validateInputImageSize" in text:
+            raise BadImageError(
+                f"cannot decode {p}: the image is over OpenCV's own limit of {_cv2_limit_text()}; set the environment "
+                f"variable {_CV2_ENV} before importing fastsam_onnx or cv2 to raise it"
+            ) from None
+        last = text.strip().splitlines()[-1] if text.strip() else type(e).__name__
+        raise BadImageError(f"cannot decode image (not an image or truncated): {p} (OpenCV: {last})") from None
+    except MemoryError:
+        raise BadImageError(f"cannot decode {p}: not enough memory") from None
     if im is None:
         raise BadImageError(f"cannot decode image (not an image or truncated): {p}")
-    return to_bgr(im, max_pixels)
+    return im
+
+
+def read_image(
+    path: str | os.PathLike[str],
+    max_pixels: int | None = MAX_PIXELS,
+    max_file_bytes: int | None | Literal["auto"] = "auto",
+) -> np.ndarray:
+    """Read an image file as OpenCV does for the reference: (H, W, 3) BGR uint8.
+
+    Raises :class:`BadImageError` for a missing, empty, non-regular or undecodable file, a file over
+    ``max_file_bytes`` ("auto": :func:`file_limit` of ``max_pixels``; None: no limit) and an image over
+    ``max_pixels`` pixels (refused from its header before decoding; formats Pillow does not read are
+    decoded under OpenCV's own limit and checked after). See the module docstring for the order of checks.
+    """
+    p = Path(path)
+    max_bytes = file_limit(max_pixels) if isinstance(max_file_bytes, str) else max_file_bytes
+    fd, _ = _open_regular(p, max_bytes)
+    with os.fdopen(fd, "rb") as f:
+        if max_pixels is not None:
+            try:
+                wh = _pillow_size(f)
+            except _PillowBomb as e:
+                if e.pixels == 0 or e.pixels > max_pixels:
+                    raise BadImageError(
+                        f"{p} is {e.pixels:,} pixels (from its header), over the limit of {max_pixels:,}: "
+                        "downscale it, or pass a larger max_pixels"
+                    ) from None
+                wh = None
+            if wh is not None:
+                check_size((wh[1], wh[0]), max_pixels, str(p))
+            elif OPENCV_MAX_PIXELS is None or OPENCV_MAX_PIXELS > max(max_pixels, MAX_PIXELS):
+                raise BadImageError(
+                    f"cannot decode image (not an image or truncated, or a format whose size Pillow cannot read): "
+                    f"{p}; not given to OpenCV, whose own pixel limit ({_cv2_limit_text()}) is above max_pixels "
+                    f"(cv2 was imported before fastsam_onnx?): import fastsam_onnx first, set {_CV2_ENV}, "
+                    "or pass max_pixels=None"
+                )
+            f.seek(0)
+        buf = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    if not buf:
+        raise BadImageError(f"image file is empty: {p}")
+    _check_bytes(p, len(buf), max_bytes)  # the file grew after stat
+    return to_bgr(_decode(np.frombuffer(buf, np.uint8), p), max_pixels)
 
 
 def to_bgr(im: np.ndarray, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
