@@ -136,7 +136,10 @@ def _pillow_size(fp: IO[bytes]) -> tuple[int, int] | None:
             factory, accept = Image.OPEN.get(fmt, (None, None))
             if factory is None:
                 continue
-            ok = accept(prefix) if accept is not None else True
+            try:
+                ok = accept(prefix) if accept is not None else True
+            except Exception:  # noqa: BLE001 - some accept() functions fail on short prefixes: not this format
+                continue
             if not ok or isinstance(ok, str):  # a str: the format is known but not supported by this build
                 continue
             fp.seek(0)

@@ -147,3 +147,15 @@ def test_file_names_cannot_inject_escapes(tmp_path, capsys):
     assert main(["fetch", "evil\x1b[2Jname"]) == 2
     err = err_lines(capsys)
     assert len(err) == 1 and "unknown model" in err[0] and "\x1b" not in err[0] and "\\x1b[2J" in err[0]
+
+
+def test_opencv_log_lines_are_silenced_in_the_cli(tmp_path, capfd):
+    """OpenCV prints its own decoder warnings to fd 2 for a broken PNG; the CLI reports the failure once itself."""
+    from fastsam_onnx.cli import main
+
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"x" * 40)
+    assert main(["segment", str(bad), "--json", str(tmp_path / "r.json")]) == 2
+    err = capfd.readouterr().err
+    assert "global" not in err and "WARN" not in err and "imdecode" not in err, err
+    assert err.count("\n") == 1 and "cannot decode image" in err

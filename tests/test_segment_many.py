@@ -1,15 +1,19 @@
-"""``fastsam-onnx segment`` on a folder (per-image JSON, COCO JSON, --skip-existing, bad files counted)
-and on a video file (masks drawn into an output video, JSON lines per frame)."""
+"""``fastsam-onnx segment`` on a folder (per-image JSON, COCO JSON, --skip-existing, bad files counted) and on a
+video file (masks drawn into an output video, JSON lines per frame); atomic outputs: a crash mid-write leaves no
+partial file that --skip-existing would keep, and a failed video run keeps the previous outputs."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import cv2
 import numpy as np
 import pytest
+from test_cli_inputs import Failing, one_error, synthetic, write
 
+from fastsam_onnx import FastSAM
 from fastsam_onnx.cli import main
 
 
@@ -128,3 +132,114 @@ def test_camera_index(demo, tmp_path, monkeypatch, capsys, interrupt_at):
     assert n == want and int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == 240
     err = capsys.readouterr().err
     assert f"{want} frames" in err and (("Ctrl-C" in err) == (interrupt_at is not None))
+
+
+# ---------------------------------------------------------------- atomic outputs, --skip-existing
+
+
+def test_crash_mid_write_leaves_no_partial_json(tmp_path, monkeypatch, capsys):
+    d = tmp_path / "images"
+    for k in range(3):
+        write(d / f"{k}.png", seed=k)
+    out = tmp_path / "json"
+    real, calls = os.fsync, []
+
+    def fsync(fd):  # the 2nd file is written but not yet complete when the "crash" (Ctrl-C) comes
+        calls.append(fd)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert main(["segment", str(d), "--out-dir", str(out)]) == 130
+    assert "stopped by Ctrl-C" in capsys.readouterr().err
+    monkeypatch.setattr(os, "fsync", real)
+    assert sorted(p.name for p in out.iterdir()) == ["0.png.json"]  # no partial 1.png.json, no temp file
+    json.loads((out / "0.png.json").read_text())
+    assert main(["segment", str(d), "--out-dir", str(out), "--skip-existing"]) == 0
+    assert "2 segmented, 1 skipped (existing), 0 bad" in capsys.readouterr().err
+    assert [json.loads(p.read_text())["image"]["path"] for p in sorted(out.iterdir())] == ["0.png", "1.png", "2.png"]
+
+
+def test_failed_rename_is_a_reported_failure_not_a_partial_file(tmp_path, monkeypatch, capsys):
+    d = tmp_path / "images"
+    write(d / "a.png", seed=1)
+    write(d / "b.png", seed=2)
+    out = tmp_path / "json"
+    real = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith("a.png.json"):
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert main(["segment", str(d), "--out-dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "a.png: skipped: OSError" in err and "No space left" in err and "1 segmented" in err
+    assert sorted(p.name for p in out.iterdir()) == ["b.png.json"]
+
+
+def test_skip_existing_redoes_truncated_json_and_fills_coco(tmp_path, monkeypatch, capsys):
+    d = tmp_path / "images"
+    for k in range(3):
+        write(d / f"{k}.png", seed=k)
+    out, coco = tmp_path / "json", tmp_path / "coco.json"
+    assert main(["segment", str(d), "--out-dir", str(out), "--coco", str(coco)]) == 0
+    full = json.loads(coco.read_text())
+    capsys.readouterr()
+    text = (out / "0.png.json").read_text()
+    (out / "0.png.json").write_text(text[: len(text) // 2])  # truncated by an older crash
+    (out / "1.png.json").write_text('{"something": "else"}')  # parses, but is not a result
+    coco.unlink()
+    calls = Failing(monkeypatch)
+    assert main(["segment", str(d), "--out-dir", str(out), "--coco", str(coco), "--skip-existing"]) == 0
+    assert "2 segmented, 1 skipped (existing), 0 bad" in capsys.readouterr().err
+    assert calls.calls == 2
+    for k in range(3):
+        assert json.loads((out / f"{k}.png.json").read_text())["image"]["path"] == f"{k}.png"
+    again = json.loads(coco.read_text())
+    assert [i["file_name"] for i in again["images"]] == ["0.png", "1.png", "2.png"]
+    assert len(again["annotations"]) == len(full["annotations"])  # the skipped image read back in
+    assert [a["bbox"] for a in again["annotations"]] == [a["bbox"] for a in full["annotations"]]
+
+
+def test_skip_existing_with_overlays(tmp_path, monkeypatch, capsys):
+    d = tmp_path / "images"
+    write(d / "a.png")
+    ov = tmp_path / "ov"
+    assert main(["segment", str(d), "--overlays", str(ov)]) == 0
+    calls = Failing(monkeypatch)
+    assert main(["segment", str(d), "--overlays", str(ov), "--skip-existing"]) == 0
+    assert calls.calls == 0 and "0 segmented, 1 skipped (existing)" in capsys.readouterr().err
+
+
+def test_video_failure_keeps_existing_outputs(tmp_path, monkeypatch, capsys):
+    from fastsam_onnx.errors import BadImageError
+
+    src = tmp_path / "in.avi"
+    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 96))
+    for k in range(3):
+        w.write(synthetic(k))
+    w.release()
+    out, jl = tmp_path / "out.avi", tmp_path / "f.jsonl"
+    out.write_text("old video")
+    jl.write_text("old lines\n")
+    real, n = FastSAM.segment, []
+
+    def segment(self, image, **kw):
+        n.append(1)
+        if len(n) == 2:
+            raise BadImageError("frame went bad")
+        return real(self, image, **kw)
+
+    monkeypatch.setattr(FastSAM, "segment", segment)
+    assert main(["segment", str(src), "--out", str(out), "--json", str(jl), "--quiet"]) == 2
+    one_error(capsys, "frame went bad")  # (without --quiet the last progress line comes before it)
+    assert out.read_text() == "old video" and jl.read_text() == "old lines\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.jsonl", "in.avi", "out.avi"]
+    monkeypatch.setattr(FastSAM, "segment", real)
+    assert main(["segment", str(src), "--out", str(out), "--json", str(jl), "--max-frames", "1"]) == 0
+    line = json.loads(jl.read_text())
+    assert line["frame"] == 0 and line["image"]["path"] == str(src) and line["image"]["frame"] == 0
+    assert "1 frame in" in capsys.readouterr().err  # singular

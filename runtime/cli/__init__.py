@@ -65,10 +65,22 @@ def describe_os_error(e: OSError) -> str:
     return reason
 
 
+def _quiet_opencv() -> None:
+    """Silence OpenCV's own log lines (decoder warnings) in this process; the library leaves them alone."""
+    try:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except (ImportError, AttributeError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 success, 2 bad input, 1 unexpected failure, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False)) or debug_enabled()
+    if not debug:  # OpenCV logs its own lines for every bad file; the CLI reports each failure itself
+        _quiet_opencv()
     prefix = f"fastsam-onnx {clean(args.command)}"
 
     def report(line: str) -> None:

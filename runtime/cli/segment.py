@@ -1,38 +1,64 @@
-"""``fastsam-onnx segment IMAGE``: segment everything, write an overlay and/or a JSON file."""
+"""``fastsam-onnx segment IMAGE|FOLDER|VIDEO``: segment everything, write an overlay and/or a JSON file.
+
+One image: ``--out overlay.png`` and/or ``--json result.json``. A folder or a video: see
+:mod:`fastsam_onnx.cli.folder` and :mod:`fastsam_onnx.cli.video`. Options that do not apply to the input's
+kind are refused, numbers and prompts are checked and output locations tested before the model runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from pathlib import Path
 
+from ..progress import clean
+
+# argparse takes "-5,10" for an option (only "-5" and "-.5" look like numbers to it); make every
+# comma list of numbers with a leading minus a value, so `--point -5,10` and `--box -5,-5,20,20` work.
+_NEGATIVE_VALUE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-(?:\.?\d|inf|nan)[\w.,+-]*,[\w.,+-]*$", re.IGNORECASE)
+
+PROMPT_KEYS = ("boxes", "points", "labels", "texts")
+MAX_PROMPTS_BYTES = 64 << 20
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("segment", help="segment everything in an image, a folder or a video", description=__doc__)
+    p = sub.add_parser(
+        "segment", help="segment everything in an image, a folder or a video",
+        description="Segment everything in an image, a folder of images (recursively) or a video / camera. "
+        "Options that do not apply to the input's kind are refused; outputs are written atomically.",
+    )
+    p._negative_number_matcher = _NEGATIVE_VALUE  # see _NEGATIVE_VALUE
     p.add_argument("image", help="image file, folder of images (recursive), video file or camera index (0, 1, ...)")
     p.add_argument("--model", help="bundle directory or .onnx file (default: the shipped demo model)")
-    p.add_argument("--conf", type=float, default=0.4, help="confidence threshold (default 0.4)")
-    p.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold (default 0.9)")
-    p.add_argument("--imgsz", type=int, default=None, help="network input size (default: the model's)")
-    p.add_argument("--max-det", type=int, default=300, help="maximum number of instances (default 300)")
+    p.add_argument("--conf", type=float, default=0.4, help="confidence threshold in [0, 1] (default 0.4)")
+    p.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold in [0, 1] (default 0.9)")
+    p.add_argument("--imgsz", type=int, default=None, help="network input size, pixels (default: the model's)")
+    p.add_argument("--max-det", type=int, default=300, help="maximum number of instances, >= 1 (default 300)")
     p.add_argument("--no-retina", action="store_true", help="masks at the network-input size, letterboxed")
-    p.add_argument("--out", type=Path, help="write an overlay image (PNG/JPEG)")
-    p.add_argument("--json", type=Path, help="write the instances as JSON (boxes, scores, COCO RLE masks)")
+    p.add_argument("--out", type=Path, help="image: write an overlay (PNG/JPEG); video: write a video (.mp4/.avi/...)")
+    p.add_argument("--json", type=Path, help="image: write the instances as JSON (boxes, scores, COCO RLE masks); video: JSON lines")
     p.add_argument(
         "--providers", default=None, metavar="auto|cpu|cuda|tensorrt|LIST",
         help="execution providers: auto (default, or $FASTSAM_ONNX_PROVIDERS), cpu, cuda, tensorrt, "
         "or a comma list of onnxruntime provider names",
     )
     p.add_argument("--strict", action="store_true", help="fail instead of falling back when a provider is unavailable")
-    b = p.add_argument_group("folders and videos (see fastsam_onnx.cli.segment_many)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output; failures and the summary still print")
+    b = p.add_argument_group("folders and videos (see fastsam_onnx.cli.folder and fastsam_onnx.cli.video)")
     b.add_argument("--out-dir", type=Path, help="folder: write one JSON per image here (the folder's tree mirrored)")
+    b.add_argument("--overlays", type=Path, metavar="DIR", help="folder: write one overlay PNG per image here (tree mirrored)")
     b.add_argument("--coco", type=Path, help="folder: write one COCO-style JSON of every image")
-    b.add_argument("--skip-existing", action="store_true", help="folder: skip images whose JSON exists in --out-dir")
-    b.add_argument("--max-frames", type=int, default=None, help="video/camera: stop after this many frames")
+    b.add_argument(
+        "--skip-existing", action="store_true",
+        help="folder: skip images whose outputs exist (JSON that parses; with --coco it is read back into the COCO file)",
+    )
+    b.add_argument("--max-frames", type=int, default=None, help="video/camera: stop after this many frames (>= 1)")
     g = p.add_argument_group("prompts (each repeatable; only the selected instances are kept)")
-    g.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2", help="box prompt, pixels")
-    g.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]", help="point prompt; label 1 (default) or 0")
+    g.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2", help="box prompt, pixels (negative: --box -5,0,20,20 or --box=-5,0,20,20)")
+    g.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]", help="point prompt, pixels; label 1 (default) or 0")
     g.add_argument("--text", action="append", default=[], metavar="TEXT", help="text prompt (CLIP)")
     g.add_argument("--prompts", type=Path, help='JSON file: {"boxes": [[x1,y1,x2,y2]...], "points": [[x,y]...], "labels": [...], "texts": [...]}')
     g.add_argument("--clip", help="CLIP bundle directory or zoo name (clip-vit-b-32, clip-vit-b-32-int8) for text prompts (default: the shipped demo CLIP)")
@@ -42,87 +68,195 @@ def add_parser(sub) -> None:
 
 
 def _numbers(text: str, sizes: tuple[int, ...], what: str) -> list[float]:
-    from . import UsageError
+    from ..errors import BadPromptError
 
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
     if len(values) not in sizes:
-        raise UsageError(f"--{what} expects {' or '.join(map(str, sizes))} comma-separated numbers, got {text!r}")
+        raise BadPromptError(
+            f"--{what} expects {' or '.join(map(str, sizes))} comma-separated numbers, got {clean(repr(text))} "
+            f"(negative values: --{what}=-5,10)"
+        )
+    if not all(math.isfinite(v) for v in values):
+        raise BadPromptError(f"--{what} {clean(text)}: NaN or infinite values are not coordinates")
     return values
+
+
+def _label(value: object, where: str) -> int:
+    from ..errors import BadPromptError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in (0, 1):
+        raise BadPromptError(f"{where}: a point label is 1 (foreground) or 0 (background), got {clean(repr(value))}")
+    return int(value)
+
+
+def _rows(value: object, width: int, field: str, where: str) -> list[list[float]]:
+    """A prompts-file field holding one row or a list of rows of ``width`` finite numbers."""
+    from ..errors import BadPromptError
+
+    if isinstance(value, list) and len(value) == width and all(not isinstance(v, list) for v in value):
+        value = [value]  # one box / point given flat
+    shape = "[x1, y1, x2, y2]" if width == 4 else "[x, y]"
+    if not isinstance(value, list):
+        raise BadPromptError(f"{where}: {field!r} must be a list of {shape}, got {type(value).__name__}")
+    for row in value:
+        if not (isinstance(row, list) and len(row) == width
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)):
+            raise BadPromptError(f"{where}: {field!r} must be a list of {shape} numbers, got {clean(repr(row))[:80]}")
+        if not all(math.isfinite(v) for v in row):
+            raise BadPromptError(f"{where}: {field!r} holds NaN or infinite values: {row}")
+    return [list(map(float, row)) for row in value]
+
+
+def read_prompts_file(path: Path) -> dict:
+    """``{"boxes", "points", "labels", "texts"}`` from a JSON file, every field type-checked (BadPromptError
+    naming the file and the field; UsageError when the file cannot be read or is not JSON)."""
+    from ..errors import BadPromptError
+    from . import UsageError
+
+    where = clean(path)
+    try:
+        if path.stat().st_size > MAX_PROMPTS_BYTES:
+            raise UsageError(f"prompts file {where} is over {MAX_PROMPTS_BYTES >> 20} MB")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise UsageError(f"cannot read prompts file {where}: JSON nested too deeply") from None
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read prompts file {where}: {' '.join(str(e).split())}") from None
+    if not isinstance(data, dict) or set(data) - set(PROMPT_KEYS):
+        raise UsageError(f"{where}: expected an object with keys boxes, points, labels, texts")
+    out: dict = {"boxes": [], "points": [], "labels": [], "texts": []}
+    if data.get("boxes") is not None:
+        out["boxes"] = _rows(data["boxes"], 4, "boxes", where)
+    if data.get("points") is not None:
+        out["points"] = _rows(data["points"], 2, "points", where)
+    labels = data.get("labels")
+    if labels is not None:
+        if not isinstance(labels, list):
+            raise BadPromptError(f"{where}: 'labels' must be a list of 0/1, got {type(labels).__name__}")
+        if len(labels) != len(out["points"]):
+            raise BadPromptError(f"{where}: {len(out['points'])} points but {len(labels)} labels")
+        out["labels"] = [_label(v, f"{where}: 'labels'") for v in labels]
+    else:
+        out["labels"] = [1] * len(out["points"])
+    texts = data.get("texts")
+    if texts is not None:
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise BadPromptError(f"{where}: 'texts' must be a string or a list of strings, got {clean(repr(data['texts']))[:80]}")
+        out["texts"] = texts
+    return out
 
 
 def gather_prompts(args: argparse.Namespace) -> dict:
     """Prompts from --box/--point/--text and --prompts FILE, merged; keys as ``FastSAM.prompt`` takes them."""
-    from . import UsageError
-
     boxes = [_numbers(b, (4,), "box") for b in args.box]
     points, labels = [], []
     for text in args.point:
         v = _numbers(text, (2, 3), "point")
         points.append(v[:2])
-        labels.append(int(v[2]) if len(v) == 3 else 1)
+        labels.append(_label(v[2], f"--point {clean(text)}") if len(v) == 3 else 1)
     texts = list(args.text)
     if args.prompts is not None:
-        try:
-            data = json.loads(args.prompts.read_text())
-        except (OSError, ValueError) as e:
-            raise UsageError(f"cannot read prompts file {args.prompts}: {e}") from None
-        if not isinstance(data, dict) or set(data) - {"boxes", "points", "labels", "texts"}:
-            raise UsageError(f"{args.prompts}: expected an object with keys boxes, points, labels, texts")
-        boxes += data.get("boxes") or []
-        file_points = data.get("points") or []
-        file_labels = data.get("labels")
-        if file_labels is not None and len(file_labels) != len(file_points):
-            raise UsageError(f"{args.prompts}: {len(file_points)} points but {len(file_labels)} labels")
-        points += file_points
-        labels += file_labels if file_labels is not None else [1] * len(file_points)
-        file_texts = data.get("texts") or []
-        texts += [file_texts] if isinstance(file_texts, str) else file_texts
+        data = read_prompts_file(args.prompts)
+        boxes += data["boxes"]
+        points += data["points"]
+        labels += data["labels"]
+        texts += data["texts"]
+    from ..prompts import parse_boxes, parse_points, parse_texts
+
     out: dict = {}
+    huge = (1 << 31, 1 << 31)  # check with the API's own parsers once, not once per image of a folder
     if boxes:
+        parse_boxes(boxes, huge)
         out["bboxes"] = boxes
     if points:
+        parse_points(points, labels, huge)
         out["points"], out["labels"] = points, labels
     if texts:
+        parse_texts(texts)
         out["texts"] = texts
     return out
+
+
+_ONLY = {  # option → the input kinds it applies to
+    "out_dir": ("folder",), "coco": ("folder",), "skip_existing": ("folder",), "overlays": ("folder",),
+    "max_frames": ("video",), "out": ("image", "video"), "json": ("image", "video"),
+}
+_INSTEAD = {"folder": {"out": "--overlays DIR", "json": "--out-dir DIR or --coco FILE"}, "image": {"overlays": "--out", "out_dir": "--json"}}
+
+
+def check_options(args: argparse.Namespace, kind: str) -> None:
+    """Refuse (UsageError) options that do not apply to ``kind`` and settings out of range."""
+    from . import UsageError
+
+    for dest, kinds in _ONLY.items():
+        value = getattr(args, dest)
+        if kind not in kinds and value not in (None, False):
+            flag = "--" + dest.replace("_", "-")
+            hint = _INSTEAD.get(kind, {}).get(dest)
+            what = {"image": "one image", "folder": "a folder", "video": "a video"}[kind]
+            raise UsageError(f"{flag} does not apply to {what}" + (f" (use {hint})" if hint else ""))
+    for name in ("conf", "iou"):
+        v = getattr(args, name)
+        if not (math.isfinite(v) and 0 <= v <= 1):
+            raise UsageError(f"--{name} must be a number within [0, 1], got {v}")
+    if args.imgsz is not None and args.imgsz <= 0:
+        raise UsageError(f"--imgsz must be a positive number of pixels, got {args.imgsz}")
+    if args.max_det < 1:
+        raise UsageError(f"--max-det must be >= 1, got {args.max_det}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
 
 
 def run(args: argparse.Namespace) -> int:
     import cv2
 
     from .. import FastSAM
-    from ..draw import draw_overlay
     from . import UsageError
-    from .segment_many import kind_of, run_folder, run_video
+    from .segment_many import check_output_file, kind_of, plural, run_folder, run_video
 
     kind = kind_of(args.image)
-    if kind != "image":
-        prompts = gather_prompts(args)
-        model = FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict)
-        return (run_folder if kind == "folder" else run_video)(args, model, prompts)
-    for path in (args.out, args.json):
-        if path is not None and not path.parent.exists():
-            raise UsageError(f"output directory does not exist: {path.parent}")
-    if args.out is not None and not cv2.haveImageWriter(str(args.out)):
-        raise UsageError(f"cannot write overlay {args.out}: unknown image extension (use .png or .jpg)")
+    check_options(args, kind)
     prompts = gather_prompts(args)
+    if kind == "folder":
+        from .folder import check_folder_outputs
+
+        check_folder_outputs(args)
+    elif kind == "video":
+        from .video import check_video_outputs
+
+        check_video_outputs(args)
+    else:
+        check_output_file(args.json, "--json")
+        check_output_file(args.out, "--out")
+        if args.out is not None and not cv2.haveImageWriter(str(args.out)):
+            raise UsageError(f"cannot write overlay {clean(args.out)}: unknown image extension (use .png or .jpg)")
     model = FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict)
-    result = model.segment(
-        args.image, imgsz=args.imgsz, conf=args.conf, iou=args.iou, max_det=args.max_det,
-        retina_masks=not args.no_retina, point_mode=args.point_mode, text_mode=args.text_mode, **prompts,
-    )
-    if args.json is not None:
-        args.json.write_text(json.dumps(result.to_json(str(args.image)), separators=(",", ":")) + "\n")
-    if args.out is not None:
-        if not cv2.imwrite(str(args.out), draw_overlay(result)):
-            raise UsageError(f"cannot write overlay {args.out}")
+    if kind != "image":
+        return (run_folder if kind == "folder" else run_video)(args, model, prompts)
+    from ..draw import draw_overlay
+    from ..fileio import atomic_imwrite, atomic_write_json
+    from .segment_many import segment_kwargs
+
+    result = model.segment(args.image, **segment_kwargs(args, prompts))
+    dest = args.json
+    try:  # atomic: a failed write (disk full, ...) leaves any previous file as it was
+        if dest is not None:
+            atomic_write_json(dest, result.to_json(str(args.image)))
+        dest = args.out
+        if dest is not None and not atomic_imwrite(dest, draw_overlay(result)):
+            raise UsageError(f"cannot write overlay {clean(dest)}")
+    except OSError as e:
+        raise UsageError(f"cannot write {clean(dest)}: {e.strerror or e}") from None
     t = result.timings
     print(
-        f"{args.image}: {len(result)} instances, {result.orig_shape[1]}x{result.orig_shape[0]}, "
-        f"preprocess {t['preprocess']:.1f} ms, inference {t['inference']:.1f} ms, postprocess {t['postprocess']:.1f} ms",
+        clean(
+            f"{args.image}: {plural(len(result), 'instance')}, {result.orig_shape[1]}x{result.orig_shape[0]}, "
+            f"preprocess {t['preprocess']:.1f} ms, inference {t['inference']:.1f} ms, postprocess {t['postprocess']:.1f} ms"
+        ),
         file=sys.stderr,
     )
     return 0
