@@ -17,14 +17,36 @@ from typing import Any, Iterator
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_imwrite"]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def _mode_for(dest: Path) -> int:
+    """The permission bits ``dest`` gets: those of the file it replaces, else 0666 minus the umask."""
+    try:
+        return dest.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``dest`` (same suffix, so OpenCV writers pick the same format); on a
     clean exit it is renamed to ``dest``, on an exception it is deleted and ``dest`` is left untouched."""
     dest = Path(dest)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}", dir=dest.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
+    try:  # mkstemp makes 0600 files: give the output the mode a plain open() would (or the replaced file's)
+        os.fchmod(fd, _mode_for(dest))
+    except (AttributeError, OSError):
+        pass
+    finally:
+        os.close(fd)
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
@@ -61,7 +83,10 @@ def atomic_imwrite(dest: str | os.PathLike[str], image: Any) -> bool:
     """
     import cv2
 
-    ok, buf = cv2.imencode(Path(dest).suffix or ".png", image)
+    try:
+        ok, buf = cv2.imencode(Path(dest).suffix or ".png", image)
+    except cv2.error:  # no encoder for this extension
+        ok = False
     if not ok:
         return False
     atomic_write_bytes(dest, buf.tobytes())

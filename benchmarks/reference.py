@@ -1,6 +1,8 @@
 """The reference side of the benchmarks: ultralytics ``FastSAM.predict`` in PyTorch (needs the [export] extra).
 
-Runs one :class:`fastsam_onnx.bench.Case` with the same image, weights (the checkpoint our bundle was exported
+torch and ultralytics are imported inside the functions that run the reference, never at import time.
+
+Runs one :class:`~.cases.Case` with the same image, weights (the checkpoint our bundle was exported
 from) and settings as our side, and reports the same figures where the reference has them:
 
 - per stage, ultralytics' own ``results[0].speed`` (preprocess, inference, postprocess, ms per image) and the wall
@@ -12,9 +14,9 @@ from) and settings as our side, and reports the same figures where the reference
   + ``encode_text``, which the reference never caches);
 - the child's peak resident set.
 
-Run as a child process of :func:`fastsam_onnx.bench.run_case`:
-``python -m fastsam_onnx.export.bench_reference case SPEC.json OUT.json``, or
-``python -m fastsam_onnx.export.bench_reference cold CHECKPOINT OUT.json [REPS]`` for the reference's cold start.
+Run as a child process of :func:`.children.run_case`:
+``python -m fastsam_onnx.benchmarks.reference case SPEC.json OUT.json``, or
+``python -m fastsam_onnx.benchmarks.reference cold CHECKPOINT OUT.json [REPS]`` for the reference's cold start.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from fastsam_onnx.bench import STAGES, Case, box_point_timings, cold_start, load_case_image, peak_rss, stage_runs, summarize
+from .cases import STAGES, Case, load_case_image
+from .children import cold_start, peak_rss
+from .timing import box_point_timings, stage_runs, summarize
 
 _COLD = """
 import json, sys, time
@@ -178,8 +182,8 @@ def cold_start_reference(checkpoint: str | os.PathLike[str], reps: int = 3) -> d
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = ("usage: python -m fastsam_onnx.export.bench_reference case SPEC.json OUT.json\n"
-             "       python -m fastsam_onnx.export.bench_reference cold CHECKPOINT OUT.json [REPS]")
+    usage = ("usage: python -m fastsam_onnx.benchmarks.reference case SPEC.json OUT.json\n"
+             "       python -m fastsam_onnx.benchmarks.reference cold CHECKPOINT OUT.json [REPS]")
     if len(argv) < 3 or argv[0] not in ("case", "cold"):
         print(usage, file=sys.stderr)
         return 2
