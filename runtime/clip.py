@@ -7,8 +7,10 @@ int64 → ``text_embeds`` (B, D)) and the BPE vocabulary of the tokenizer.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,11 +19,30 @@ import numpy as np
 from .clip_preprocess import preprocess_batch
 from .clip_tokenizer import BPE_NAME, ClipTokenizer
 from .errors import BadArgumentError, BadModelError
-from .manifest import cached_bundle, read_manifest
+from .manifest import bundle_file, read_manifest, resolve_name
 from .session import OnnxSession, ProviderSpec
 
 CLIP_IMAGE_ONNX = "clip_image.onnx"
 CLIP_TEXT_ONNX = "clip_text.onnx"
+#: the text-embedding cache of a CLIP object keeps at most this many texts (least recently used dropped)
+TEXT_CACHE_SIZE = 4096
+#: texts up to this many characters are cache keys themselves; longer ones are keyed by their SHA-256
+TEXT_KEY_CHARS = 1024
+
+
+def text_key(text: str) -> str | tuple[str, str]:
+    """The text cache's key of ``text``: the text itself when short, else ``("sha256", hex digest)``."""
+    if len(text) <= TEXT_KEY_CHARS:
+        return text
+    return ("sha256", hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest())
+
+
+def _int_field(m: dict, key: str, default: int | None) -> int:
+    """A positive int field of a CLIP manifest (at most 1 << 16); KeyError when missing without a default."""
+    v = m[key] if default is None else m.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 16:
+        raise ValueError(f"{key} must be an int from 1 to 65536, got {v!r}")
+    return v
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -52,9 +73,9 @@ class CLIP:
         providers: str | Sequence[ProviderSpec] | None = None,
         strict: bool = False,
     ):
-        self.bundle = Path(bundle)
-        if not self.bundle.exists() and isinstance(bundle, str) and os.sep not in bundle:
-            self.bundle = cached_bundle(bundle) or self.bundle  # a model-zoo name ("clip-vit-b-32")
+        if not isinstance(bundle, (str, os.PathLike)):
+            raise BadArgumentError(f"a CLIP bundle is a path or a model-zoo name, got {type(bundle).__name__}")
+        self.bundle = resolve_name(bundle, "CLIP bundle")  # a path, or a model-zoo name ("clip-vit-b-32")
         if not self.bundle.is_dir():
             raise BadModelError(f"CLIP bundle not found: {self.bundle} (create one with: fastsam-onnx export clip)")
         m = read_manifest(self.bundle)
@@ -63,9 +84,9 @@ class CLIP:
         self.manifest = m
         self.precision = str(m.get("precision", "fp32"))
         try:
-            self.embed_dim = int(m["embed_dim"])
-            self.context_length = int(m.get("context_length", 77))
-            self.image_resolution = int(m.get("image_resolution", 224))
+            self.embed_dim, self.context_length, self.image_resolution = (
+                _int_field(m, key, default) for key, default in (("embed_dim", None), ("context_length", 77), ("image_resolution", 224))
+            )
             pre = m.get("preprocess", {})
             self.mean = tuple(float(v) for v in pre["mean"])
             self.std = tuple(float(v) for v in pre["std"])
@@ -76,8 +97,11 @@ class CLIP:
         if pre.get("resize", "bicubic") != "bicubic" or pre.get("crop", "center") != "center":
             raise BadModelError(f"{self.bundle}: unsupported preprocessing {pre.get('resize')}/{pre.get('crop')}")
 
-        self.image_session = OnnxSession(self.bundle / m.get("image_model_file", CLIP_IMAGE_ONNX), providers, strict)
-        self.text_session = OnnxSession(self.bundle / m.get("text_model_file", CLIP_TEXT_ONNX), providers, strict)
+        image_file = bundle_file(self.bundle, m, "image_model_file", CLIP_IMAGE_ONNX)
+        text_file = bundle_file(self.bundle, m, "text_model_file", CLIP_TEXT_ONNX)
+        bpe = bundle_file(self.bundle, m, "bpe_file", BPE_NAME)
+        self.image_session = OnnxSession(image_file, providers, strict)
+        self.text_session = OnnxSession(text_file, providers, strict)
         r = self.image_resolution
         if self.image_session.input_shape[1:] != (3, r, r):
             raise BadModelError(
@@ -88,11 +112,11 @@ class CLIP:
                 f"{self.text_session.path}: input {self.text_session.input_shape} {self.text_session.input_dtype}, "
                 f"expected (B, {self.context_length}) int64"
             )
-        bpe = self.bundle / m.get("bpe_file", BPE_NAME)
         if not bpe.is_file():
             raise BadModelError(f"CLIP bundle {self.bundle} lacks its BPE vocabulary {bpe.name}")
         self.tokenizer = ClipTokenizer(bpe, self.context_length)
-        self._text_cache: dict[str, np.ndarray] = {}
+        # text → embedding, least recently used first; see encode_texts for the bound
+        self._text_cache: OrderedDict[str | tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()  # threads share one CLIP: the cache is read and filled under it
 
     def _check_output(self, out: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -118,7 +142,12 @@ class CLIP:
         return l2_normalize(feats)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Texts → (M, D) float32, L2-normalised. Each distinct string is encoded once per CLIP object."""
+        """Texts → (M, D) float32, L2-normalised.
+
+        Embeddings are cached per CLIP object in an LRU of at most :data:`TEXT_CACHE_SIZE` (4096) texts; a
+        text longer than :data:`TEXT_KEY_CHARS` (1024) characters is keyed by its SHA-256, so the cache
+        holds at most 4096 × (4 KiB key + 4·D bytes), about 25 MB for D = 512. Thread-safe.
+        """
         if isinstance(texts, str):
             raise BadArgumentError("encode_texts takes a list of strings; wrap a single text in a list")
         texts = list(texts)
@@ -127,18 +156,29 @@ class CLIP:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise BadArgumentError(f"texts must be strings, got {type(t).__name__} at index {i}")
-        if int(batch_size) < 1:
-            raise BadArgumentError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise BadArgumentError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        keys = [text_key(t) for t in texts]
+        found: dict = {}
         with self._cache_lock:
-            todo = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
-        found: dict[str, np.ndarray] = {}
+            for k in keys:
+                if k in self._text_cache and k not in found:
+                    self._text_cache.move_to_end(k)
+                    found[k] = self._text_cache[k]
+        todo = list(dict.fromkeys((k, t) for k, t in zip(keys, texts) if k not in found))
+        new: dict = {}
         for start in range(0, len(todo), int(batch_size)):
             chunk = todo[start : start + int(batch_size)]
-            out = self._check_output(self.text_session.run(self.tokenizer(chunk))[0], len(chunk), "text")
-            found.update(zip(chunk, l2_normalize(out)))
+            out = self._check_output(self.text_session.run(self.tokenizer([t for _, t in chunk]))[0], len(chunk), "text")
+            new.update(zip((k for k, _ in chunk), l2_normalize(out)))
         with self._cache_lock:
-            self._text_cache.update(found)
-            return np.stack([found[t] if t in found else self._text_cache[t] for t in texts])
+            for k, v in new.items():
+                self._text_cache[k] = v
+                self._text_cache.move_to_end(k)
+            while len(self._text_cache) > TEXT_CACHE_SIZE:
+                self._text_cache.popitem(last=False)
+        found.update(new)
+        return np.stack([found[k] for k in keys])
 
     def similarity(self, images: Sequence[Any], texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Cosine similarities, (M texts, N images) float32: ``encode_texts(texts) @ encode_images(images).T``."""

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .errors import BadArgumentError, BadModelError, BadPromptError
+from .errors import BadArgumentError, BadModelError
 from .fixup import fastsam_fixup, scale_boxes
 from .image import MAX_PIXELS, ImageLike, load_image
 from .letterbox import Letterbox, letterbox, letterbox_geometry, to_tensor
 from .manifest import resolve_fastsam
-from .masks import MaskCrop, crop_masks, input_axes, retina_axes
-from .prompts import merge_by_points, parse_boxes, parse_points, parse_texts, select_by_boxes, select_by_points, select_by_texts, text_crops
+from .masks import crop_masks, input_axes, retina_axes
+from .prompts import apply_prompts
 from .nms import decode
 from .result import Result
 from .session import OnnxSession, ProviderSpec
@@ -33,22 +33,33 @@ def default_model() -> Path:
     return demo_bundle()
 
 
+#: the largest network input, h × w pixels of the padded letterbox (× the graph's batch): 8192 × 8192
+#: (67 MP; the float32 input tensor alone is 0.8 GB there, the activations several times more). A dynamic
+#: model's run-time ``imgsz`` above it is a BadArgumentError, a bundle whose static shape or manifest
+#: ``imgsz`` is above it a BadModelError at load. Independent of ``max_pixels``, which bounds images.
+MAX_INPUT_PIXELS = 8192 * 8192
+
+
 class FastSAM:
     """A FastSAM ONNX model ready to segment images.
 
     Args:
-        model: a bundle directory (``fastsam.onnx`` + ``manifest.json``) or an .onnx file; ``None`` = the
-            shipped demo model.
+        model: a bundle directory (``fastsam.onnx`` + ``manifest.json``), an .onnx file or a model-zoo
+            name; ``None`` = the shipped demo model.
         providers: "auto" (None: TensorRT, CUDA, CPU, whichever this onnxruntime build offers), "cpu",
             "cuda", "tensorrt", or a list of provider names / (name, options) pairs; see
             :mod:`fastsam_onnx.providers`. :attr:`providers` reports what onnxruntime kept.
+        clip: the CLIP bundle (path or zoo name) or a CLIP object for text prompts; None = the demo CLIP.
         strict: a requested provider that is not offered or does not come up raises
             :class:`~fastsam_onnx.errors.ProviderError` instead of a warning and a fallback.
         verify: check the .onnx file against the SHA-256 in the bundle's manifest once, at load (a
-            mismatch raises :class:`~fastsam_onnx.errors.BadModelError`; ~17 ms for the 4 MB demo).
+            mismatch raises :class:`~fastsam_onnx.errors.BadModelError`; ~17 ms for the 4 MB demo). A
+            manifest without a digest loads with an ``UnverifiedModelWarning``.
         max_pixels: larger images raise :class:`~fastsam_onnx.errors.BadImageError` (default
             :data:`fastsam_onnx.image.MAX_PIXELS`, 100 MP; None = no limit).
+        max_input_pixels: the bound on the network input (padded h × w), default :data:`MAX_INPUT_PIXELS`.
 
+    Wrongly typed or out-of-range arguments raise :class:`~fastsam_onnx.errors.BadArgumentError`.
     One object may be shared by threads: sessions are created once here, and :meth:`segment` and
     :meth:`prompt` mutate no shared state (onnxruntime's ``run`` is thread-safe).
     """
@@ -61,11 +72,20 @@ class FastSAM:
         strict: bool = False,
         verify: bool = True,
         max_pixels: int | None = MAX_PIXELS,
+        max_input_pixels: int = MAX_INPUT_PIXELS,
     ):
+        if model is not None and not isinstance(model, (str, os.PathLike)):
+            raise BadArgumentError(f"model must be a path, a model-zoo name or None, got {type(model).__name__}")
+        if providers is not None and not isinstance(providers, (str, list, tuple)):
+            raise BadArgumentError(f"providers must be a string or a list of providers, got {providers!r}")
+        if clip is not None and not isinstance(clip, (str, os.PathLike)) and not hasattr(clip, "similarity"):
+            raise BadArgumentError(f"clip must be a CLIP bundle path, a zoo name or a CLIP object, got {type(clip).__name__}")
+        self._strict = _flag("strict", strict)
+        _flag("verify", verify)
+        self.max_pixels = None if max_pixels is None else _integer("max_pixels", max_pixels, 1)
+        self.max_input_pixels = _integer("max_input_pixels", max_input_pixels, 1)
         self._clip_spec = clip
         self._providers = providers
-        self._strict = strict
-        self.max_pixels = max_pixels
         self._clip_lock = threading.Lock()
         self.onnx_path, self.manifest = resolve_fastsam(default_model() if model is None else model, verify=verify)
         self.session = OnnxSession(self.onnx_path, providers, strict=strict)
@@ -78,12 +98,18 @@ class FastSAM:
             )
         self.dynamic = shape[2] is None or shape[3] is None
         self.batch = shape[0] or 1
-        self.stride = int(self.manifest.get("stride", 32))
+        self.stride = int(self.manifest.get("stride", 32))  # validated by read_manifest
         if self.dynamic:
             imgsz = self.manifest.get("imgsz", 1024)
             self.imgsz: tuple[int, int] = tuple(imgsz) if isinstance(imgsz, list) else (int(imgsz), int(imgsz))
         else:
             self.imgsz = (int(shape[2]), int(shape[3]))
+        if self.batch * self.imgsz[0] * self.imgsz[1] > self.max_input_pixels:
+            what = "manifest imgsz" if self.dynamic else "static input shape"
+            raise BadModelError(
+                f"{self.onnx_path}: its {what} {self.batch} x {self.imgsz[0]} x {self.imgsz[1]} exceeds "
+                f"max_input_pixels={self.max_input_pixels} (MAX_INPUT_PIXELS = 8192 x 8192)"
+            )
 
     @property
     def providers(self) -> list[str]:
@@ -93,8 +119,15 @@ class FastSAM:
     def _input_size(self, imgsz: int | Sequence[int] | None) -> tuple[int, int]:
         if imgsz is None:
             return self.imgsz
-        hw = (int(imgsz), int(imgsz)) if np.isscalar(imgsz) else tuple(int(v) for v in imgsz)  # type: ignore[arg-type]
-        if len(hw) != 2 or min(hw) <= 0:
+        if isinstance(imgsz, (int, np.integer)) and not isinstance(imgsz, (bool, np.bool_)):
+            hw = (int(imgsz), int(imgsz))
+        elif isinstance(imgsz, (list, tuple, np.ndarray)) and len(imgsz) == 2 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in imgsz
+        ):
+            hw = (int(imgsz[0]), int(imgsz[1]))
+        else:
+            raise BadArgumentError(f"imgsz must be a positive int or (h, w) ints, got {imgsz!r}")
+        if min(hw) <= 0:
             raise BadArgumentError(f"imgsz must be a positive int or (h, w), got {imgsz!r}")
         if not self.dynamic:
             if hw != self.imgsz:
@@ -104,7 +137,13 @@ class FastSAM:
                 )
             return hw
         s = self.stride
-        return (math.ceil(hw[0] / s) * s, math.ceil(hw[1] / s) * s)
+        padded = (math.ceil(hw[0] / s) * s, math.ceil(hw[1] / s) * s)
+        if self.batch * padded[0] * padded[1] > self.max_input_pixels:
+            raise BadArgumentError(
+                f"imgsz={imgsz!r} gives a network input of {padded[0]} x {padded[1]} pixels, more than "
+                f"max_input_pixels={self.max_input_pixels} (MAX_INPUT_PIXELS = 8192 x 8192)"
+            )
+        return padded
 
     def preprocess(self, image: np.ndarray, imgsz: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
         """(h0, w0, 3) BGR uint8 → ((B, 3, H, W) input tensor, letterbox geometry)."""
@@ -132,19 +171,22 @@ class FastSAM:
     ) -> Result:
         """Segment ``image`` (a path, or an (H, W, 3) BGR uint8 array as OpenCV reads it).
 
-        conf: keep detections scoring > conf; iou: NMS suppresses IoU > iou; max_det: at most this many.
-        retina_masks: masks at the original size (True) or at the network-input size, in letterboxed
-        coordinates (False, as the reference). Boxes are always in original-image pixels.
+        conf: keep detections scoring > conf; iou: NMS suppresses IoU > iou (both numbers in [0, 1]);
+        max_det: at most this many (an int >= 1). imgsz: an int or (h, w) for dynamic models, padded up to
+        the stride, at most ``max_input_pixels``. retina_masks (a bool): masks at the original size (True)
+        or at the network-input size, in letterboxed coordinates (False, as the reference). Boxes are
+        always in original-image pixels. The result's ``path`` is the image path (None for an array).
         With prompts (``bboxes``, ``points``/``labels``, ``texts``) only the selected instances are
         returned: see :meth:`prompt`.
         """
-        if not 0 <= conf <= 1 or not 0 <= iou <= 1:
-            raise BadArgumentError(f"conf and iou must be within [0, 1], got conf={conf}, iou={iou}")
-        if int(max_det) < 1:
-            raise BadArgumentError(f"max_det must be >= 1, got {max_det}")
+        conf = _number("conf", conf, 0, 1)
+        iou = _number("iou", iou, 0, 1)
+        max_det = _integer("max_det", max_det, 1)
+        _flag("retina_masks", retina_masks)
+        size = self._input_size(imgsz)
         t0 = time.perf_counter()
         img = load_image(image, self.max_pixels)
-        x, lb = self.preprocess(img, self._input_size(imgsz))
+        x, lb = self.preprocess(img, size)
         t1 = time.perf_counter()
         output0, protos = self.session.run(x)[:2]
         t2 = time.perf_counter()
@@ -153,11 +195,10 @@ class FastSAM:
                 f"{self.onnx_path} returned outputs {output0.shape}, {protos.shape}: not a one-class "
                 "FastSAM/YOLOv8-seg graph (expected (B, 5 + M, A) and (B, M, H/4, W/4))"
             )
-        result = postprocess(
-            output0[0], protos[0], lb, conf=conf, iou=iou, max_det=int(max_det), retina_masks=retina_masks
-        )
+        result = postprocess(output0[0], protos[0], lb, conf=conf, iou=iou, max_det=max_det, retina_masks=bool(retina_masks))
         t3 = time.perf_counter()
         result.orig_img = img
+        result.path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
         result.timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         if bboxes is None and points is None and texts is None:
             return result
@@ -206,58 +247,10 @@ class FastSAM:
         the original FastSAM text prompt: exactly one text, and the one best instance. Both return a
         single-instance result and cannot be combined with other prompt types.
         """
-        if point_mode not in ("select", "merge") or text_mode not in ("select", "original"):
-            raise BadArgumentError(f"point_mode is 'select' or 'merge', text_mode 'select' or 'original'; got {point_mode!r}, {text_mode!r}")
-        t0 = time.perf_counter()
-        shape = result.orig_shape
-        boxes_p = None if bboxes is None else parse_boxes(bboxes, shape)
-        points_p = None if points is None else parse_points(points, labels, shape)
-        if points is None and labels is not None:
-            raise BadPromptError("labels given without points")
-        texts_p = None if texts is None else parse_texts(texts)
-        special = (point_mode == "merge" and points_p is not None) or (text_mode == "original" and texts_p is not None)
-        if special and sum(p is not None for p in (boxes_p, points_p, texts_p)) > 1:
-            raise BadArgumentError("point_mode='merge' and text_mode='original' take only their own prompt type")
-        if text_mode == "original" and texts_p is not None and len(texts_p) != 1:
-            raise BadPromptError(f"text_mode='original' takes exactly one text, got {len(texts_p)}")
-        if len(result) == 0:
-            return result.select([], [])
-        crops = result.original_crops()
-        tags: list[list[str]] = [[] for _ in crops]
-        if boxes_p is not None:
-            for k, i in enumerate(select_by_boxes(crops, boxes_p)):
-                tags[i].append(f"box:{k}")
-        if points_p is not None:
-            if point_mode == "merge":
-                return _merged_result(result, merge_by_points(crops, *points_p, shape), select_by_points(crops, *points_p))
-            for i in np.flatnonzero(select_by_points(crops, *points_p)):
-                tags[i].append("points")
-        if texts_p is not None:
-            images, keep = text_crops(result.orig_img, result.boxes, crops)
-            if images:
-                sim = self.clip.similarity(images, texts_p)
-                for k, i in enumerate(select_by_texts(sim, keep)):
-                    if f"text:{texts_p[k]}" not in tags[i]:  # a repeated text tags once
-                        tags[i].append(f"text:{texts_p[k]}")
-        idx = [i for i, t in enumerate(tags) if t]
-        out = result.select(idx, [tags[i] for i in idx])
-        out.timings["prompt"] = (time.perf_counter() - t0) * 1e3
-        return out
-
-
-def _merged_result(result: Result, mask: np.ndarray, hit: np.ndarray) -> Result:
-    """A one-instance result holding ``mask`` (original size): box = the mask's extent, score = the best
-    score among the instances the points selected; empty when the mask is empty."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        return result.select([], [])
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    score = result.scores[hit].max() if hit.any() else np.float32(0)
-    return Result(
-        np.array([[x0, y0, x1, y1]], dtype=np.float32), np.array([score], dtype=np.float32),
-        [MaskCrop(int(x0), int(y0), mask[y0:y1, x0:x1].copy())], result.orig_shape, result.orig_shape,
-        dict(result.timings), result.orig_img, [["points:merged"]],
-    )
+        return apply_prompts(
+            result, lambda: self.clip, bboxes=bboxes, points=points, labels=labels, texts=texts,
+            point_mode=point_mode, text_mode=text_mode,
+        )
 
 
 def postprocess(
@@ -287,3 +280,28 @@ def postprocess(
     keep = np.array([c is not None for c in crops], dtype=bool)
     boxes = fastsam_fixup(boxes[keep], lb.orig_shape)
     return Result(boxes, det.scores[keep], [c for c in crops if c is not None], mask_shape, lb.orig_shape)
+
+
+def _number(name: str, value, lo: float, hi: float) -> float:
+    """``value`` as a float in [lo, hi]; a bool, a non-number or NaN raises :class:`BadArgumentError`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise BadArgumentError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
+    if not lo <= float(value) <= hi:  # NaN fails too
+        raise BadArgumentError(f"{name} must be within [{lo}, {hi}], got {value!r}")
+    return float(value)
+
+
+def _integer(name: str, value, lo: int) -> int:
+    """``value`` as an int >= lo; a bool, a float or a non-number raises :class:`BadArgumentError`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise BadArgumentError(f"{name} must be an int >= {lo}, got {value!r}")
+    if int(value) < lo:
+        raise BadArgumentError(f"{name} must be >= {lo}, got {value!r}")
+    return int(value)
+
+
+def _flag(name: str, value) -> bool:
+    """``value`` as a bool; anything but True/False raises :class:`BadArgumentError`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise BadArgumentError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

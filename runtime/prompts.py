@@ -10,13 +10,15 @@ reference clips them (boxes to [0, w] × [0, h], points to [0, w-1] × [0, h-1])
 
 from __future__ import annotations
 
-from typing import Sequence
+import time
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
 
-from .errors import BadPromptError
+from .errors import BadArgumentError, BadPromptError
 from .masks import MaskCrop
+from .result import Result
 
 _I32 = np.iinfo(np.int32)
 
@@ -178,3 +180,73 @@ def select_by_texts(similarity: np.ndarray, keep: Sequence[int]) -> np.ndarray:
     """(M, K) text-by-crop similarity → (M,) instance indices: per text the best crop, mapped back
     through ``keep`` (the instance index of each crop)."""
     return np.asarray(keep, dtype=np.int64)[np.argmax(similarity, axis=1)]
+
+
+def apply_prompts(
+    result: Result,
+    clip_getter: Callable[[], Any],
+    *,
+    bboxes=None,
+    points=None,
+    labels=None,
+    texts: str | Sequence[str] | None = None,
+    point_mode: str = "select",
+    text_mode: str = "select",
+) -> Result:
+    """The body of :meth:`fastsam_onnx.FastSAM.prompt` (see there for the semantics): select the instances
+    of ``result`` that the prompts pick. ``clip_getter()`` returns the CLIP model (an object with
+    ``similarity(images, texts)``), called only when there are texts and candidate crops."""
+    if not isinstance(result, Result):
+        raise BadArgumentError(f"prompt takes a Result from segment(), got {type(result).__name__}")
+    if point_mode not in ("select", "merge") or text_mode not in ("select", "original"):
+        raise BadArgumentError(f"point_mode is 'select' or 'merge', text_mode 'select' or 'original'; got {point_mode!r}, {text_mode!r}")
+    t0 = time.perf_counter()
+    shape = result.orig_shape
+    boxes_p = None if bboxes is None else parse_boxes(bboxes, shape)
+    points_p = None if points is None else parse_points(points, labels, shape)
+    if points is None and labels is not None:
+        raise BadPromptError("labels given without points")
+    texts_p = None if texts is None else parse_texts(texts)
+    special = (point_mode == "merge" and points_p is not None) or (text_mode == "original" and texts_p is not None)
+    if special and sum(p is not None for p in (boxes_p, points_p, texts_p)) > 1:
+        raise BadArgumentError("point_mode='merge' and text_mode='original' take only their own prompt type")
+    if text_mode == "original" and texts_p is not None and len(texts_p) != 1:
+        raise BadPromptError(f"text_mode='original' takes exactly one text, got {len(texts_p)}")
+    if len(result) == 0:
+        return result.select([], [])
+    crops = result.original_crops()
+    tags: list[list[str]] = [[] for _ in crops]
+    if boxes_p is not None:
+        for k, i in enumerate(select_by_boxes(crops, boxes_p)):
+            tags[i].append(f"box:{k}")
+    if points_p is not None:
+        if point_mode == "merge":
+            return merged_result(result, merge_by_points(crops, *points_p, shape), select_by_points(crops, *points_p))
+        for i in np.flatnonzero(select_by_points(crops, *points_p)):
+            tags[i].append("points")
+    if texts_p is not None:
+        images, keep = text_crops(result.orig_img, result.boxes, crops)
+        if images:
+            sim = clip_getter().similarity(images, texts_p)
+            for k, i in enumerate(select_by_texts(sim, keep)):
+                if f"text:{texts_p[k]}" not in tags[i]:  # a repeated text tags once
+                    tags[i].append(f"text:{texts_p[k]}")
+    idx = [i for i, t in enumerate(tags) if t]
+    out = result.select(idx, [tags[i] for i in idx])
+    out.timings["prompt"] = (time.perf_counter() - t0) * 1e3
+    return out
+
+
+def merged_result(result: Result, mask: np.ndarray, hit: np.ndarray) -> Result:
+    """A one-instance result holding ``mask`` (original size): box = the mask's extent, score = the best
+    score among the instances the points selected; empty when the mask is empty."""
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return result.select([], [])
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    score = result.scores[hit].max() if hit.any() else np.float32(0)
+    return Result(
+        np.array([[x0, y0, x1, y1]], dtype=np.float32), np.array([score], dtype=np.float32),
+        [MaskCrop(int(x0), int(y0), mask[y0:y1, x0:x1].copy())], result.orig_shape, result.orig_shape,
+        dict(result.timings), result.orig_img, [["points:merged"]], result.path,
+    )

@@ -30,7 +30,8 @@ variable                         meaning                                        
 ``FASTSAM_ONNX_TRT_FP16``        TensorRT builds fp16 engines (``1``/``0``)                           ``1``
 ``FASTSAM_ONNX_TRT_WORKSPACE``   TensorRT workspace size: bytes, or with a K/M/G suffix (``4G``)      ``4G``
 ``FASTSAM_ONNX_CUDNN_ALGO``      cuDNN convolution algorithm search: EXHAUSTIVE|HEURISTIC|DEFAULT    ``EXHAUSTIVE``
-``FASTSAM_ONNX_THREADS``         CPU threads: ``N`` (intra-op) or ``N,M`` (intra-op, inter-op)        onnxruntime's choice
+``FASTSAM_ONNX_THREADS``         CPU threads: ``N`` (intra-op) or ``N,M`` (intra-op, inter-op), each  onnxruntime's choice
+                                 at most 4 × ``os.cpu_count()`` (:func:`max_threads`)
 ``FASTSAM_ONNX_CACHE``           cache directory; TensorRT engines and timing caches go under         ``~/.cache/fastsam-onnx``
                                  ``<cache>/tensorrt/<model>``
 ===============================  ===================================================================  ======================
@@ -43,11 +44,12 @@ import ctypes.util
 import importlib.metadata
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence, Union
 
-from .errors import ProviderError
+from .errors import BadArgumentError, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ ENV_VARS = (
     "FASTSAM_ONNX_CACHE",
 )
 DEFAULT_TRT_WORKSPACE = 4 << 30  # bytes
+MAX_TRT_WORKSPACE = 1 << 40  # bytes
 CUDNN_ALGOS = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 GPU_PROVIDERS = (CUDA, TENSORRT)
 
@@ -123,13 +126,13 @@ def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
 
 def _parse_size(text: str) -> int:
     t = text.strip().upper().removesuffix("B").removesuffix("I")
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(t[-1:], 1)
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
     try:
         value = float(t[:-1] if scale > 1 else t) * scale
     except ValueError:
         raise ProviderError(f"FASTSAM_ONNX_TRT_WORKSPACE must be a size such as 4294967296 or 4G, got {text!r}") from None
-    if value <= 0:
-        raise ProviderError(f"FASTSAM_ONNX_TRT_WORKSPACE must be positive, got {text!r}")
+    if not 0 < value <= MAX_TRT_WORKSPACE:  # also refuses nan and inf
+        raise ProviderError(f"FASTSAM_ONNX_TRT_WORKSPACE must be positive and at most 1T (1 TiB), got {text!r}")
     return int(value)
 
 
@@ -188,6 +191,8 @@ def parse_request(requested, env: Mapping[str, str] | None = None) -> tuple[str 
         requested = words
     if isinstance(requested, tuple) and len(requested) == 2 and isinstance(requested[1], Mapping):
         requested = [requested]  # a single (name, options) pair
+    if not isinstance(requested, (list, tuple)):
+        raise ProviderError(f"providers must be a string or a list of providers, got {requested!r}")
     entries = [_normalize(e) for e in requested]
     if not entries:
         raise ProviderError("empty provider list")
@@ -313,10 +318,24 @@ def resolve_providers(
     return out
 
 
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` called from here that points at the first frame outside
+    this package (the caller's line), so the warning names the user's code and is shown once per line."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def warn_fallback(message: str) -> None:
-    """Log ``message`` and issue it as a RuntimeWarning (a provider was dropped or did not come up)."""
-    log.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    """Issue ``message`` as one RuntimeWarning (a provider was dropped or did not come up).
+
+    The warning is the only report (it used to be logged as well, so a plain script printed it twice);
+    it is logged at DEBUG level, and ``logging.captureWarnings(True)`` routes it into logging.
+    """
+    log.debug(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=user_stacklevel())
 
 
 def missing_libraries(names: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -378,8 +397,17 @@ def check_providers(
     return missing
 
 
+def max_threads() -> int:
+    """The most CPU threads a session may be given: 4 × ``os.cpu_count()`` (at least 4). More threads than
+    cores only slow onnxruntime down, and a huge count makes it spawn threads for minutes, growing memory."""
+    return 4 * max(os.cpu_count() or 1, 1)
+
+
 def thread_counts(env: Mapping[str, str] | None = None) -> tuple[int | None, int | None]:
-    """``$FASTSAM_ONNX_THREADS`` ("N" or "N,M") → (intra-op, inter-op) threads; None = onnxruntime's choice."""
+    """``$FASTSAM_ONNX_THREADS`` ("N" or "N,M") → (intra-op, inter-op) threads; None = onnxruntime's choice.
+
+    Each count is 0 (onnxruntime's choice) to :func:`max_threads`; anything else raises :class:`ProviderError`.
+    """
     env = os.environ if env is None else env
     text = env.get("FASTSAM_ONNX_THREADS", "").strip()
     if not text:
@@ -388,16 +416,34 @@ def thread_counts(env: Mapping[str, str] | None = None) -> tuple[int | None, int
     if len(parts) > 2:
         raise ProviderError(f"FASTSAM_ONNX_THREADS is N or N,M, got {text!r}")
     counts = [_parse_int("FASTSAM_ONNX_THREADS", p) for p in parts]
+    if max(counts) > max_threads():
+        raise ProviderError(
+            f"FASTSAM_ONNX_THREADS={text!r}: at most {max_threads()} threads (4 × the {os.cpu_count()} CPUs) per count"
+        )
     return counts[0] or None, (counts[1] or None) if len(counts) > 1 else None
+
+
+def _check_threads(name: str, value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= max_threads():
+        raise BadArgumentError(f"{name} must be an int from 0 to {max_threads()} (4 × the CPU count), got {value!r}")
+    return value
 
 
 def session_options(
     intra_op_threads: int | None = None, inter_op_threads: int | None = None, env: Mapping[str, str] | None = None
 ):
-    """``onnxruntime.SessionOptions`` with the CPU thread counts (arguments, else ``$FASTSAM_ONNX_THREADS``)."""
+    """``onnxruntime.SessionOptions`` with the CPU thread counts (arguments, else ``$FASTSAM_ONNX_THREADS``).
+
+    Counts above :func:`max_threads` raise :class:`BadArgumentError` (arguments) or :class:`ProviderError`
+    (the variable), before any session is created.
+    """
     import onnxruntime as ort
 
     env_intra, env_inter = thread_counts(env)
+    intra_op_threads = _check_threads("intra_op_threads", intra_op_threads)
+    inter_op_threads = _check_threads("inter_op_threads", inter_op_threads)
     intra = intra_op_threads if intra_op_threads is not None else env_intra
     inter = inter_op_threads if inter_op_threads is not None else env_inter
     so = ort.SessionOptions()

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import BadArgumentError
 from .masks import MaskCrop, rescale_crops, unpad_axes
 from .rle import encode_rle
 
@@ -24,6 +25,10 @@ class Result:
         orig_shape: (h0, w0) of the original image.
         timings: milliseconds per stage: ``preprocess``, ``inference``, ``postprocess``.
         orig_img: the (h0, w0, 3) BGR uint8 image, kept for prompts and drawing.
+        selected_by: per instance, the prompts that picked it (None for a segment-everything result).
+        path: the image file the result came from (None for an array); :meth:`to_json` reports it.
+
+    ``repr(result)`` is a one-line summary, never the arrays.
     """
 
     boxes: np.ndarray
@@ -34,14 +39,43 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     orig_img: np.ndarray | None = field(default=None, repr=False)
     selected_by: list[list[str]] | None = None
+    path: str | None = None
 
     def __len__(self) -> int:
         return len(self.crops)
 
+    def __repr__(self) -> str:
+        n = len(self)
+        parts = [
+            f"{n} instance{'' if n == 1 else 's'}",
+            f"image {self.orig_shape[1]}x{self.orig_shape[0]}",
+            f"masks {self.mask_shape[1]}x{self.mask_shape[0]}",
+        ]
+        if self.path is not None:
+            parts.append(f"path={self.path!r}")
+        if self.selected_by is not None:
+            tags = sorted({t for ts in self.selected_by for t in ts})
+            shown = ", ".join(tags[:4]) + (f", … {len(tags) - 4} more" if len(tags) > 4 else "")
+            parts.append(f"selected_by=[{shown}]")
+        if self.timings:
+            parts.append("timings " + " ".join(f"{k}={v:.1f}ms" for k, v in self.timings.items()))
+        return f"Result({', '.join(parts)})"
+
+    __str__ = __repr__
+
+    def _index(self, i) -> int:
+        """``i`` as an instance index in [0, N) (negative counts from the end); BadArgumentError otherwise."""
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise BadArgumentError(f"an instance index must be an int, got {i!r}")
+        n = len(self)
+        if not -n <= int(i) < n:
+            raise BadArgumentError(f"instance index {int(i)} is out of range for a result of {n} instance{'' if n == 1 else 's'}")
+        return int(i) % n
+
     def mask(self, i: int) -> np.ndarray:
-        """Full-size (H, W) bool mask of instance ``i``."""
+        """Full-size (H, W) bool mask of instance ``i`` (an int; negative counts from the end)."""
         out = np.zeros(self.mask_shape, dtype=bool)
-        x0, y0, m = self.crops[i]
+        x0, y0, m = self.crops[self._index(i)]
         out[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]] = m
         return out
 
@@ -66,19 +100,41 @@ class Result:
         return rescale_crops(self.crops, *unpad_axes(self.mask_shape, self.orig_shape))
 
     def select(self, idx: Sequence[int] | np.ndarray, selected_by: list[list[str]] | None = None) -> "Result":
-        """A new result with the instances ``idx`` (indices or a boolean mask), in that order."""
-        sel = np.asarray(idx)
-        if sel.dtype != bool:
-            sel = sel.astype(np.int64)
-        idx = np.arange(len(self))[sel] if len(self) else np.zeros(0, dtype=np.int64)
+        """A new result with the instances ``idx``, in that order: ints in [-N, N) or an (N,) bool mask.
+
+        Floats, out-of-range indices, a bool mask of another length or ``selected_by`` of another length
+        raise :class:`BadArgumentError`.
+        """
+        try:
+            sel = np.asarray(idx)
+        except (TypeError, ValueError):
+            raise BadArgumentError(f"select takes instance indices or a boolean mask, got {idx!r}") from None
+        n = len(self)
+        if sel.dtype == bool:
+            if sel.shape != (n,):
+                raise BadArgumentError(f"a boolean selection must have shape ({n},), got {sel.shape}")
+            rows = np.flatnonzero(sel)
+        elif sel.size == 0:
+            rows = np.zeros(0, dtype=np.int64)
+        elif sel.ndim != 1 or not np.issubdtype(sel.dtype, np.integer):
+            raise BadArgumentError(f"select takes a list of int indices or a boolean mask, got {idx!r}")
+        else:
+            if (sel < -n).any() or (sel >= n).any():
+                raise BadArgumentError(f"instance indices {sel.tolist()} out of range for a result of {n} instances")
+            rows = sel.astype(np.int64) % max(n, 1)
+        if selected_by is not None and len(selected_by) != len(rows):
+            raise BadArgumentError(f"selected_by has {len(selected_by)} entries for {len(rows)} instances")
         return Result(
-            self.boxes[idx], self.scores[idx], [self.crops[i] for i in idx], self.mask_shape,
-            self.orig_shape, dict(self.timings), self.orig_img, selected_by,
+            self.boxes[rows], self.scores[rows], [self.crops[i] for i in rows], self.mask_shape,
+            self.orig_shape, dict(self.timings), self.orig_img, selected_by, self.path,
         )
 
     def to_json(self, image_path: str | None = None) -> dict[str, Any]:
         """JSON-ready dict: ``image`` (path, width, height), ``instances`` (box, score, area, COCO RLE
-        ``segmentation`` of the full-size mask) and ``timings_ms``."""
+        ``segmentation`` of the full-size mask) and ``timings_ms``. ``image.path`` is ``image_path`` when
+        given, else :attr:`path` (the file ``segment`` read), else None."""
+        if image_path is None:
+            image_path = self.path
         h0, w0 = self.orig_shape
         instances = []
         for i, (box, score, crop) in enumerate(zip(self.boxes.tolist(), self.scores.tolist(), self.crops)):
