@@ -10,6 +10,7 @@ from .errors import (
     FastSAMError,
     ProviderError,
 )
+from .manifest import UnverifiedModelWarning
 from .model import FastSAM
 from .result import Result
 
@@ -24,5 +25,6 @@ __all__ = [
     "BadPromptError",
     "ProviderError",
     "DownloadError",
+    "UnverifiedModelWarning",
     "__version__",
 ]

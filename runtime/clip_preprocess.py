@@ -21,7 +21,7 @@ def _pil():
     try:
         from PIL import Image
     except ImportError as e:
-        raise ImportError(f"CLIP image preprocessing needs Pillow: pip install 'fastsam-onnx[clip]' ({e})") from None
+        raise ImportError(f"CLIP image preprocessing needs Pillow, a base dependency of fastsam-onnx: reinstall it ({e})") from None
     return Image
 
 

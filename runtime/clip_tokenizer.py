@@ -21,6 +21,8 @@ from .errors import BadArgumentError, BadModelError
 
 BPE_NAME = "bpe_simple_vocab_16e6.txt.gz"
 CONTEXT_LENGTH = 77
+MAX_TOKEN_BYTES = 32
+"""The longest token of CLIP's vocabulary, in byte symbols (with its ``</w>``)."""
 NUM_MERGES = 48894  # merge lines 1..48894 of the vocabulary file (line 0 is a header)
 VOCAB_SIZE = 49408  # 256 byte symbols, 256 word-final byte symbols, the merges, 2 special tokens
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"
@@ -66,7 +68,7 @@ class ClipTokenizer:
             import ftfy
             import regex
         except ImportError as e:
-            raise ImportError(f"CLIP text prompts need ftfy and regex: pip install 'fastsam-onnx[clip]' ({e})") from None
+            raise ImportError(f"CLIP text prompts need ftfy and regex, base dependencies of fastsam-onnx: reinstall it ({e})") from None
         if context_length < 2:
             raise BadArgumentError(f"context_length must be >= 2, got {context_length}")
         self._fix_text = ftfy.fix_text
@@ -127,11 +129,22 @@ class ClipTokenizer:
             parts = merged
         return tuple(self.encoder[p] for p in parts)
 
-    def encode(self, text: str) -> list[int]:
-        """BPE ids of ``text`` without start/end tokens and without truncation."""
+    def encode(self, text: str, limit: int | None = None) -> list[int]:
+        """BPE ids of ``text`` without start/end tokens; with ``limit``, stop once ``limit`` ids are collected
+        (the ids returned start with exactly the ids of the whole text).
+
+        Work is bounded for hostile input: words are tokenized lazily, words longer than 64 byte symbols are
+        not cached, and with ``limit`` a word is cut to ``MAX_TOKEN_BYTES * limit`` bytes first (a word that
+        long yields more than ``limit`` ids anyway; BPE time grows with the square of a word's length).
+        """
         ids: list[int] = []
-        for word in self._words.findall(self.clean(text)):
-            ids.extend(self._bpe("".join(self._byte_symbol[b] for b in word.encode("utf-8"))))
+        cut = None if limit is None else MAX_TOKEN_BYTES * max(int(limit), 1)
+        for match in self._words.finditer(self.clean(text)):
+            raw = match.group().encode("utf-8")[:cut]
+            word = "".join(self._byte_symbol[b] for b in raw)
+            ids.extend(self._bpe(word) if len(word) <= 64 else self._bpe_uncached(word))
+            if limit is not None and len(ids) >= limit:
+                break
         return ids
 
     def __call__(self, texts: str | Sequence[str]) -> np.ndarray:
@@ -146,7 +159,7 @@ class ClipTokenizer:
         for row, text in enumerate(texts):
             if not isinstance(text, str):
                 raise BadArgumentError(f"texts must be strings, got {type(text).__name__} at index {row}")
-            ids = [self.sot_id, *self.encode(text), self.eot_id]
+            ids = [self.sot_id, *self.encode(text, limit=self.context_length - 1), self.eot_id]
             if len(ids) > self.context_length:
                 ids = ids[: self.context_length - 1] + [self.eot_id]
             out[row, : len(ids)] = ids

@@ -39,9 +39,6 @@ variable                         meaning                                        
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import importlib.metadata
 import logging
 import os
 import sys
@@ -50,6 +47,15 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence, Union
 
 from .errors import BadArgumentError, ProviderError
+from .gpulibs import (  # noqa: F401  # re-exported: doctor and the tests reach them here
+    GPU_LIBRARIES,
+    ORT_DISTRIBUTIONS,
+    PROVIDER_LIBRARIES,
+    find_gpu_libraries,
+    library_hint,
+    ort_package,
+    ort_packages,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,42 +85,9 @@ MAX_TRT_WORKSPACE = 1 << 40  # bytes
 CUDNN_ALGOS = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 GPU_PROVIDERS = (CUDA, TENSORRT)
 
-#: shared libraries the GPU providers load, by what they are (sonames of CUDA 12/13, cuDNN 9, TensorRT 10)
-GPU_LIBRARIES = {
-    "CUDA runtime": ("libcudart.so.12", "libcudart.so.13"),
-    "cuBLAS": ("libcublasLt.so.12", "libcublasLt.so.13"),
-    "cuDNN": ("libcudnn.so.9",),
-    "TensorRT": ("libnvinfer.so.10",),
-}
-#: which of GPU_LIBRARIES each provider needs
-PROVIDER_LIBRARIES = {CUDA: ("CUDA runtime", "cuBLAS", "cuDNN"), TENSORRT: ("CUDA runtime", "TensorRT")}
-
-
 def provider_name(spec: ProviderSpec) -> str:
     """The provider name of a list entry (a name or a ``(name, options)`` pair)."""
     return spec[0] if isinstance(spec, tuple) else spec
-
-
-ORT_DISTRIBUTIONS = ("onnxruntime-gpu", "onnxruntime", "onnxruntime-directml", "onnxruntime-openvino", "onnxruntime-silicon")
-
-
-def ort_packages() -> list[str]:
-    """The installed distributions that provide an ``onnxruntime`` module (more than one shadow each other)."""
-    found = []
-    for dist in ORT_DISTRIBUTIONS:
-        try:
-            importlib.metadata.version(dist)
-            found.append(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found
-
-
-def ort_package() -> str:
-    """The installed onnxruntime distribution: "onnxruntime", "onnxruntime-gpu", ... ("unknown" for a source
-    build; the GPU one when several are installed)."""
-    found = ort_packages()
-    return found[0] if found else "unknown"
 
 
 def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -342,32 +315,6 @@ def missing_libraries(names: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """For each of ``names`` (keys of :data:`GPU_LIBRARIES`) that cannot be loaded, the sonames tried."""
     found = find_gpu_libraries()
     return {n: GPU_LIBRARIES[n] for n in names if found.get(n) is None}
-
-
-def find_gpu_libraries() -> dict[str, str | None]:
-    """What → the first loadable soname of :data:`GPU_LIBRARIES` (``ctypes.CDLL``), or None."""
-    out: dict[str, str | None] = {}
-    for what, sonames in GPU_LIBRARIES.items():
-        out[what] = None
-        for soname in sonames:
-            if _loadable(soname):
-                out[what] = soname
-                break
-    return out
-
-
-def _loadable(soname: str) -> bool:
-    try:
-        ctypes.CDLL(soname)
-        return True
-    except OSError:
-        return False
-
-
-def library_hint(what: str) -> str | None:
-    """``ctypes.util.find_library``'s answer for a library of :data:`GPU_LIBRARIES` (any version), or None."""
-    stem = GPU_LIBRARIES[what][0].removeprefix("lib").split(".so")[0]
-    return ctypes.util.find_library(stem)
 
 
 def check_providers(

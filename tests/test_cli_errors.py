@@ -159,3 +159,31 @@ def test_opencv_log_lines_are_silenced_in_the_cli(tmp_path, capfd):
     err = capfd.readouterr().err
     assert "global" not in err and "WARN" not in err and "imdecode" not in err, err
     assert err.count("\n") == 1 and "cannot decode image" in err
+
+
+def test_warnings_are_one_clean_line(tmp_path, capsys):
+    """A provider fallback in the CLI: one 'fastsam-onnx: warning:' line, no source location; restored after."""
+    import warnings
+
+    import onnxruntime as ort
+
+    from fastsam_onnx.cli import main
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is offered here: no fallback to warn about")
+    before = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = before
+        assert main(["segment", str(_example()), "--providers", "cuda", "--json", str(tmp_path / "r.json")]) == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "warning" in ln]
+    assert len(lines) == 1 and lines[0].startswith("fastsam-onnx: warning: "), err
+    assert ".py:" not in err and "runpy" not in err
+    assert warnings.showwarning is before
+
+
+def _example():
+    from fastsam_onnx.models import example_image
+
+    return example_image()

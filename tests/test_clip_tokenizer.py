@@ -156,3 +156,22 @@ def test_errors(tokenizer, tmp_path):
         f.write("header\na b\n")
     with pytest.raises(BadModelError, match="not CLIP's BPE"):
         ClipTokenizer(bad)
+
+
+def test_long_texts_stop_early_with_the_same_ids(tokenizer):
+    """A 20,000-word text gives clip.tokenize's ids although only the first ~76 ids are computed."""
+    clip = pytest.importorskip("clip")
+    rng = random.Random(3)
+    words = ["photo", "of", "a", "dog", "multicoloured", "über", "42", "!!", "skyscraper"]
+    text = " ".join(rng.choice(words) for _ in range(20000))
+    np.testing.assert_array_equal(tokenizer([text]), clip.tokenize([text], truncate=True).numpy())
+    assert len(tokenizer.encode(text, limit=76)) < 100 < len(tokenizer.encode(text))
+
+
+def test_hostile_single_word_is_bounded(tokenizer):
+    """One 1 MB word (BPE is quadratic in a word's length) is cut before BPE and never enters the word cache."""
+    tokenizer._bpe.cache_clear()
+    ids = tokenizer(["ab" * 500_000])[0]
+    assert ids[0] == tokenizer.sot_id and ids[-1] == tokenizer.eot_id and (ids > 0).all()
+    assert tokenizer._bpe.cache_info().currsize <= 2  # only short words (none here) are cached
+    assert tokenizer.encode("ab" * 500_000, limit=76)[:76] == tokenizer.encode("ab" * 2000)[:76]

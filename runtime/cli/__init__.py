@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from typing import Sequence
 
 from .. import __version__
@@ -75,6 +76,11 @@ def _quiet_opencv() -> None:
         pass
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings of the package (fallbacks, unverified bundles, shadowed zoo names) as one clean CLI line."""
+    print(f"fastsam-onnx: warning: {clean(message)}", file=file or sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 success, 2 bad input, 1 unexpected failure, 130 interrupted)."""
     args = build_parser().parse_args(argv)
@@ -94,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{prefix}: run with --debug (or FASTSAM_ONNX_DEBUG=1) for the traceback", file=sys.stderr)
         return 1
 
+    shown = warnings.showwarning
+    if not debug:  # package warnings as clean lines, without "<frozen runpy>:88:" locations; restored after
+        warnings.showwarning = _show_warning
     try:
         return int(args.run(args) or 0)
     except (FastSAMError, UsageError) as e:
@@ -119,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as e:
         return internal(e)
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":
