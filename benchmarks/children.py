@@ -9,7 +9,6 @@ sides can run here, the available memory).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -129,15 +128,9 @@ def run_case(
 
 def _missing(modules: Sequence[str]) -> list[str]:
     """The modules of ``modules`` that cannot be found here (without importing them)."""
-    out = []
-    for m in modules:
-        try:
-            found = importlib.util.find_spec(m) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            out.append(m)
-    return out
+    from fastsam_onnx.extras import missing_modules
+
+    return missing_modules(*modules)
 
 
 def reference_available() -> str | None:

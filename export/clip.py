@@ -29,7 +29,7 @@ from fastsam_onnx.clip_tokenizer import BPE_NAME
 from fastsam_onnx.manifest import FORMAT_VERSION, MANIFEST_NAME, sha256_file
 
 from . import ExportError
-from .fastsam import STEPS, _io_spec, _progress, _replace_dir, _versions
+from .fastsam import STEPS, _io_spec, _progress, _replace_dir, _versions, quiet_tools
 
 CLIP_IMAGE_ONNX = "clip_image.onnx"
 CLIP_TEXT_ONNX = "clip_text.onnx"
@@ -105,6 +105,10 @@ def load_clip(weights: str | os.PathLike[str], download_root: str | os.PathLike[
     if name in clip.available_models():
         url = clip.clip._MODELS[name]
         root = Path(download_root) if download_root is not None else Path("~/.cache/clip").expanduser()
+        from fastsam_onnx.download import offline
+
+        if offline():
+            return _load_offline(clip, name, url, root)
         try:
             with _socket_timeout(DOWNLOAD_TIMEOUT_S):
                 model, preprocess = clip.load(name, device="cpu", jit=False, download_root=str(root))
@@ -130,6 +134,23 @@ def load_clip(weights: str | os.PathLike[str], download_root: str | os.PathLike[
     except Exception as e:  # torch.load / unpickling / build_model (missing keys) errors of every kind
         raise ExportError(f"cannot load CLIP checkpoint {path}: {_first_line(e)}") from None
     return model, preprocess, path
+
+
+def _load_offline(clip, name: str, url: str, root: Path):
+    """``FASTSAM_ONNX_OFFLINE=1``: load the named weights only from the clip module's cache file
+    ``root/<file>`` (checked against the SHA-256 in its URL); ExportError naming the file to copy when absent."""
+    target = root / os.path.basename(url)
+    hint = f"copy {target.name} (from {url}) to {target}, or pass a local checkpoint with --weights PATH"
+    if not target.is_file():
+        raise ExportError(f"FASTSAM_ONNX_OFFLINE=1: not downloading the CLIP weights {name!r}; {hint}")
+    expected = url.split("/")[-2]
+    if re.fullmatch(r"[0-9a-f]{64}", expected) and sha256_file(target) != expected:
+        raise ExportError(f"FASTSAM_ONNX_OFFLINE=1: {target} does not match the SHA-256 in its URL; {hint}")
+    try:
+        model, preprocess = clip.load(str(target), device="cpu", jit=False)
+    except Exception as e:
+        raise ExportError(f"cannot load the CLIP weights {target}: {_first_line(e)}") from None
+    return model, preprocess, target
 
 
 def _towers(model):
@@ -256,9 +277,16 @@ def export_clip(
     products of both towers to int8 (dynamic quantization, no calibration; about 4× faster image
     embeddings on CPUs with VNNI/AMX, cosine to PyTorch ≥ 0.99 instead of ≥ 0.9999: a CPU option, the
     fp32 bundle is the reference's numbers).
+    With ``FASTSAM_ONNX_OFFLINE=1`` a model name is only read from the clip module's cache file
+    (``download_root/ViT-B-32.pt``), never downloaded. Third-party warnings and log lines are silenced.
     Raises :class:`ExportError` when the weights cannot be downloaded or loaded, for a bad option, or
     when PyTorch and onnxruntime disagree (cosine below MIN_COSINE, or MIN_COSINE_INT8 for int8).
     """
+    with quiet_tools():
+        return _export_clip(weights, out, opset, int8, download_root, progress)
+
+
+def _export_clip(weights, out, opset, int8, download_root, progress) -> Path:
     import onnx
     import torch
 

@@ -8,15 +8,18 @@ target and renamed into place only at the end, so a failure leaves no half-writt
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import json
+import logging
 import os
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -34,6 +37,32 @@ STEPS = 6
 
 def _progress(step: int, text: str, total: int = STEPS) -> None:
     print(f"[{step}/{total}] {text}", file=sys.stderr, flush=True)
+
+
+def _report(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def quiet_tools() -> Iterator[None]:
+    """Silence the tools during an export: every Python warning (torch/onnx/onnxsim/ultralytics deprecation
+    and tracer noise) and ultralytics' LOGGER (its banner, tips and ``Predict:`` lines naming the temporary
+    work files). The warning filters and the logger level are restored afterwards."""
+    logger = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from ultralytics.utils import LOGGER as logger  # configures its level at import: import it first
+        except ImportError:
+            pass
+        level = logger.level if logger is not None else None
+        if logger is not None:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            if logger is not None:
+                logger.setLevel(level)
 
 
 def load_checkpoint(weights: str | os.PathLike[str]):
@@ -144,24 +173,33 @@ def export_fastsam(
     out: str | os.PathLike[str],
     *,
     imgsz: int = 1024,
-    dynamic: bool = False,
+    dynamic: bool = True,
     opset: int | None = None,
     batch: int = 1,
     half: bool = False,
     int8: bool = False,
     calib: str | os.PathLike[str] | None = None,
     progress: Callable[[int, str], None] = _progress,
+    report: Callable[[str], None] = _report,
 ) -> Path:
     """Export ``weights`` to ``out/fastsam.onnx`` + ``out/manifest.json``; returns ``out``.
 
-    imgsz: network input side in pixels (a multiple of 32); dynamic: dynamic batch/height/width axes;
-    opset: ONNX opset (ultralytics' choice when None); batch: static batch size.
+    imgsz: network input side in pixels (a multiple of 32); dynamic: dynamic batch/height/width axes (the
+    default: each photo runs at its own aspect ratio; False: a fixed imgsz × imgsz graph, for TensorRT
+    engines and NPUs); opset: ONNX opset (ultralytics' choice when None); batch: static batch size.
     half: ship an fp16 graph (fp16 weights and compute, fp32 input/output); int8: ship a static-QDQ int8
     graph calibrated on the images of the folder ``calib`` (required). The manifest's ``variant`` says
     which (fp32/fp16/int8) and, for fp16/int8, ``accuracy`` compares it with the fp32 graph on the ``calib``
     images (fp16 without ``calib``: ultralytics' bus.jpg and zidane.jpg).
+    progress(step, text): called as each step starts (``STEPS``, one more for fp16/int8); report(text): one-line
+    results and warnings (the variant's accuracy). Third-party warnings and log lines are silenced.
     Raises :class:`ExportError` for a bad checkpoint or option, or a PyTorch/onnxruntime disagreement.
     """
+    with quiet_tools():
+        return _export_fastsam(weights, out, imgsz, dynamic, opset, batch, half, int8, calib, progress, report)
+
+
+def _export_fastsam(weights, out, imgsz, dynamic, opset, batch, half, int8, calib, progress, report) -> Path:
     import onnx
     import onnxsim
 
@@ -192,7 +230,8 @@ def export_fastsam(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp.chmod(0o755)
     try:
-        progress(2, f"exporting to ONNX (imgsz {imgsz}, {'dynamic' if dynamic else 'static'}, batch {batch})")
+        shape = "dynamic" if dynamic else f"static, batch {batch}"
+        progress(2, f"exporting to ONNX (imgsz {imgsz}, {shape})")
         work = tmp / "work"
         work.mkdir()
         src = work / "model.pt"
@@ -201,7 +240,7 @@ def export_fastsam(
 
         raw = YOLO(str(src), task="segment").export(
             format="onnx", imgsz=imgsz, dynamic=dynamic, opset=opset, batch=batch, simplify=False,
-            half=False, device="cpu", verbose=False,
+            device="cpu", verbose=False,
         )
         proto = onnx.load(raw)
         metadata = {p.key: p.value for p in proto.metadata_props}
@@ -234,17 +273,12 @@ def export_fastsam(
             fp32_path = tmp / "fp32.onnx"
             onnx_path.rename(fp32_path)
             if variant == "fp16":
-                precision.to_fp16(fp32_path, onnx_path)
+                precision.to_fp16(fp32_path, onnx_path, block=precision.float_casts(onnx.load(str(fp32_path))))
             else:
                 quantization = precision.to_int8(fp32_path, onnx_path, images, (imgsz, imgsz), dynamic=dynamic)
             accuracy = precision.variant_accuracy(fp32_path, onnx_path, images, imgsz=(imgsz, imgsz))
             accuracy["target_mask_iou"] = precision.TARGET_MASK_IOU[variant]
-            below = " — below the target" if accuracy["mask_iou_mean"] < accuracy["target_mask_iou"] else ""
-            progress(
-                6,
-                f"{variant} vs fp32 on {len(images)} images: mean mask IoU {accuracy['mask_iou_mean']:.4f} "
-                f"(target {accuracy['target_mask_iou']}){below}, matched {accuracy['count_agreement']:.0%} of instances",
-            )
+            report(precision.accuracy_line(variant, accuracy))
             fp32_path.unlink()
             simplified = onnx.load(str(onnx_path), load_external_data=False)
 

@@ -2,6 +2,8 @@
 
 - fp16: weights and compute in float16, inputs and outputs kept float32 (onnxconverter-common's
   ``convert_float_to_float16(keep_io_types=True)``), so the runtime feeds it exactly like the fp32 graph.
+  The export leaves the ``Cast``-to-float nodes in fp32 (:func:`float_casts`: in a dynamic graph, the anchor
+  grid built at run time from integer ``Range``\ s), which the converter would otherwise mistype.
 - int8: static QDQ quantization (``onnxruntime.quantization.quantize_static``): int8 per-channel weights,
   uint8 activations calibrated on letterboxed photographs (the runtime's own :func:`fastsam_onnx.letterbox`).
   The head's decoding tail (see :func:`tail_nodes`) stays in float: quantizing box coordinates in pixels and
@@ -30,6 +32,8 @@ TARGET_MASK_IOU = {"fp16": 0.99, "int8": 0.95}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 #: a pair of instances counts as matched at this mask IoU or above
 MATCH_IOU = 0.5
+#: what the accuracy record says when the fp32 graph finds nothing to compare with
+NOT_MEASURED = "no instances on the calibration images: accuracy not measured"
 
 
 def head_prefix(model) -> str:
@@ -56,6 +60,18 @@ def tail_nodes(model, *, last_convs: bool = False) -> list[str]:
         last = re.compile(re.escape(prefix) + r"cv[234]\.\d+/cv[234]\.\d+\.2/")
         names += [n.name for n in model.graph.node if last.match(n.name)]
     return names
+
+
+def float_casts(model) -> list[str]:
+    """Names of the ``Cast(to=FLOAT)`` nodes of ``model``. onnxconverter-common types their outputs float16 but
+    keeps ``to=FLOAT``, an invalid graph; blocked, they stay fp32 and get a Cast to fp16 after them. A static
+    FastSAM graph has none; a dynamic one casts its anchor grid (integer ``Range``) to float."""
+    import onnx
+
+    return [
+        n.name for n in model.graph.node
+        if n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)
+    ]
 
 
 def to_fp16(src: str | Path, dst: str | Path, *, block: Sequence[str] = ()) -> None:
@@ -250,8 +266,12 @@ def variant_accuracy(
     """Segment ``images`` with the fp32 graph and the variant (torch-free runtime, CPU) and compare.
 
     Returns ``mask_iou_mean`` (mean mask IoU of matched instance pairs), ``matched`` (pairs), ``instances``
-    ([fp32, variant] count per image), ``count_agreement`` (matched pairs / max(fp32, variant) count, summed
-    over the images: 1.0 = every instance has its partner), and ``images`` (file names).
+    ([fp32, variant] count per image), ``instances_fp32`` / ``instances_variant`` (totals),
+    ``count_agreement`` (matched pairs / max(fp32, variant) count, summed over the images: 1.0 = every
+    instance has its partner), ``measured`` and ``images`` (file names).
+    When the fp32 graph finds no instance on any image nothing can be compared: ``measured`` is False,
+    ``mask_iou_mean`` is None (and ``count_agreement`` too unless the variant found instances: then 0.0),
+    and ``note`` says so; never a made-up 1.0.
     """
     from fastsam_onnx import FastSAM
 
@@ -265,12 +285,37 @@ def variant_accuracy(
         counts.append([len(a), len(b)])
         ious += [p[2] for p in pairs]
     total = sum(max(c) for c in counts)
-    return {
+    n_fp32, n_variant = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    measured = n_fp32 > 0
+    out = {
         "images": names,
         "conf": conf,
         "iou": iou,
         "instances": counts,
+        "instances_fp32": n_fp32,
+        "instances_variant": n_variant,
         "matched": len(ious),
-        "mask_iou_mean": round(float(np.mean(ious)), 5) if ious else (1.0 if total == 0 else 0.0),
-        "count_agreement": round(len(ious) / total, 5) if total else 1.0,
+        "measured": measured,
+        "mask_iou_mean": round(float(np.mean(ious)), 5) if ious else (0.0 if measured else None),
+        "count_agreement": round(len(ious) / total, 5) if total else None,
     }
+    if not measured:
+        out["note"] = NOT_MEASURED
+    return out
+
+
+def accuracy_line(variant: str, accuracy: dict) -> str:
+    """The one-line summary of :func:`variant_accuracy` (+ ``target_mask_iou``); a warning when not measured
+    or below the target."""
+    n = len(accuracy["images"])
+    if not accuracy.get("measured", True):
+        found = accuracy.get("instances_variant")
+        extra = f" (the {variant} graph found {found})" if found else ""
+        return f"warning: {variant} vs fp32 on {n} images: {NOT_MEASURED}{extra}; give --calib DIR with photos of real scenes"
+    iou, target = accuracy["mask_iou_mean"], accuracy.get("target_mask_iou")
+    below = target is not None and iou < target
+    return (
+        f"{'warning: ' if below else ''}{variant} vs fp32 on {n} images: mean mask IoU {iou:.4f}"
+        f"{f' (target {target})' if target is not None else ''}{' — below the target' if below else ''}, "
+        f"matched {accuracy['count_agreement']:.0%} of instances ({accuracy['instances_fp32']} in fp32)"
+    )

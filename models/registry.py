@@ -61,7 +61,9 @@ class ModelDescription:
 
     name: the registry name (``FastSAM("fastsam-s")``, ``fastsam-onnx fetch fastsam-s``); kind: "fastsam"
     or "clip"; source: its :class:`ModelSource`; recipe: keyword arguments of the export stage
-    (``export_fastsam`` / ``export_clip``) that turn the checkpoint into a bundle; description: one line;
+    (``export_fastsam`` / ``export_clip``) that turn the checkpoint into a bundle (FastSAM: dynamic graphs,
+    which run each photo at its own aspect ratio: 1.6-1.9x faster on CPUs than a static square);
+    description: one line;
     local: a bundle directory shipped with the package (no download, no export).
     """
 
@@ -114,8 +116,8 @@ MODELS: tuple[ModelDescription, ...] = (
             license="AGPL-3.0 (Ultralytics assets release of CASIA-IVA-Lab FastSAM)",
             approx_mb=23.9,
         ),
-        recipe={"imgsz": 1024, "dynamic": False},
-        description="FastSAM-s (YOLOv8s-seg, 11.8 M parameters), 1024 × 1024 input",
+        recipe={"imgsz": 1024, "dynamic": True},
+        description="FastSAM-s (YOLOv8s-seg, 11.8 M parameters), dynamic input, 1024 on the long side",
     ),
     ModelDescription(
         name="fastsam-x",
@@ -127,8 +129,8 @@ MODELS: tuple[ModelDescription, ...] = (
             license="AGPL-3.0 (Ultralytics assets release of CASIA-IVA-Lab FastSAM)",
             approx_mb=145.0,
         ),
-        recipe={"imgsz": 1024, "dynamic": False},
-        description="FastSAM-x (YOLOv8x-seg, 72 M parameters), 1024 × 1024 input",
+        recipe={"imgsz": 1024, "dynamic": True},
+        description="FastSAM-x (YOLOv8x-seg, 72 M parameters), dynamic input, 1024 on the long side",
     ),
     ModelDescription(
         name="clip-vit-b-32",

@@ -133,7 +133,7 @@ class FastSAM:
             if hw != self.imgsz:
                 raise BadArgumentError(
                     f"this model was exported with a static input of {self.imgsz}; got imgsz={imgsz!r} "
-                    "(re-export with --dynamic to choose the size at run time)"
+                    "(re-export without --static, the default, to choose the size at run time)"
                 )
             return hw
         s = self.stride

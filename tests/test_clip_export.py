@@ -158,9 +158,10 @@ def _offline() -> bool:
     return False
 
 
-def test_named_weights_offline_give_export_error(tmp_path):
+def test_named_weights_offline_give_export_error(tmp_path, monkeypatch):
     if not _offline():
         pytest.skip("the CLIP download host is reachable: this test is about the offline error")
+    monkeypatch.delenv("FASTSAM_ONNX_OFFLINE", raising=False)  # the download is tried (and fails); see test_export_defaults
     out = tmp_path / "bundle"
     start = time.monotonic()
     with pytest.raises(ExportError, match="could not be downloaded") as info:
@@ -220,6 +221,7 @@ def test_cli_errors_exit_2_one_line(tiny_clip_checkpoint, tmp_path, capsys, monk
         if not _offline():
             pytest.skip("the CLIP download host is reachable")
         monkeypatch.setenv("HOME", str(tmp_path))  # clip's default download folder is ~/.cache/clip
+        monkeypatch.delenv("FASTSAM_ONNX_OFFLINE", raising=False)
     (tmp_path / "garbage.pt").write_bytes(b"garbage" * 50)
     fill = {"garbage": str(tmp_path / "garbage.pt"), "tmp": str(tmp_path), "tiny": str(tiny_clip_checkpoint)}
     status = main(["export", "clip", *[a.format(**fill) for a in args], "--out", str(tmp_path / "out")])

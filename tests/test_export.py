@@ -91,13 +91,14 @@ def test_parity_failure_is_an_error_and_leaves_nothing(tiny_seg, tmp_path, monke
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_bundle_and_manifest(tiny_seg, tmp_path, capsys, dynamic):
     out = tmp_path / "bundle"
-    args = ["--weights", tiny_seg, "--out", out, "--imgsz", 320] + (["--dynamic"] if dynamic else [])
+    args = ["--weights", tiny_seg, "--out", out, "--imgsz", 320] + ([] if dynamic else ["--static"])  # dynamic: the default
     status, cap = _export(args, capsys)
     assert status == 0, cap.err
     assert "[5/6]" in cap.err  # progress on the terminal
     assert sorted(p.name for p in out.iterdir()) == ["fastsam.onnx", "manifest.json"]
     m = json.loads((out / "manifest.json").read_text())
     assert m["format_version"] == 1 and m["kind"] == "fastsam" and m["dynamic"] is dynamic
+    assert m["batch"] == (None if dynamic else 1)
     assert m["imgsz"] == [320, 320] and m["stride"] == 32
     assert m["sha256"]["onnx"] == sha256_file(out / "fastsam.onnx")
     assert m["sha256"]["weights"] == sha256_file(tiny_seg)
@@ -126,7 +127,7 @@ def test_bundle_and_manifest(tiny_seg, tmp_path, capsys, dynamic):
 
 def test_batch_and_opset(tiny_seg, tmp_path, capsys):
     out = tmp_path / "b2"
-    status, cap = _export(["--weights", tiny_seg, "--out", out, "--imgsz", 320, "--batch", 2, "--opset", 17], capsys)
+    status, cap = _export(["--weights", tiny_seg, "--out", out, "--imgsz", 320, "--static", "--batch", 2, "--opset", 17], capsys)
     assert status == 0, cap.err
     m = json.loads((out / "manifest.json").read_text())
     assert m["batch"] == 2 and m["opset"] == 17 and m["inputs"][0]["shape"][0] == 2

@@ -32,7 +32,10 @@ from parity import match  # noqa: E402
 
 IMAGES = ["bus.jpg", "zidane.jpg"]
 IMGSZ = 640
-ACCURACY_KEYS = {"reference", "images", "conf", "iou", "instances", "matched", "mask_iou_mean", "count_agreement", "target_mask_iou"}
+ACCURACY_KEYS = {
+    "reference", "images", "conf", "iou", "instances", "instances_fp32", "instances_variant", "matched", "measured",
+    "mask_iou_mean", "count_agreement", "target_mask_iou",
+}
 
 
 def _quiet(*_):
@@ -52,9 +55,10 @@ def photos(assets, tmp_path_factory):
 def s_variants(s_checkpoint, photos, tmp_path_factory):
     """The s-shaped checkpoint exported static at 640 as fp16 and as int8 (calibrated on the photos)."""
     d = tmp_path_factory.mktemp("variants")
+    kw = dict(imgsz=IMGSZ, dynamic=False, progress=_quiet, report=_quiet)
     return {
-        "fp16": export_fastsam(s_checkpoint, d / "fp16", imgsz=IMGSZ, half=True, progress=_quiet),
-        "int8": export_fastsam(s_checkpoint, d / "int8", imgsz=IMGSZ, int8=True, calib=photos, progress=_quiet),
+        "fp16": export_fastsam(s_checkpoint, d / "fp16", half=True, **kw),
+        "int8": export_fastsam(s_checkpoint, d / "int8", int8=True, calib=photos, **kw),
     }
 
 
@@ -74,6 +78,7 @@ def test_manifest_records_variant_and_accuracy(s_variants, variant):
     assert set(acc) >= ACCURACY_KEYS and acc["reference"] == "fp32"
     assert acc["images"] == IMAGES and len(acc["instances"]) == 2
     assert acc["target_mask_iou"] == TARGET_MASK_IOU[variant]
+    assert acc["measured"] is True and acc["instances_fp32"] == sum(c[0] for c in acc["instances"]) > 0
     assert 0 <= acc["mask_iou_mean"] <= 1 and 0 <= acc["count_agreement"] <= 1
     # the runtime's interface is unchanged: fp32 in, fp32 out
     assert [i["dtype"] for i in m["inputs"]] == ["float32"]
@@ -164,7 +169,7 @@ def test_precision_goals_on_the_trained_demo_model(demo, photos, tmp_path):
     shutil.copy(demo / "example.jpg", calib / "example.jpg")
     imgsz = FastSAM(demo).imgsz[0]
     for variant, flags in (("fp16", dict(half=True)), ("int8", dict(int8=True))):
-        bundle = export_fastsam(checkpoint, tmp_path / variant, imgsz=imgsz, calib=calib, progress=_quiet, **flags)
+        bundle = export_fastsam(checkpoint, tmp_path / variant, imgsz=imgsz, dynamic=False, calib=calib, progress=_quiet, **flags)
         acc = _manifest(bundle)["accuracy"]
         assert acc["images"] == ["bus.jpg", "example.jpg", "zidane.jpg"]
         assert acc["matched"] >= 10, acc
@@ -193,3 +198,24 @@ def test_cli_flags(s_checkpoint, tmp_path, capsys):
     assert e.value.code == 2 and "not allowed with" in capsys.readouterr().err
     status = main(["export", "fastsam", "--weights", str(s_checkpoint), "--out", str(tmp_path / "b"), "--int8"])
     assert status == 2 and "--calib" in capsys.readouterr().err
+
+
+def test_accuracy_is_not_measured_without_instances(demo, tmp_path):
+    """No fp32 instance on any image: the record says "not measured" (None), never a perfect 1.0."""
+    import cv2
+
+    from fastsam_onnx.export.precision import NOT_MEASURED, accuracy_line
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 300, 3), 127, np.uint8))
+    graph = demo / "fastsam.onnx"
+    acc = variant_accuracy(graph, graph, [blank])
+    assert acc["instances"] == [[0, 0]] and acc["instances_fp32"] == 0 and acc["measured"] is False
+    assert acc["mask_iou_mean"] is None and acc["count_agreement"] is None and acc["note"] == NOT_MEASURED
+    line = accuracy_line("fp16", {**acc, "target_mask_iou": 0.99})
+    assert line.startswith("warning:") and "not measured" in line and "1.0" not in line
+    # the same graph on a scene with instances: measured, and perfect for a real reason
+    acc = variant_accuracy(graph, graph, [demo / "example.jpg"])
+    assert acc["measured"] is True and acc["instances_fp32"] > 0
+    assert acc["mask_iou_mean"] == 1.0 and acc["count_agreement"] == 1.0
+    assert "mean mask IoU 1.0000" in accuracy_line("fp16", {**acc, "target_mask_iou": 0.99})

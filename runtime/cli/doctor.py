@@ -3,7 +3,8 @@
 Prints the onnxruntime version and build (CPU or GPU package), the providers it offers, whether the
 CUDA / cuDNN / TensorRT shared libraries load, the FASTSAM_ONNX_* settings, and for each provider whether it
 really creates a session for the model (default: the shipped demo bundle) with the median time of a few
-``session.run`` calls on a zero input. Exits 0 whatever it finds.
+``session.run`` calls on a zero input; a note when a static graph would run on the CPU provider (slower than
+a dynamic graph on photos that are not square). Exits 0 whatever it finds.
 """
 
 from __future__ import annotations
@@ -81,12 +82,29 @@ def run(args: argparse.Namespace) -> int:
     if path is None:
         return 0
     candidates = [TENSORRT, CUDA] + [p for p in available if p not in (TENSORRT, CUDA, CPU) and p not in _SKIP] + [CPU]
+    working, graph_shape = [], None
     for name in candidates:
         if name not in available:
             print(f"  {name}: unavailable — {unavailable_reason(name, available, package)}")
             continue
-        print(f"  {name}: {_try(path, name, shape, args.runs)}")
+        line, input_shape = _try(path, name, shape, args.runs)
+        print(f"  {name}: {line}")
+        if input_shape is not None:
+            working.append(name)
+            graph_shape = graph_shape or input_shape
+    if graph_shape and None not in graph_shape[2:] and not any(p in working for p in (TENSORRT, CUDA)):
+        print(f"  note: {static_cpu_note(graph_shape)}")
     return 0
+
+
+def static_cpu_note(shape: tuple) -> str:
+    """The advice for a static graph that runs on the CPU provider (``shape``: its (N, 3, H, W) input)."""
+    hw = "x".join(map(str, shape[2:]))
+    return (
+        f"static {hw} graph on CPU: every photo is letterboxed to the full square; re-export without --static "
+        "(a dynamic graph, the default) for ~1.6-1.9x faster CPU runs on photos that are not square "
+        "(FastSAM-s at 1024 on bus.jpg and zidane.jpg, benchmarks/results)"
+    )
 
 
 def _model(spec: str | None):
@@ -112,8 +130,9 @@ def _input_shape(path, manifest: dict) -> tuple[int, ...] | None:
     return (1, 3, *hw)
 
 
-def _try(path, name: str, default_shape, runs: int) -> str:
-    """Create a strict session on ``name`` alone and time it; one line of result."""
+def _try(path, name: str, default_shape, runs: int) -> tuple[str, tuple | None]:
+    """Create a strict session on ``name`` alone and time it → (one line of result, the graph's input shape
+    with None for dynamic axes, or None when the provider failed)."""
     from ..errors import FastSAMError
     from ..session import OnnxSession
 
@@ -123,7 +142,7 @@ def _try(path, name: str, default_shape, runs: int) -> str:
             warnings.simplefilter("ignore")
             session = OnnxSession(path, [name], strict=True)
     except FastSAMError as e:
-        return f"FAILED — {e}"
+        return f"FAILED — {e}", None
     created = time.perf_counter() - t0
     shape = tuple(d if d is not None else default_shape[i] for i, d in enumerate(session.input_shape))
     x = np.zeros(shape, session.input_dtype)
@@ -137,10 +156,10 @@ def _try(path, name: str, default_shape, runs: int) -> str:
             session.run(x)
             times.append(time.perf_counter() - t0)
     except Exception as e:  # a provider that creates a session but cannot run it
-        return f"session created but run failed — {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return f"session created but run failed — {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", None
     shape_text = "x".join(map(str, shape))
     return (
         f"ok — session.run median {np.median(times) * 1e3:.1f} ms over {runs} runs on a {shape_text} "
         f"{session.input_dtype} zero input (session {created * 1e3:.0f} ms, first run {first * 1e3:.0f} ms; "
         f"kept {', '.join(session.providers)})"
-    )
+    ), tuple(session.input_shape)

@@ -1,13 +1,19 @@
 """``fastsam-onnx export {fastsam,clip} ... --out DIR``: checkpoint → simplified ONNX bundle (needs [export]).
 
-``export fastsam --weights W``: a FastSAM checkpoint; ``export clip [--weights ViT-B/32 | PATH]``: the
-CLIP model of text prompts (a clip model name, downloaded, or a local checkpoint).
+``export fastsam --weights W``: a FastSAM checkpoint, as a dynamic graph (each photo at its own aspect ratio)
+unless ``--static``; ``export clip [--weights ViT-B/32 | PATH]``: the CLIP model of text prompts (a clip model
+name, downloaded, or a local checkpoint). Both show their steps (a bar on a terminal, plain lines otherwise)
+unless ``--quiet``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Callable
+
+from ..progress import Progress, clean
 
 
 def add_parser(sub) -> None:
@@ -17,9 +23,15 @@ def add_parser(sub) -> None:
     f.add_argument("--weights", required=True, type=Path, help="checkpoint (.pt), e.g. FastSAM-s.pt")
     f.add_argument("--out", required=True, type=Path, help="bundle directory to write")
     f.add_argument("--imgsz", type=int, default=1024, help="input size, a multiple of 32 (default 1024)")
-    f.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
+    shape = f.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--static", action="store_true",
+        help="a fixed imgsz x imgsz (and --batch) graph, for TensorRT engines and NPUs; on CPUs it letterboxes "
+        "every photo to the full square (slower)",
+    )
+    shape.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (the default)")
     f.add_argument("--opset", type=int, default=None, help="ONNX opset (default: ultralytics' choice)")
-    f.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
+    f.add_argument("--batch", type=int, default=1, help="batch size of a --static graph (default 1)")
     v = f.add_mutually_exclusive_group()
     v.add_argument("--half", action="store_true", help="fp16 weights and compute, fp32 input/output (for GPUs)")
     v.add_argument("--int8", action="store_true", help="int8 static QDQ quantization (for CPUs); needs --calib")
@@ -27,6 +39,7 @@ def add_parser(sub) -> None:
         "--calib", type=Path, default=None,
         help="folder of calibration images (--int8), also where --half/--int8 accuracy vs fp32 is measured",
     )
+    f.add_argument("--quiet", action="store_true", help="no progress (results and warnings are still printed)")
     f.set_defaults(run=run_fastsam)
     c = kinds.add_parser("clip", help="CLIP for text prompts: a clip model name or a local checkpoint")
     c.add_argument(
@@ -39,22 +52,71 @@ def add_parser(sub) -> None:
         "--int8", action="store_true",
         help="int8 matrix products (dynamic quantization, no calibration): ~4x faster image embeddings on CPU",
     )
+    c.add_argument("--quiet", action="store_true", help="no progress")
     c.set_defaults(run=run_clip)
+
+
+def _require(kind: str, *, half: bool = False) -> None:
+    """UsageError (one line, exit 2) before any work when a module of the export is not installed."""
+    from ..export import missing_message, missing_modules
+    from . import UsageError
+
+    missing = missing_modules(kind, half=half)
+    if missing:
+        raise UsageError(missing_message(kind, missing))
+
+
+class _Steps:
+    """The exporters' ``progress(step, text)`` callback: a :class:`Progress` bar of ``total`` steps on a terminal,
+    ``[k/N] text`` lines when stderr is not one (logs, CI), nothing with ``quiet``; :meth:`report` prints
+    results and warnings in every case."""
+
+    def __init__(self, total: int, desc: str, quiet: bool):
+        self.stream, self.total, self.quiet = sys.stderr, total, quiet
+        tty = not quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.bar = Progress(total, desc, unit="steps", stream=self.stream) if tty else None
+
+    def __call__(self, step: int, text: str) -> None:
+        if self.bar is not None:
+            self.bar.update(max(step - 1 - self.bar.n, 0), status=text)  # the bar counts completed steps
+        elif not self.quiet:
+            print(f"[{step}/{self.total}] {clean(text)}", file=self.stream, flush=True)
+
+    def report(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(clean(text), file=self.stream, flush=True)
+
+    def run(self, fn: Callable[[], Path]) -> Path:
+        """Run the export ``fn``; the bar ends at ``total`` ("done") on success, where it was on failure."""
+        try:
+            out = fn()
+        finally:
+            if self.bar is not None:
+                if sys.exc_info()[0] is None:
+                    self.bar.update(self.total - self.bar.n, status="done")
+                self.bar.close()
+        return out
 
 
 def run_fastsam(args: argparse.Namespace) -> int:
     from . import UsageError
 
+    if args.batch > 1 and not args.static:
+        raise UsageError(f"--batch {args.batch} makes a fixed-batch graph: add --static (a dynamic graph takes any batch)")
+    _require("fastsam", half=args.half)
     try:
         from ..export import ExportError
-        from ..export.fastsam import export_fastsam
+        from ..export.fastsam import STEPS, export_fastsam
     except ImportError as e:
         raise UsageError(f"the export stage needs the [export] extra: pip install 'fastsam-onnx[export]' ({e})") from None
+    steps = _Steps(STEPS + (args.half or args.int8), "export fastsam", args.quiet)
     try:
-        out = export_fastsam(
-            args.weights, args.out, imgsz=args.imgsz, dynamic=args.dynamic, opset=args.opset, batch=args.batch,
-            half=args.half, int8=args.int8, calib=args.calib,
-        )
+        out = steps.run(lambda: export_fastsam(
+            args.weights, args.out, imgsz=args.imgsz, dynamic=not args.static, opset=args.opset, batch=args.batch,
+            half=args.half, int8=args.int8, calib=args.calib, progress=steps, report=steps.report,
+        ))
     except ExportError as e:
         raise UsageError(str(e)) from None
     print(f"wrote {out / 'fastsam.onnx'} and {out / 'manifest.json'}")
@@ -64,13 +126,15 @@ def run_fastsam(args: argparse.Namespace) -> int:
 def run_clip(args: argparse.Namespace) -> int:
     from . import UsageError
 
+    _require("clip")
     try:
         from ..export import ExportError
-        from ..export.clip import export_clip
+        from ..export.clip import STEPS, export_clip
     except ImportError as e:
         raise UsageError(f"the export stage needs the [export] extra: pip install 'fastsam-onnx[export]' ({e})") from None
+    steps = _Steps(STEPS + bool(args.int8), "export clip", args.quiet)
     try:
-        out = export_clip(args.weights, args.out, opset=args.opset, int8=args.int8)
+        out = steps.run(lambda: export_clip(args.weights, args.out, opset=args.opset, int8=args.int8, progress=steps))
     except ExportError as e:
         raise UsageError(str(e)) from None
     print(f"wrote the CLIP bundle {out} (clip_image.onnx, clip_text.onnx, manifest.json)")

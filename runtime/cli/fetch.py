@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from ..download import cache_dir, fetch_checkpoint
     from ..models.registry import MODELS, find_model
     from . import UsageError
-    from .extras import EXPORT_MODULES, require
+    from ..export import missing_message, missing_modules
 
     if args.list:
         print("\n".join(zoo_table(MODELS)))
@@ -108,14 +108,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"{desc.name} is already fetched: {clean(out)}")
             return 0
         print(clean(f"the cached bundle {out} is broken ({problem}); fetching and exporting it again"), file=sys.stderr)
+    missing = [] if args.no_export else missing_modules(desc.kind)
+    if missing:  # before a download of up to 354 MB that could not be exported here
+        raise UsageError(
+            f"{missing_message(desc.kind, missing)}; or `fastsam-onnx fetch {desc.name} --no-export` to only "
+            "download the checkpoint"
+        )
     checkpoint = fetch_checkpoint(desc.name, verify=not args.no_verify, progress=not args.quiet, deadline=args.deadline)
     print(f"checkpoint: {clean(checkpoint)}", file=sys.stderr)
     if args.no_export:
         return 0
-    require(
-        "export", *EXPORT_MODULES[desc.kind], what=f"exporting {checkpoint}",
-        hint=f", then run `fastsam-onnx fetch {desc.name}` again (the download is kept)",
-    )
     from ..export import ExportError
 
     if desc.kind == "fastsam":
