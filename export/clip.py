@@ -12,16 +12,14 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
-import http.client
 import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -29,6 +27,7 @@ from fastsam_onnx.clip_tokenizer import BPE_NAME
 from fastsam_onnx.manifest import FORMAT_VERSION, MANIFEST_NAME, sha256_file
 
 from . import ExportError
+from .clip_weights import _import_clip, load_clip  # noqa: F401  # load_clip: public here too
 from .fastsam import STEPS, _io_spec, _progress, _replace_dir, _versions, quiet_tools
 
 CLIP_IMAGE_ONNX = "clip_image.onnx"
@@ -38,8 +37,6 @@ DEFAULT_OPSET = 17
 MIN_COSINE = 0.9999
 #: The same for an int8 bundle (``int8=True``): int8 weights and run-time activation quantization.
 MIN_COSINE_INT8 = 0.99
-#: Socket timeout (seconds) while the clip module downloads named weights, so a dead network fails.
-DOWNLOAD_TIMEOUT_S = 30.0
 
 #: Texts of the parity check: short, punctuated, non-Latin, and one beyond 77 tokens (truncated).
 PARITY_TEXTS = (
@@ -64,93 +61,6 @@ def _crops() -> list[tuple[str, tuple[int, int, int, int] | None]]:
         ("zidane.jpg", (120, 190, 560, 715)),
         ("zidane.jpg", (430, 420, 530, 720)),
     ]
-
-
-@contextlib.contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    """Give new sockets a default timeout (unless one is set already) for the duration of the block."""
-    old = socket.getdefaulttimeout()
-    if old is None:
-        socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(old)
-
-
-def _import_clip():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pkg_resources deprecation inside clip
-        try:
-            import clip
-        except ImportError as e:
-            raise ExportError(f"the CLIP export needs the clip module: pip install clip-anytorch ({e})") from None
-    return clip
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
-
-
-def load_clip(weights: str | os.PathLike[str], download_root: str | os.PathLike[str] | None = None):
-    """Load CLIP on the CPU in fp32 with ``clip.load(..., jit=False)``.
-
-    weights: a model name of the clip module (``clip.available_models()``, downloaded into
-    ``download_root``, default ``~/.cache/clip``) or a checkpoint file (state dict or JIT archive).
-    Returns (model, the clip module's preprocess transform, the weights file).
-    """
-    clip = _import_clip()
-    name = str(weights)
-    if name in clip.available_models():
-        url = clip.clip._MODELS[name]
-        root = Path(download_root) if download_root is not None else Path("~/.cache/clip").expanduser()
-        from fastsam_onnx.download import offline
-
-        if offline():
-            return _load_offline(clip, name, url, root)
-        try:
-            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-                model, preprocess = clip.load(name, device="cpu", jit=False, download_root=str(root))
-        except Exception as e:
-            if isinstance(e, (OSError, http.client.HTTPException)) or "SHA256" in str(e):
-                raise ExportError(
-                    f"the CLIP weights {name!r} could not be downloaded from {url} ({_first_line(e)}); "
-                    f"without network access, fetch that file elsewhere and pass the local checkpoint path instead"
-                ) from None
-            raise ExportError(f"cannot load the CLIP weights {name!r}: {_first_line(e)}") from None
-        return model, preprocess, root / os.path.basename(url)
-    path = Path(name)
-    if not path.is_file():
-        raise ExportError(
-            f"CLIP weights not found: {name!r} is neither a local checkpoint file nor one of {clip.available_models()}"
-        )
-    if path.stat().st_size == 0:
-        raise ExportError(f"CLIP checkpoint is empty: {path}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model, preprocess = clip.load(str(path), device="cpu", jit=False)
-    except Exception as e:  # torch.load / unpickling / build_model (missing keys) errors of every kind
-        raise ExportError(f"cannot load CLIP checkpoint {path}: {_first_line(e)}") from None
-    return model, preprocess, path
-
-
-def _load_offline(clip, name: str, url: str, root: Path):
-    """``FASTSAM_ONNX_OFFLINE=1``: load the named weights only from the clip module's cache file
-    ``root/<file>`` (checked against the SHA-256 in its URL); ExportError naming the file to copy when absent."""
-    target = root / os.path.basename(url)
-    hint = f"copy {target.name} (from {url}) to {target}, or pass a local checkpoint with --weights PATH"
-    if not target.is_file():
-        raise ExportError(f"FASTSAM_ONNX_OFFLINE=1: not downloading the CLIP weights {name!r}; {hint}")
-    expected = url.split("/")[-2]
-    if re.fullmatch(r"[0-9a-f]{64}", expected) and sha256_file(target) != expected:
-        raise ExportError(f"FASTSAM_ONNX_OFFLINE=1: {target} does not match the SHA-256 in its URL; {hint}")
-    try:
-        model, preprocess = clip.load(str(target), device="cpu", jit=False)
-    except Exception as e:
-        raise ExportError(f"cannot load the CLIP weights {target}: {_first_line(e)}") from None
-    return model, preprocess, target
 
 
 def _towers(model):
