@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .errors import BadArgumentError
 from .masks import MaskCrop, rescale_crops, unpad_axes
 from .rle import encode_rle
+
+if TYPE_CHECKING:
+    from .polygons import Polygon
 
 
 @dataclass
@@ -128,6 +131,14 @@ class Result:
             self.boxes[rows], self.scores[rows], [self.crops[i] for i in rows], self.mask_shape,
             self.orig_shape, dict(self.timings), self.orig_img, selected_by, self.path,
         )
+
+    def polygons(self, epsilon: float = 0.0) -> list[list["Polygon"]]:
+        """Per instance, its mask as polygons (outer contours with their holes) in original-image pixels,
+        largest part first; ``epsilon``: simplification relative to each contour's perimeter (X-AnyLabeling's
+        ``epsilon_factor``). See :mod:`fastsam_onnx.polygons`."""
+        from .polygons import mask_polygons
+
+        return [mask_polygons(c.mask, epsilon, (c.x0, c.y0)) for c in self.original_crops()]
 
     def to_json(self, image_path: str | None = None) -> dict[str, Any]:
         """JSON-ready dict: ``image`` (path, width, height), ``instances`` (box, score, area, COCO RLE
