@@ -195,7 +195,8 @@ def apply_prompts(
 ) -> Result:
     """The body of :meth:`fastsam_onnx.FastSAM.prompt` (see there for the semantics): select the instances
     of ``result`` that the prompts pick. ``clip_getter()`` returns the CLIP model (an object with
-    ``similarity(images, texts)``), called only when there are texts and candidate crops."""
+    ``encode_images`` and ``encode_texts``), called only when there are texts and candidate crops; the crops'
+    embeddings are cached on ``result`` (:meth:`Result.text_crop_embeddings`)."""
     if not isinstance(result, Result):
         raise BadArgumentError(f"prompt takes a Result from segment(), got {type(result).__name__}")
     if point_mode not in ("select", "merge") or text_mode not in ("select", "original"):
@@ -225,12 +226,14 @@ def apply_prompts(
         for i in np.flatnonzero(select_by_points(crops, *points_p)):
             tags[i].append("points")
     if texts_p is not None:
-        images, keep = text_crops(result.orig_img, result.boxes, crops)
-        if images:
-            sim = clip_getter().similarity(images, texts_p)
-            for k, i in enumerate(select_by_texts(sim, keep)):
-                if f"text:{texts_p[k]}" not in tags[i]:  # a repeated text tags once
-                    tags[i].append(f"text:{texts_p[k]}")
+        if any(c.mask.sum() > 100 for c in crops):  # some instance can be a text candidate: CLIP is needed
+            clip = clip_getter()
+            feats, keep = result.text_crop_embeddings(clip)  # cached on the result: later texts cost the text tower
+            if keep:
+                sim = clip.encode_texts(texts_p) @ feats.T
+                for k, i in enumerate(select_by_texts(sim, keep)):
+                    if f"text:{texts_p[k]}" not in tags[i]:  # a repeated text tags once
+                        tags[i].append(f"text:{texts_p[k]}")
     idx = [i for i, t in enumerate(tags) if t]
     out = result.select(idx, [tags[i] for i in idx])
     out.timings["prompt"] = (time.perf_counter() - t0) * 1e3

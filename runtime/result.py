@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -43,6 +44,17 @@ class Result:
     orig_img: np.ndarray | None = field(default=None, repr=False)
     selected_by: list[list[str]] | None = None
     path: str | None = None
+    _clip_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _clip_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable (multiprocessing, Ray): the CLIP cache stays behind
+        state = dict(self.__dict__)
+        state["_clip_cache"], state["_clip_lock"] = {}, None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._clip_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -131,6 +143,24 @@ class Result:
             self.boxes[rows], self.scores[rows], [self.crops[i] for i in rows], self.mask_shape,
             self.orig_shape, dict(self.timings), self.orig_img, selected_by, self.path,
         )
+
+    def text_crop_embeddings(self, clip: Any) -> tuple[np.ndarray, list[int]]:
+        """CLIP image embeddings of the crops text prompts compare with: ((K, D) float32 L2-normalised, the
+        instance index of each row). Crops as :func:`fastsam_onnx.prompts.text_crops` makes them (instances
+        with masks over 100 px). Encoded once per CLIP object and kept on this result (thread-safe), so
+        further text prompts on it cost only the text tower; ``clip`` needs ``encode_images(images)``."""
+        from .prompts import text_crops
+
+        key = id(clip)
+        with self._clip_lock:  # one encoding per CLIP even when threads prompt the same result at once
+            hit = self._clip_cache.get(key)
+            if hit is None or hit[0] is not clip:
+                if self.orig_img is None:
+                    raise BadArgumentError("this result keeps no image (orig_img): text prompts need it")
+                images, keep = text_crops(self.orig_img, self.boxes, self.original_crops())
+                feats = clip.encode_images(images) if images else np.zeros((0, 0), np.float32)
+                hit = self._clip_cache[key] = (clip, feats, keep)
+        return hit[1], list(hit[2])
 
     def polygons(self, epsilon: float = 0.0) -> list[list["Polygon"]]:
         """Per instance, its mask as polygons (outer contours with their holes) in original-image pixels,

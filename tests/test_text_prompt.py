@@ -237,18 +237,9 @@ def _our_text_prompt(model, everything, texts):
     from fastsam_onnx.prompts import text_crops
 
     clip = model.clip
-    seen = {}
-    inner = clip.similarity
-
-    def spy(images, texts_, *a, **k):
-        seen["sim"] = inner(images, texts_, *a, **k)
-        return seen["sim"]
-
-    clip.similarity = spy
-    try:
-        selected = model.prompt(everything, texts=list(texts))
-    finally:
-        del clip.similarity
+    selected = model.prompt(everything, texts=list(texts))
+    feats, _ = everything.text_crop_embeddings(clip)  # the embeddings the prompt used (cached on the result)
+    sim = clip.encode_texts(list(texts)) @ feats.T
     crops, keep = text_crops(everything.orig_img, everything.boxes, everything.original_crops())
     picks = {}
     for box, tags in zip(selected.boxes, selected.selected_by):
@@ -256,7 +247,7 @@ def _our_text_prompt(model, everything, texts):
         for t in tags:
             assert t.startswith("text:") and t[len("text:"):] not in picks
             picks[t[len("text:"):]] = i
-    return [picks[t] for t in dict.fromkeys(texts)], seen["sim"], crops, keep
+    return [picks[t] for t in dict.fromkeys(texts)], sim, crops, keep
 
 
 @pytest.mark.parametrize("clip_name", ["demo", "vit-b-32-test"])
@@ -332,3 +323,25 @@ def test_text_selection_matches_ultralytics(detector, photo_results, clips, case
     # Measured: 1 flip in the 12 case x CLIP runs (bus.jpg letterboxed, demo CLIP, "a bus": a box edge whose
     # int truncation differs by 1 px changes that crop's size; ultralytics' margin 0.011, ours 1e-4).
     assert len(flips) <= 1, flips
+
+
+def test_second_text_prompt_reuses_the_crop_embeddings(monkeypatch):
+    """Crops are encoded once per result and CLIP: a second text costs only the text tower."""
+    import pickle
+
+    from fastsam_onnx import FastSAM
+    from fastsam_onnx.models import example_image
+
+    model = FastSAM()
+    everything = model.segment(str(example_image()))
+    calls = []
+    real = model.clip.encode_images
+    monkeypatch.setattr(model.clip, "encode_images", lambda images, *a, **k: calls.append(len(images)) or real(images, *a, **k))
+    first = model.prompt(everything, texts=["blue rectangle"])
+    second = model.prompt(everything, texts=["yellow pentagon"])
+    assert len(calls) == 1 and calls[0] > 0
+    assert first.selected_by == [["text:blue rectangle"]] and second.selected_by == [["text:yellow pentagon"]]
+    assert first.boxes.tolist() != second.boxes.tolist()
+    copy = pickle.loads(pickle.dumps(everything))  # the cache (and its lock) do not travel
+    assert len(copy) == len(everything) and model.prompt(copy, texts=["blue rectangle"]).boxes.tolist() == first.boxes.tolist()
+    assert len(calls) == 2
