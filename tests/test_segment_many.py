@@ -243,3 +243,34 @@ def test_video_failure_keeps_existing_outputs(tmp_path, monkeypatch, capsys):
     line = json.loads(jl.read_text())
     assert line["frame"] == 0 and line["image"]["path"] == str(src) and line["image"]["frame"] == 0
     assert "1 frame in" in capsys.readouterr().err  # singular
+
+
+def test_killed_run_leaves_only_whole_outputs(tmp_path):
+    """SIGKILL a real folder run while it writes: every JSON left parses, and --skip-existing finishes the rest."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    d = tmp_path / "images"
+    for k in range(40):
+        write(d / f"{k:02d}.png", seed=k)
+    out = tmp_path / "json"
+    cmd = [sys.executable, "-m", "fastsam_onnx", "segment", str(d), "--out-dir", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list(out.glob("*.png.json"))) < 3:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    done = sorted(out.glob("*.png.json"))
+    assert 3 <= len(done) < 40, len(done)
+    for p in done:  # whole files only: a killed write leaves at most a hidden temp file
+        json.loads(p.read_text())
+    assert all(p.name.startswith(".") for p in out.iterdir() if not p.name.endswith(".png.json"))
+    finished = subprocess.run(cmd[:-1] + ["--skip-existing"], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert f"{40 - len(done)} segmented, {len(done)} skipped (existing), 0 bad" in finished.stderr
+    assert len(list(out.glob("*.png.json"))) == 40
