@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from clip_fixtures import clip_cache, tiny_clip_bundle, tiny_clip_checkpoint  # noqa: F401  (fixtures)
+from torchfree import blocker_source
 
 from fastsam_onnx.benchmarks import cases, figures, output, timing, update_readme
 from fastsam_onnx.benchmarks.cases import PROMPTS, STAGES
@@ -197,19 +198,8 @@ def test_benchmark_modules_import_heavy_packages_lazily():
     assert got["attempts"] == [] and got["loaded"] == []
 
 
-_SITECUSTOMIZE = r'''
-import atexit, importlib.abc, json, os, sys
-_BLOCKED = ("torch", "torchvision", "ultralytics", "clip", "matplotlib")
-_attempts = []
-
-class _Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in _BLOCKED:
-            _attempts.append(name)
-            raise ImportError("blocked by test: " + name)
-        return None
-
-sys.meta_path.insert(0, _Block())
+_SITECUSTOMIZE = blocker_source(("torch", "torchvision", "ultralytics", "clip", "matplotlib")) + r'''
+import atexit, os
 
 @atexit.register
 def _log():

@@ -8,7 +8,10 @@ import sys
 
 BLOCKED = ("torch", "torchvision", "ultralytics", "clip")
 
-_PRELUDE = r"""
+def blocker_source(blocked: tuple[str, ...] = BLOCKED) -> str:
+    """Python source that makes importing any of ``blocked`` (top-level names) fail and records the attempts
+    in ``_attempts``; for ``python -c`` preludes and for a ``sitecustomize.py`` that reaches child processes."""
+    return r"""
 import importlib.abc, json, sys
 _BLOCKED = %r
 _attempts = []
@@ -21,11 +24,14 @@ class _Block(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, _Block())
+""" % (tuple(blocked),)
 
+
+_PRELUDE = blocker_source() + r"""
 def report(**values):
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in _BLOCKED)
     print(json.dumps({**values, "loaded": loaded, "attempts": _attempts}))
-""" % (BLOCKED,)
+"""
 
 
 def run_blocked(code: str, *args: str, timeout: float = 300) -> dict:
