@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
-
 
 
 class MaskCrop(NamedTuple):
@@ -137,30 +136,51 @@ def _gather(src: np.ndarray, idx: np.ndarray, w: np.ndarray, axis: int) -> np.nd
     return out
 
 
-def crop_masks(protos: np.ndarray, coeffs: np.ndarray, boxes: np.ndarray, ay: Axis, ax: Axis) -> list[MaskCrop | None]:
+def crop_masks(
+    protos: np.ndarray, coeffs: np.ndarray, boxes: np.ndarray, ay: Axis, ax: Axis,
+    sink: Callable[[int, int, np.ndarray], None] | None = None,
+) -> list[MaskCrop | None]:
     """Binary masks inside each box: logit = coeffs @ protos, resized along ``ay``/``ax``, on where > 0.
 
     protos: (32, mh, mw) float32; coeffs: (N, 32); boxes: (N, 4) xyxy in the canvas's pixels (the canvas
     is (len(ay.idx), len(ax.idx))). Returns one :class:`MaskCrop` per box, or ``None`` where the mask is
     empty (the reference drops those detections). Work and memory per box scale with the box's area.
+    ``sink(x0, y0, logits)``, when given, sees each non-empty box's resized (h, w) float32 logits before
+    they are dropped (edge maps use them: :mod:`fastsam_onnx.edges`); the masks are the same either way.
     """
     out: list[MaskCrop | None] = []
     if len(boxes) == 0:
         return out
-    hwc = np.ascontiguousarray(protos.transpose(1, 2, 0))  # (mh, mw, 32): a box's block is then a strided view
+    hwc = protos_hwc(protos)
     for coef, (x1, y1, x2, y2) in zip(coeffs.astype(np.float32), boxes.tolist()):
         r0, r1 = box_span(y1, y2, len(ay.idx))
         c0, c1 = box_span(x1, x2, len(ax.idx))
         if r0 >= r1 or c0 >= c1:
             out.append(None)
             continue
-        iy, wy = ay.idx[r0:r1], ay.w[r0:r1]
-        ix, wx = ax.idx[c0:c1], ax.w[c0:c1]
-        p0, p1, q0, q1 = int(iy.min()), int(iy.max()) + 1, int(ix.min()), int(ix.max()) + 1
-        logits = hwc[p0:p1, q0:q1] @ coef  # (p1 - p0, q1 - q0)
-        m = resample(logits, p0, q0, iy, wy, ix, wx) > 0
+        full = span_logits(hwc, coef, r0, r1, c0, c1, ay, ax)
+        m = full > 0
+        if sink is not None and m.any():
+            sink(c0, r0, full)
         out.append(MaskCrop(c0, r0, m) if m.any() else None)
     return out
+
+
+def protos_hwc(protos: np.ndarray) -> np.ndarray:
+    """(32, mh, mw) prototypes → (mh, mw, 32) contiguous: a box's block of it is then a strided view."""
+    return np.ascontiguousarray(protos.transpose(1, 2, 0))
+
+
+def span_logits(hwc: np.ndarray, coef: np.ndarray, r0: int, r1: int, c0: int, c1: int, ay: Axis, ax: Axis) -> np.ndarray:
+    """Mask logits of one instance on canvas rows [r0, r1) and columns [c0, c1): (r1 - r0, c1 - c0) float32.
+
+    hwc: (mh, mw, 32) from :func:`protos_hwc`; coef: (32,) float32 coefficients; only the prototype block the
+    span's taps read is multiplied, then resized along ``ay``/``ax`` (the rows/columns of the span)."""
+    iy, wy = ay.idx[r0:r1], ay.w[r0:r1]
+    ix, wx = ax.idx[c0:c1], ax.w[c0:c1]
+    p0, p1, q0, q1 = int(iy.min()), int(iy.max()) + 1, int(ix.min()), int(ix.max()) + 1
+    logits = hwc[p0:p1, q0:q1] @ coef  # (p1 - p0, q1 - q0)
+    return resample(logits, p0, q0, iy, wy, ix, wx)
 
 
 def _touching(axis: Axis, lo: int, hi: int) -> tuple[int, int]:
@@ -176,17 +196,24 @@ def rescale_crops(crops: list[MaskCrop], ay: Axis, ax: Axis, threshold: float = 
     (its crop is then (0, 0))."""
     out = []
     for x0, y0, m in crops:
-        r0, r1 = _touching(ay, y0, y0 + m.shape[0])
-        c0, c1 = _touching(ax, x0, x0 + m.shape[1])
-        if r0 >= r1 or c0 >= c1:
-            out.append(MaskCrop(0, 0, np.zeros((0, 0), dtype=bool)))
-            continue
-        iy, wy = ay.idx[r0:r1], ay.w[r0:r1]
-        ix, wx = ax.idx[c0:c1], ax.w[c0:c1]
-        p0, q0 = int(iy.min()), int(ix.min())
-        src = np.zeros((int(iy.max()) + 1 - p0, int(ix.max()) + 1 - q0), dtype=np.float32)
-        ys, xs = max(y0, p0), max(x0, q0)
-        ye, xe = min(y0 + m.shape[0], p0 + src.shape[0]), min(x0 + m.shape[1], q0 + src.shape[1])
-        src[ys - p0 : ye - p0, xs - q0 : xe - q0] = m[ys - y0 : ye - y0, xs - x0 : xe - x0]
-        out.append(MaskCrop(c0, r0, resample(src, p0, q0, iy, wy, ix, wx) > threshold))
+        c0, r0, v = rescale_crop(x0, y0, m, ay, ax)
+        out.append(MaskCrop(c0, r0, v > threshold) if v.size else MaskCrop(0, 0, np.zeros((0, 0), dtype=bool)))
     return out
+
+
+def rescale_crop(x0: int, y0: int, m: np.ndarray, ay: Axis, ax: Axis) -> tuple[int, int, np.ndarray]:
+    """One crop (bool or float, placed at column ``x0``, row ``y0``) bilinearly resized onto the canvas of
+    ``ay``/``ax``, computed only where its taps reach the crop: (x0', y0', (h', w') float32), (h', w')
+    = (0, 0) when it reaches no output pixel. Zero outside the crop."""
+    r0, r1 = _touching(ay, y0, y0 + m.shape[0])
+    c0, c1 = _touching(ax, x0, x0 + m.shape[1])
+    if r0 >= r1 or c0 >= c1:
+        return 0, 0, np.zeros((0, 0), dtype=np.float32)
+    iy, wy = ay.idx[r0:r1], ay.w[r0:r1]
+    ix, wx = ax.idx[c0:c1], ax.w[c0:c1]
+    p0, q0 = int(iy.min()), int(ix.min())
+    src = np.zeros((int(iy.max()) + 1 - p0, int(ix.max()) + 1 - q0), dtype=np.float32)
+    ys, xs = max(y0, p0), max(x0, q0)
+    ye, xe = min(y0 + m.shape[0], p0 + src.shape[0]), min(x0 + m.shape[1], q0 + src.shape[1])
+    src[ys - p0 : ye - p0, xs - q0 : xe - q0] = m[ys - y0 : ye - y0, xs - x0 : xe - x0]
+    return c0, r0, resample(src, p0, q0, iy, wy, ix, wx)

@@ -16,6 +16,7 @@ from .fixup import fastsam_fixup, scale_boxes
 from .image import MAX_PIXELS, ImageLike, load_image
 from .letterbox import Letterbox, letterbox, letterbox_geometry, to_tensor
 from .manifest import resolve_fastsam
+from .edges import BAND
 from .masks import crop_masks, input_axes, retina_axes
 from .prompts import apply_prompts
 from .nms import decode
@@ -162,12 +163,14 @@ class FastSAM:
         iou: float = 0.9,
         max_det: int = 300,
         retina_masks: bool = True,
+        edges: bool = False,
         bboxes=None,
         points=None,
         labels=None,
         texts: str | Sequence[str] | None = None,
         point_mode: str = "select",
         text_mode: str = "select",
+        text_threshold: float | None = None,
     ) -> Result:
         """Segment ``image`` (a path, or an (H, W, 3) BGR uint8 array as OpenCV reads it).
 
@@ -177,12 +180,15 @@ class FastSAM:
         or at the network-input size, in letterboxed coordinates (False, as the reference). Boxes are
         always in original-image pixels. The result's ``path`` is the image path (None for an array).
         With prompts (``bboxes``, ``points``/``labels``, ``texts``) only the selected instances are
-        returned: see :meth:`prompt`.
+        returned: see :meth:`prompt`. ``edges=True`` also computes the everything-mode edge map in the
+        same pass (from the logits the masks are made of; ``result.edges()`` then returns it, timed as
+        ``timings["edges"]``); see :meth:`edges`.
         """
         conf = _number("conf", conf, 0, 1)
         iou = _number("iou", iou, 0, 1)
         max_det = _integer("max_det", max_det, 1)
         _flag("retina_masks", retina_masks)
+        _flag("edges", edges)
         size = self._input_size(imgsz)
         t0 = time.perf_counter()
         img = load_image(image, self.max_pixels)
@@ -195,16 +201,35 @@ class FastSAM:
                 f"{self.onnx_path} returned outputs {output0.shape}, {protos.shape}: not a one-class "
                 "FastSAM/YOLOv8-seg graph (expected (B, 5 + M, A) and (B, M, H/4, W/4))"
             )
-        result = postprocess(output0[0], protos[0], lb, conf=conf, iou=iou, max_det=max_det, retina_masks=bool(retina_masks))
+        result = postprocess(
+            output0[0], protos[0], lb, conf=conf, iou=iou, max_det=max_det, retina_masks=bool(retina_masks),
+            edges_band=BAND if edges else None,
+        )
         t3 = time.perf_counter()
         result.orig_img = img
         result.path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
         result.timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+        if edges:  # the edge work ran inside postprocess: report it apart
+            result.timings["edges"] = result._edges.pop("ms")
+            result.timings["postprocess"] -= result.timings["edges"]
         if bboxes is None and points is None and texts is None:
             return result
         return self.prompt(
-            result, bboxes=bboxes, points=points, labels=labels, texts=texts, point_mode=point_mode, text_mode=text_mode
+            result, bboxes=bboxes, points=points, labels=labels, texts=texts, point_mode=point_mode, text_mode=text_mode,
+            text_threshold=text_threshold,
         )
+
+    def edges(self, image: ImageLike, **kwargs) -> np.ndarray:
+        """The edge map of everything found in ``image``: (h0, w0) float32 in [0, 1], original size.
+
+        SAM's zero-shot edge recipe on FastSAM's instances (see :mod:`fastsam_onnx.edges`): per instance
+        the Sobel gradient of its mask probability (sigmoid of the logits, upsampled as the masks are, zero
+        outside its box crop) within ``edges.BAND`` px of its own boundary, the pixel-wise maximum, thinned
+        by non-maximum suppression along the gradient, divided by its maximum. ``kwargs`` are
+        :meth:`segment`'s (conf, iou, max_det, imgsz, retina_masks, prompts: edges of the selected
+        instances only). Same as ``segment(image, edges=True, ...).edges()``.
+        """
+        return self.segment(image, edges=True, **kwargs).edges()
 
     @property
     def clip(self) -> "CLIP":
@@ -232,6 +257,7 @@ class FastSAM:
         texts: str | Sequence[str] | None = None,
         point_mode: str = "select",
         text_mode: str = "select",
+        text_threshold: float | None = None,
     ) -> Result:
         """Select instances of a segment-everything ``result`` (reuse one result for many prompts).
 
@@ -246,10 +272,18 @@ class FastSAM:
         points hit (largest first; positive points paint on, negative off). ``text_mode="original"`` is
         the original FastSAM text prompt: exactly one text, and the one best instance. Both return a
         single-instance result and cannot be combined with other prompt types.
+
+        ``point_mode="each"``: one instance per positive point k, tagged ``point:k`` (k = its index in
+        ``points``): the highest-scoring instance containing the point that no negative point hits (a
+        point on nothing picks nothing; two points on one instance give it both tags).
+        ``text_mode="all"`` with ``text_threshold`` (required; a cosine similarity in [-1, 1]): per text,
+        every candidate whose crop's CLIP cosine similarity is >= the threshold; the similarities are in
+        the result's ``prompt_scores`` (``{"text:TEXT": cosine}`` per instance). Both combine with the
+        other prompt types like the default modes.
         """
         return apply_prompts(
             result, lambda: self.clip, bboxes=bboxes, points=points, labels=labels, texts=texts,
-            point_mode=point_mode, text_mode=text_mode,
+            point_mode=point_mode, text_mode=text_mode, text_threshold=text_threshold,
         )
 
 
@@ -262,24 +296,52 @@ def postprocess(
     iou: float,
     max_det: int,
     retina_masks: bool,
+    edges_band: int | None = None,
 ) -> Result:
     """Network outputs of one image → :class:`Result`.
 
-    output0: (37, A) decoded boxes, scores and mask coefficients; protos: (32, H/4, W/4).
+    output0: (37, A) decoded boxes, scores and mask coefficients; protos: (32, H/4, W/4). The result keeps
+    ``protos`` and the kept coefficients (a reference, no copy) for :meth:`Result.edges`; with
+    ``edges_band`` (pixels) the edge map is also made from the logits as the masks are assembled.
     """
     protos = np.asarray(protos, dtype=np.float32)
     det = decode(output0, conf=conf, iou=iou, max_det=max_det)
     gain = (lb.new_w / lb.orig_shape[1], lb.new_h / lb.orig_shape[0])
     boxes = scale_boxes(det.boxes, gain, (lb.left, lb.top), lb.orig_shape)
+    mask_shape = lb.orig_shape if retina_masks else lb.input_shape
+    canvas = sink = None
+    if edges_band is not None:
+        from .edges import EdgeCanvas, LetterboxedSink
+
+        te = time.perf_counter()
+        canvas = EdgeCanvas(lb.orig_shape, edges_band)
+        sink = canvas.add_logits if retina_masks else LetterboxedSink(canvas, mask_shape)
+        sink = _timed(sink, canvas, time.perf_counter() - te)
     if retina_masks:
-        mask_shape = lb.orig_shape
-        crops = crop_masks(protos, det.coeffs, boxes, *retina_axes(protos.shape[1:], lb.orig_shape))
+        crops = crop_masks(protos, det.coeffs, boxes, *retina_axes(protos.shape[1:], lb.orig_shape), sink=sink)
     else:
-        mask_shape = lb.input_shape
-        crops = crop_masks(protos, det.coeffs, det.boxes, *input_axes(protos.shape[1:], lb.input_shape))
+        crops = crop_masks(protos, det.coeffs, det.boxes, *input_axes(protos.shape[1:], lb.input_shape), sink=sink)
     keep = np.array([c is not None for c in crops], dtype=bool)
     boxes = fastsam_fixup(boxes[keep], lb.orig_shape)
-    return Result(boxes, det.scores[keep], [c for c in crops if c is not None], mask_shape, lb.orig_shape)
+    result = Result(boxes, det.scores[keep], [c for c in crops if c is not None], mask_shape, lb.orig_shape)
+    result._logits = (protos, det.coeffs[keep], bool(retina_masks))
+    if canvas is not None:
+        te = time.perf_counter()
+        result._edges[canvas.band] = canvas.finish()
+        result._edges["ms"] = (canvas.seconds + time.perf_counter() - te) * 1e3
+    return result
+
+
+def _timed(sink, canvas, seconds: float):
+    """``sink`` that adds its run time to ``canvas.seconds`` (edge work apart from the masks in timings)."""
+    canvas.seconds = seconds
+
+    def run(x0: int, y0: int, logits: np.ndarray) -> None:
+        t = time.perf_counter()
+        sink(x0, y0, logits)
+        canvas.seconds += time.perf_counter() - t
+
+    return run
 
 
 def _number(name: str, value, lo: float, hi: float) -> float:

@@ -6,6 +6,11 @@ work on :class:`~fastsam_onnx.masks.MaskCrop` lists (instance masks stored insid
 
 Malformed prompts raise :class:`BadPromptError`; coordinates outside the image are clipped as the
 reference clips them (boxes to [0, w] × [0, h], points to [0, w-1] × [0, h-1]).
+
+Modes beyond the reference: ``point_mode="each"`` picks one instance per positive point (the highest-scoring
+instance whose mask contains the point and that no negative point hits; tag ``point:k``, k = the point's index
+in the prompt's list); ``text_mode="all"`` picks, per text, every candidate crop whose cosine similarity to the
+text (CLIP embeddings, both L2-normalised) is >= ``text_threshold``, and reports it in ``prompt_scores``.
 """
 
 from __future__ import annotations
@@ -134,6 +139,24 @@ def select_by_points(crops: Sequence[MaskCrop], coords: np.ndarray, labels: np.n
     return pos & ~hits[:, labels == 0].any(1)
 
 
+def select_each_point(
+    crops: Sequence[MaskCrop], scores: np.ndarray, coords: np.ndarray, labels: np.ndarray
+) -> list[tuple[int, int]]:
+    """``point_mode="each"``: (point index k, instance index) for each positive point k, in order.
+
+    The instance is the highest-scoring one (the first on ties) whose mask is on at the point and that no
+    negative point hits; a positive point with no such instance gives no pair. Two points may give the
+    same instance."""
+    hits = _hits(crops, coords)
+    allowed = ~hits[:, labels == 0].any(1)
+    out = []
+    for k in np.flatnonzero(labels == 1):
+        cand = np.flatnonzero(hits[:, k] & allowed)
+        if cand.size:
+            out.append((int(k), int(cand[np.argmax(scores[cand])])))
+    return out
+
+
 def merge_by_points(crops: Sequence[MaskCrop], coords: np.ndarray, labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The original FastSAM point prompt: ONE (H, W) bool mask. Instances by area, largest first; for each
     point in order that hits the instance, a positive label paints its mask on, a negative one off."""
@@ -176,10 +199,53 @@ def text_crops(
     return out, keep
 
 
+def instance_crops(image: np.ndarray, boxes: np.ndarray, crops: Sequence[MaskCrop], indices: Sequence[int]) -> list[np.ndarray]:
+    """The :func:`text_crops` crop (RGB uint8, black outside the mask) of each instance in ``indices``, whatever
+    its area. An instance whose int-truncated box is empty (under 1 px wide or high) is cropped to its mask
+    crop's rectangle instead, so every instance gets an image."""
+    sub_boxes = []
+    for i in indices:
+        x1, y1, x2, y2 = (int(v) for v in boxes[i].tolist())
+        x0, y0, m = crops[i]
+        if x2 <= x1 or y2 <= y1:
+            x1, y1, x2, y2 = x0, y0, x0 + m.shape[1], y0 + m.shape[0]
+        sub_boxes.append([x1, y1, x2, y2])
+    images, _ = text_crops(image, np.asarray(sub_boxes, np.float64).reshape(-1, 4), [crops[i] for i in indices], min_area=-1)
+    if len(images) != len(indices):  # a crop outside the image: not possible for masks made by segment()
+        raise BadArgumentError("some instance's crop lies outside the image")
+    return images
+
+
 def select_by_texts(similarity: np.ndarray, keep: Sequence[int]) -> np.ndarray:
     """(M, K) text-by-crop similarity → (M,) instance indices: per text the best crop, mapped back
     through ``keep`` (the instance index of each crop)."""
     return np.asarray(keep, dtype=np.int64)[np.argmax(similarity, axis=1)]
+
+
+def select_all_by_texts(similarity: np.ndarray, keep: Sequence[int], threshold: float) -> list[list[tuple[int, float]]]:
+    """``text_mode="all"``: (M, K) cosine similarities → per text, every (instance index, similarity) whose
+    crop scores >= ``threshold``, in instance order (indices mapped back through ``keep``)."""
+    idx = np.asarray(keep, dtype=np.int64)
+    return [[(int(idx[k]), float(row[k])) for k in np.flatnonzero(row >= threshold)] for row in similarity]
+
+
+def check_modes(point_mode: str, text_mode: str, text_threshold) -> float | None:
+    """Validate the prompt modes; returns ``text_threshold`` as a float (None when not given).
+
+    ``text_threshold`` (a cosine similarity in [-1, 1]) goes with ``text_mode="all"`` and only with it."""
+    if point_mode not in ("select", "merge", "each") or text_mode not in ("select", "original", "all"):
+        raise BadArgumentError(
+            f"point_mode is 'select', 'merge' or 'each', text_mode 'select', 'original' or 'all'; got {point_mode!r}, {text_mode!r}"
+        )
+    if text_threshold is None:
+        return None
+    if text_mode != "all":
+        raise BadArgumentError(f"text_threshold applies to text_mode='all' only (text_mode is {text_mode!r})")
+    if isinstance(text_threshold, (bool, np.bool_)) or not isinstance(text_threshold, (int, float, np.integer, np.floating)):
+        raise BadArgumentError(f"text_threshold must be a number in [-1, 1], got {text_threshold!r}")
+    if not -1 <= float(text_threshold) <= 1:  # NaN fails too
+        raise BadArgumentError(f"text_threshold is a cosine similarity in [-1, 1], got {text_threshold!r}")
+    return float(text_threshold)
 
 
 def apply_prompts(
@@ -192,6 +258,7 @@ def apply_prompts(
     texts: str | Sequence[str] | None = None,
     point_mode: str = "select",
     text_mode: str = "select",
+    text_threshold: float | None = None,
 ) -> Result:
     """The body of :meth:`fastsam_onnx.FastSAM.prompt` (see there for the semantics): select the instances
     of ``result`` that the prompts pick. ``clip_getter()`` returns the CLIP model (an object with
@@ -199,8 +266,9 @@ def apply_prompts(
     embeddings are cached on ``result`` (:meth:`Result.text_crop_embeddings`)."""
     if not isinstance(result, Result):
         raise BadArgumentError(f"prompt takes a Result from segment(), got {type(result).__name__}")
-    if point_mode not in ("select", "merge") or text_mode not in ("select", "original"):
-        raise BadArgumentError(f"point_mode is 'select' or 'merge', text_mode 'select' or 'original'; got {point_mode!r}, {text_mode!r}")
+    threshold = check_modes(point_mode, text_mode, text_threshold)
+    if text_mode == "all" and texts is not None and threshold is None:
+        raise BadArgumentError("text_mode='all' needs text_threshold (a cosine similarity: the demo CLIP ~0.65; see the README)")
     t0 = time.perf_counter()
     shape = result.orig_shape
     boxes_p = None if bboxes is None else parse_boxes(bboxes, shape)
@@ -214,28 +282,45 @@ def apply_prompts(
     if text_mode == "original" and texts_p is not None and len(texts_p) != 1:
         raise BadPromptError(f"text_mode='original' takes exactly one text, got {len(texts_p)}")
     if len(result) == 0:
-        return result.select([], [])
+        empty = result.select([], [])
+        if text_mode == "all" and texts_p is not None:
+            empty.prompt_scores = []
+        return empty
     crops = result.original_crops()
     tags: list[list[str]] = [[] for _ in crops]
+    scored: list[dict[str, float]] = [{} for _ in crops]  # text_mode="all": tag → cosine similarity
     if boxes_p is not None:
         for k, i in enumerate(select_by_boxes(crops, boxes_p)):
             tags[i].append(f"box:{k}")
     if points_p is not None:
         if point_mode == "merge":
             return merged_result(result, merge_by_points(crops, *points_p, shape), select_by_points(crops, *points_p))
-        for i in np.flatnonzero(select_by_points(crops, *points_p)):
-            tags[i].append("points")
+        if point_mode == "each":
+            for k, i in select_each_point(crops, result.scores, *points_p):
+                tags[i].append(f"point:{k}")
+        else:
+            for i in np.flatnonzero(select_by_points(crops, *points_p)):
+                tags[i].append("points")
     if texts_p is not None:
         if any(c.mask.sum() > 100 for c in crops):  # some instance can be a text candidate: CLIP is needed
             clip = clip_getter()
             feats, keep = result.text_crop_embeddings(clip)  # cached on the result: later texts cost the text tower
             if keep:
                 sim = clip.encode_texts(texts_p) @ feats.T
-                for k, i in enumerate(select_by_texts(sim, keep)):
-                    if f"text:{texts_p[k]}" not in tags[i]:  # a repeated text tags once
-                        tags[i].append(f"text:{texts_p[k]}")
+                if text_mode == "all":
+                    for text, picks in zip(texts_p, select_all_by_texts(sim, keep, threshold)):
+                        for i, cos in picks:
+                            if f"text:{text}" not in tags[i]:  # a repeated text tags once
+                                tags[i].append(f"text:{text}")
+                                scored[i][f"text:{text}"] = round(cos, 6)
+                else:
+                    for k, i in enumerate(select_by_texts(sim, keep)):
+                        if f"text:{texts_p[k]}" not in tags[i]:  # a repeated text tags once
+                            tags[i].append(f"text:{texts_p[k]}")
     idx = [i for i, t in enumerate(tags) if t]
     out = result.select(idx, [tags[i] for i in idx])
+    if text_mode == "all" and texts_p is not None:
+        out.prompt_scores = [scored[i] for i in idx]
     out.timings["prompt"] = (time.perf_counter() - t0) * 1e3
     return out
 

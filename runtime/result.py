@@ -31,6 +31,8 @@ class Result:
         orig_img: the (h0, w0, 3) BGR uint8 image, kept for prompts and drawing.
         selected_by: per instance, the prompts that picked it (None for a segment-everything result).
         path: the image file the result came from (None for an array); :meth:`to_json` reports it.
+        prompt_scores: per instance, ``{tag: score}`` for the prompts that score their picks (today
+            ``text_mode="all"``: ``{"text:red circle": cosine}``); None when no prompt scored.
 
     ``repr(result)`` is a one-line summary, never the arrays.
     """
@@ -44,8 +46,13 @@ class Result:
     orig_img: np.ndarray | None = field(default=None, repr=False)
     selected_by: list[list[str]] | None = None
     path: str | None = None
+    prompt_scores: list[dict[str, float]] | None = None
     _clip_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _clip_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+    # edge maps (fastsam_onnx.edges): (protos (32, mh, mw), coeffs (N, 32), retina) kept by postprocess, and
+    # the everything-mode map computed in the same pass by segment(edges=True): {band: (h0, w0) float32}
+    _logits: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _edges: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:  # picklable (multiprocessing, Ray): the CLIP cache stays behind
         state = dict(self.__dict__)
@@ -55,6 +62,16 @@ class Result:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._clip_lock = threading.Lock()
+
+    def nbytes(self) -> int:
+        """Bytes of the arrays this result keeps alive: mask crops, boxes, scores, the image, the prototypes
+        kept for edge maps (shared with selections of it), cached edge maps and CLIP embeddings."""
+        arrays = [c.mask for c in self.crops] + [self.boxes, self.scores, self.orig_img]
+        arrays += list(self._logits[:2]) if self._logits is not None else []
+        arrays += list(self._edges.values())
+        for entry in list(self._clip_cache.values()):
+            arrays += [v for v in entry if isinstance(v, np.ndarray)]
+        return int(sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)))
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -139,10 +156,14 @@ class Result:
             rows = sel.astype(np.int64) % max(n, 1)
         if selected_by is not None and len(selected_by) != len(rows):
             raise BadArgumentError(f"selected_by has {len(selected_by)} entries for {len(rows)} instances")
-        return Result(
+        scores = None if self.prompt_scores is None else [dict(self.prompt_scores[i]) for i in rows]
+        out = Result(
             self.boxes[rows], self.scores[rows], [self.crops[i] for i in rows], self.mask_shape,
-            self.orig_shape, dict(self.timings), self.orig_img, selected_by, self.path,
+            self.orig_shape, dict(self.timings), self.orig_img, selected_by, self.path, scores,
         )
+        if self._logits is not None:  # edges of a selection: its own instances' logits
+            out._logits = (self._logits[0], self._logits[1][rows], self._logits[2])
+        return out
 
     def text_crop_embeddings(self, clip: Any) -> tuple[np.ndarray, list[int]]:
         """CLIP image embeddings of the crops text prompts compare with: ((K, D) float32 L2-normalised, the
@@ -161,6 +182,41 @@ class Result:
                 feats = clip.encode_images(images) if images else np.zeros((0, 0), np.float32)
                 hit = self._clip_cache[key] = (clip, feats, keep)
         return hit[1], list(hit[2])
+
+    def embeddings(self, clip: Any) -> np.ndarray:
+        """(N, D) float32 CLIP image embeddings, L2-normalised (cosine similarity = dot product); row i is
+        instance i (as in :meth:`to_json`). Each row encodes the instance's masked crop, the crop text prompts
+        use (:func:`fastsam_onnx.prompts.instance_crops`: its box, black outside its own mask), so
+        ``embeddings(clip) @ clip.encode_texts([t]).T`` are the text prompt's similarities. The text
+        candidates' rows come from :meth:`text_crop_embeddings`; the small instances (masks <= 100 px) are
+        encoded once more; the whole array is cached per CLIP object on this result. Returns a copy."""
+        from .prompts import instance_crops
+
+        feats, keep = self.text_crop_embeddings(clip)
+        key = ("all", id(clip))
+        with self._clip_lock:
+            hit = self._clip_cache.get(key)
+            if hit is None or hit[0] is not clip:
+                rest = sorted(set(range(len(self))) - set(keep))
+                extra = clip.encode_images(instance_crops(self.orig_img, self.boxes, self.original_crops(), rest)) if rest else None
+                dim = feats.shape[1] if keep else extra.shape[1] if extra is not None else int(clip.embed_dim)
+                out = np.zeros((len(self), dim), np.float32)
+                if keep:
+                    out[keep] = feats
+                if extra is not None:
+                    out[rest] = extra
+                hit = self._clip_cache[key] = (clip, out)
+        return hit[1].copy()
+
+    def edges(self, band: int = 1) -> np.ndarray:
+        """Edge map of this result's instances: (h0, w0) float32 in [0, 1] at the original image size
+        (Sobel of each instance's mask probability within ``band`` px of its boundary, maximum over
+        instances, non-maximum suppression, divided by the maximum). See :mod:`fastsam_onnx.edges`."""
+        from .edges import check_band, result_edges
+
+        band = check_band(band)
+        hit = self._edges.get(band)
+        return hit.copy() if hit is not None else result_edges(self, band)
 
     def polygons(self, epsilon: float = 0.0) -> list[list["Polygon"]]:
         """Per instance, its mask as polygons (outer contours with their holes) in original-image pixels,
@@ -190,6 +246,8 @@ class Result:
             )
             if self.selected_by is not None:
                 instances[-1]["selected_by"] = self.selected_by[i]
+            if self.prompt_scores is not None:
+                instances[-1]["prompt_scores"] = self.prompt_scores[i]
         return {
             "image": {"path": image_path, "width": w0, "height": h0},
             "mask_size": {"width": self.mask_shape[1], "height": self.mask_shape[0]},

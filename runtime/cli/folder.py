@@ -2,7 +2,10 @@
 
 Outputs (at least one): ``--out-dir DIR`` one JSON per image (``a/b.jpg`` → ``DIR/a/b.jpg.json``),
 ``--overlays DIR`` one overlay PNG per image (``DIR/a/b.jpg.png``), ``--coco FILE`` one COCO-style JSON of all
-images. Output locations are checked before the first image; every file is written atomically.
+images. Output locations are checked before the first image; every file is written atomically. With
+``--format labelme|yolo`` the ``--out-dir`` files are labelme JSON (``a/b.json``, imagePath relative to it) or
+YOLO-seg txt (``a/b.txt``) instead (:mod:`fastsam_onnx.formats`); two images with one stem in one folder are
+refused before the first image, since both would write the same file.
 
 Any per-image failure (a typed error such as an undecodable file, or anything else the image triggers, e.g. an
 OpenCV error) is reported on one sanitized line naming the file, counted and skipped; the run goes on, the COCO
@@ -39,6 +42,8 @@ def check_folder_outputs(args: argparse.Namespace) -> None:
         raise UsageError("--skip-existing needs --out-dir or --overlays (the outputs it looks for)")
     if args.skip_existing and args.coco is not None and args.out_dir is None:
         raise UsageError("--skip-existing with --coco needs --out-dir: the COCO file is rebuilt from the existing per-image JSON")
+    if args.skip_existing and args.coco is not None and getattr(args, "format", "coco") != "coco":
+        raise UsageError("--skip-existing with --coco needs --format coco: the COCO file is rebuilt from the per-image result JSON")
     check_output_file(args.coco, "--coco")
     check_output_dir(args.out_dir, "--out-dir")
     check_output_dir(args.overlays, "--overlays")
@@ -84,7 +89,14 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
     images = list_images(folder, exclude=(args.out_dir, args.overlays))
     if not images:
         raise UsageError(f"no images under {clean(folder)} (extensions: .jpg .png .bmp .tif .webp ...)")
+    from ..formats import DEFAULT_EPSILON, annotation_path, check_unique_outputs, read_annotation, write_annotation
+
+    fmt = getattr(args, "format", "coco")  # --out-dir files: coco (result JSON), labelme JSON or YOLO-seg txt
+    eps = DEFAULT_EPSILON if getattr(args, "epsilon", None) is None else args.epsilon
+    if fmt != "coco" and args.out_dir is not None:
+        check_unique_outputs([p.relative_to(folder) for p in images], fmt)
     coco: dict[str, list] = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "object"}]}
+    props: list | None = None if getattr(args, "proposals", None) is None else []  # segment --proposals
     done = skipped = bad = instances = 0
     interrupted = False
     total = len(images)
@@ -93,10 +105,10 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
     try:
         for n, path in enumerate(images, 1):
             rel = path.relative_to(folder)
-            out = None if args.out_dir is None else args.out_dir / rel.with_name(rel.name + ".json")
+            out = None if args.out_dir is None else annotation_path(args.out_dir, rel, fmt)
             overlay = None if args.overlays is None else args.overlays / rel.with_name(rel.name + ".png")
             if args.skip_existing:
-                existing = None if out is None else read_result_json(out)
+                existing = None if out is None else read_result_json(out) if fmt == "coco" else read_annotation(out, fmt)
                 if (out is None or existing is not None) and (overlay is None or overlay.is_file()):
                     if args.coco is not None and existing is not None:
                         add_to_coco(coco, str(rel), existing)
@@ -108,7 +120,10 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
                 data = result.to_json(str(rel))
                 if out is not None:
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    atomic_write_json(out, data)
+                    if fmt == "coco":
+                        atomic_write_json(out, data)
+                    else:
+                        write_annotation(out, result, fmt, image_path=str(path), epsilon=eps, label=getattr(args, "label", None) or "object")
                 if overlay is not None:
                     overlay.parent.mkdir(parents=True, exist_ok=True)
                     if not atomic_imwrite(overlay, draw_overlay(result)):
@@ -122,6 +137,10 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
                 continue
             if args.coco is not None:
                 add_to_coco(coco, str(rel), data)
+                if props is not None:  # COCO result records, image_id = the image's id in the COCO dict
+                    from ..proposals import proposal_records
+
+                    props += proposal_records(result, len(coco["images"]), args.proposals)
             done += 1
             instances += len(result)
             progress.update(status=f"{rel}: {plural(len(result), 'instance')}")
@@ -130,7 +149,7 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
     finally:
         progress.close()
     if args.coco is not None:
-        atomic_write_json(args.coco, coco)
+        atomic_write_json(args.coco, coco if props is None else props)
     stopped = f", stopped by Ctrl-C after {done + skipped + bad}" if interrupted else ""
     progress.write(
         f"{folder}: {done} segmented, {skipped} skipped (existing), {bad} bad, {plural(total, 'image')}{stopped} "

@@ -1,0 +1,170 @@
+"""Annotation files from a :class:`~fastsam_onnx.result.Result`: the instance JSON (COCO RLE), labelme JSON and
+YOLO-seg txt, plus the instance-embedding ``.npy``. Every file is written atomically (:mod:`fastsam_onnx.fileio`).
+
+- ``coco``: :meth:`Result.to_json` — boxes, scores and the exact masks as COCO RLE (the CLI's default).
+- ``labelme``: labelme's JSON (``version``, ``flags``, ``shapes``, ``imagePath`` relative to the JSON file,
+  ``imageData`` null, ``imageHeight``/``imageWidth``); one ``polygon`` shape per connected part of each mask,
+  with the instance's ``score``. Parts of one instance share a ``group_id`` (the instance index), so labelme's
+  tools merge them back; single-part instances have ``group_id`` null.
+- ``yolo``: YOLO-seg txt, one line per connected part: ``CLASS x1 y1 x2 y2 ...`` normalised to [0, 1] by the
+  image width and height (ultralytics' dataset format); an image without instances gives an empty file.
+
+Polygons come from :meth:`Result.polygons` (outer contours, vertices at boundary-pixel centres, original-image
+pixels) simplified with ``epsilon`` × each contour's perimeter (default :data:`DEFAULT_EPSILON`). labelme and
+YOLO-seg polygons cannot hold holes: their shapes are the exteriors (a ring becomes a disk); the ``coco``
+format keeps the exact mask.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import BadArgumentError
+from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .result import Result
+
+__all__ = [
+    "FORMATS", "DEFAULT_EPSILON", "LABELME_VERSION", "labelme_json", "yolo_text", "annotation_path",
+    "check_unique_outputs", "write_annotation", "read_annotation", "write_embeddings",
+]
+
+FORMATS = ("coco", "labelme", "yolo")
+#: polygon simplification, a fraction of each contour's perimeter (X-AnyLabeling's ``epsilon_factor`` default):
+#: ~1 px on a 1000 px outline; about a tenth of the traced vertices remain on smooth shapes
+DEFAULT_EPSILON = 0.001
+#: the labelme file-format version written (the 5.x layout, which labelme 4, 5 and 6 read)
+LABELME_VERSION = "5.5.0"
+
+
+def _format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise BadArgumentError(f"annotation format is one of {', '.join(FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def labelme_json(
+    result: Result, json_path: str | os.PathLike[str], image_path: str | os.PathLike[str] | None = None,
+    *, label: str = "object", epsilon: float = DEFAULT_EPSILON,
+) -> dict[str, Any]:
+    """labelme's JSON for ``result``, to be saved at ``json_path`` (``imagePath`` is made relative to it).
+
+    image_path: the image file (default ``result.path``); label: every shape's label. Shapes: per instance
+    (in order) one polygon per connected part, largest first, points in original-image pixels."""
+    path = result.path if image_path is None else image_path
+    if path is None:
+        raise BadArgumentError("labelme needs the image's file (imagePath): segment a path or pass image_path")
+    if not isinstance(label, str) or not label.strip():
+        raise BadArgumentError(f"label must be a non-empty string, got {label!r}")
+    rel = os.path.relpath(os.path.abspath(path), os.path.dirname(os.path.abspath(json_path)))
+    shapes = []
+    for i, (polys, score) in enumerate(zip(result.polygons(epsilon), result.scores.tolist())):
+        for p in polys:
+            shapes.append({
+                "label": label, "points": [[float(x), float(y)] for x, y in np.round(p.exterior, 1).tolist()],
+                "group_id": i if len(polys) > 1 else None, "description": "", "shape_type": "polygon",
+                "flags": {}, "score": round(score, 6),
+            })
+    h, w = result.orig_shape
+    return {
+        "version": LABELME_VERSION, "flags": {}, "shapes": shapes, "imagePath": Path(rel).as_posix(),
+        "imageData": None, "imageHeight": int(h), "imageWidth": int(w),
+    }
+
+
+def yolo_text(result: Result, *, class_id: int = 0, epsilon: float = DEFAULT_EPSILON) -> str:
+    """YOLO-seg label text: one line ``class_id x1 y1 ...`` per connected part of each instance (in order,
+    largest part first), coordinates divided by the image width / height, 6 decimals (rounded up)."""
+    if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)) or class_id < 0:
+        raise BadArgumentError(f"class_id must be an int >= 0, got {class_id!r}")
+    h, w = result.orig_shape
+    scale = np.array([w, h], np.float64)
+    lines = []
+    for polys in result.polygons(epsilon):
+        for p in polys:
+            # rounded up at the 6th decimal (at most w × 1e-6 px): x_norm × w never falls below the vertex, so
+            # rasterisers that truncate (ultralytics' polygon2mask) land on the same pixel
+            xy = (np.ceil(p.exterior.astype(np.float64) / scale * 1e6) / 1e6).clip(0, 1).reshape(-1)
+            lines.append(f"{int(class_id)} " + " ".join(f"{v:.6f}" for v in xy))
+    return "".join(line + "\n" for line in lines)
+
+
+def annotation_path(out_dir: Path, rel: Path, fmt: str) -> Path:
+    """Folder mode: where image ``rel`` (relative to the folder) has its file under ``out_dir``:
+    ``a/b.jpg`` → ``a/b.jpg.json`` (coco), ``a/b.json`` (labelme, as labelme names them), ``a/b.txt`` (yolo,
+    as ultralytics looks them up: give ``--out-dir DATASET/labels`` for images under ``DATASET/images``)."""
+    fmt = _format(fmt)
+    if fmt == "coco":
+        return out_dir / rel.with_name(rel.name + ".json")
+    return out_dir / rel.with_suffix(".json" if fmt == "labelme" else ".txt")
+
+
+def check_unique_outputs(rels: Sequence[Path], fmt: str) -> None:
+    """BadArgumentError when two images would write the same annotation file (``b.jpg`` and ``b.png`` in one
+    folder, for labelme and yolo, which name files by the stem)."""
+    seen: dict[Path, Path] = {}
+    for rel in rels:
+        dest = annotation_path(Path(), rel, fmt)
+        if dest in seen:
+            raise BadArgumentError(f"--format {fmt}: {seen[dest]} and {rel} would both write {dest}; rename one")
+        seen[dest] = rel
+
+
+def write_annotation(
+    dest: str | os.PathLike[str], result: Result, fmt: str = "coco", *, image_path: str | None = None,
+    epsilon: float = DEFAULT_EPSILON, label: str = "object",
+) -> Path:
+    """Write ``result`` to ``dest`` in ``fmt`` (coco / labelme / yolo), atomically; returns ``dest``.
+
+    image_path: the image as the file should name it (coco: ``image.path``; labelme: made relative to
+    ``dest``); default ``result.path``. epsilon and label apply to the polygon formats."""
+    fmt = _format(fmt)
+    if fmt == "coco":
+        return atomic_write_json(dest, result.to_json(image_path))
+    if fmt == "labelme":
+        data = labelme_json(result, dest, image_path, label=label, epsilon=epsilon)
+        return atomic_write_text(dest, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    return atomic_write_text(dest, yolo_text(result, epsilon=epsilon))
+
+
+def read_annotation(path: Path, fmt: str) -> Any | None:
+    """The annotation at ``path`` if it exists and parses as ``fmt`` writes it, else None (``--skip-existing``
+    redoes missing, truncated or foreign files). coco: the result dict; labelme: the dict; yolo: the lines."""
+    fmt = _format(fmt)
+    try:
+        if not path.is_file():
+            return None
+        text = path.read_text(encoding="utf-8")
+        if fmt == "yolo":
+            if text and not text.endswith("\n"):
+                return None  # a complete file ends with a newline
+            lines = text.splitlines()
+            for line in lines:
+                v = [float(x) for x in line.split()]
+                if len(v) < 7 or len(v) % 2 == 0 or not all(math.isfinite(x) for x in v):
+                    return None
+            return lines
+        data = json.loads(text)
+        if fmt == "labelme":
+            ok = isinstance(data["shapes"], list) and isinstance(data["imagePath"], str) and isinstance(data["imageWidth"], int)
+            return data if ok and all(isinstance(s["points"], list) for s in data["shapes"]) else None
+        ok = isinstance(data["image"]["width"], int) and isinstance(data["instances"], list)
+        return data if ok and all("segmentation" in inst for inst in data["instances"]) else None
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, IndexError):
+        return None
+
+
+def write_embeddings(dest: str | os.PathLike[str], embeddings: np.ndarray) -> Path:
+    """Save an (N, D) float32 array as ``.npy`` (``numpy.load`` reads it) atomically; returns ``dest``."""
+    arr = np.asarray(embeddings)
+    if arr.ndim != 2 or arr.dtype != np.float32:
+        raise BadArgumentError(f"embeddings are an (N, D) float32 array, got {arr.dtype} {arr.shape}")
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return atomic_write_bytes(dest, buf.getvalue())
