@@ -1,0 +1,115 @@
+"""``fastsam-onnx serve``: the HTTP API, X-AnyLabeling's remote-server protocol and the browser page.
+
+Safe by default: binds 127.0.0.1; a non-loopback ``--host`` without an API key (``--api-key`` or
+``$FASTSAM_ONNX_API_KEY``) is refused unless ``--insecure``; Host header checked; CORS closed unless
+``--cors-origin``. FastAPI and uvicorn are imported only in :func:`run` (the ``[server]`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import os
+import signal
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="serve the HTTP API, X-AnyLabeling's remote-server protocol and a browser page",
+        description="Serve FastSAM over HTTP: POST /v1/segment, POST /v1/prompt (cached images), X-AnyLabeling's "
+        "/v1/models + /v1/predict, and an interactive page at /. One model object shared by all requests.",
+    )
+    p.add_argument("--model", help="bundle directory, .onnx file or zoo name (default: the shipped demo model)")
+    p.add_argument("--clip", help="CLIP bundle or zoo name for text prompts (default: the shipped demo CLIP)")
+    p.add_argument("--providers", default=None, help="execution providers: auto (default), cpu, cuda, tensorrt or a comma list")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--api-key", default=None, help="require this key on /v1/ (default: $FASTSAM_ONNX_API_KEY; none)")
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without an API key")
+    p.add_argument("--max-upload-mb", type=float, default=32, help="request bodies over this many MiB get 413 (default 32)")
+    p.add_argument("--max-megapixels", type=float, default=100, help="images over this many megapixels get 413 (default 100)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow this browser origin (repeatable; default: none)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME", help="also accept this Host header name (repeatable)")
+    p.add_argument("--concurrency", type=int, default=1, help="inferences running at once (default 1)")
+    p.add_argument("--queue", type=int, default=8, help="requests waiting for a slot; beyond: 429 (default 8)")
+    p.add_argument("--timeout", type=float, default=60, help="per-request deadline in seconds; beyond: 504 (default 60)")
+    p.add_argument("--cache-mb", type=float, default=256, help="bound of the image_id result cache, MiB (default 256)")
+    p.add_argument("--drain-seconds", type=float, default=30, help="on SIGTERM, wait at most this long for requests in flight (default 30)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no access log")
+    p.set_defaults(run=run)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~fastsam_onnx.server.ServerConfig` of the command line, after checking it."""
+    from . import UsageError
+    from ..server.engine import ServerConfig
+
+    key = args.api_key if args.api_key is not None else os.environ.get("FASTSAM_ONNX_API_KEY") or None
+    if not _is_loopback(args.host) and not key and not args.insecure:
+        raise UsageError(
+            f"--host {args.host} is reachable from other machines: set an API key (--api-key or $FASTSAM_ONNX_API_KEY), "
+            "or pass --insecure to serve without one"
+        )
+    for name, value, lo in (("--concurrency", args.concurrency, 1), ("--queue", args.queue, 0), ("--port", args.port, 0)):
+        if value < lo:
+            raise UsageError(f"{name} must be >= {lo}, got {value}")
+    for name, value in (("--max-upload-mb", args.max_upload_mb), ("--max-megapixels", args.max_megapixels),
+                        ("--timeout", args.timeout), ("--drain-seconds", args.drain_seconds)):
+        if not value > 0:
+            raise UsageError(f"{name} must be > 0, got {value}")
+    if not args.cache_mb >= 0:
+        raise UsageError(f"--cache-mb must be >= 0, got {args.cache_mb}")
+    return ServerConfig(
+        model=args.model, clip=args.clip, providers=args.providers, host=args.host, port=args.port, api_key=key,
+        max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
+        cors_origins=list(args.cors_origin), allowed_hosts=list(args.allowed_host), concurrency=args.concurrency,
+        queue=args.queue, timeout=float(args.timeout), cache_bytes=int(args.cache_mb * 2**20),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from .extras import require
+
+    require("server", "fastapi", "uvicorn", "multipart", what="fastsam-onnx serve")
+    config = config_from_args(args)
+    import uvicorn
+
+    from ..server.app import create_app
+    from ..server.engine import Engine
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # SIGTERM: drain, then exit 0 (uvicorn would re-raise it: status -15)
+            with super().capture_signals():
+                yield
+                self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+    engine = Engine(config)
+    app = create_app(config, engine)
+    server = Server(uvicorn.Config(
+        app, host=config.host, port=config.port, log_level="warning" if args.quiet else "info",
+        access_log=not args.quiet, timeout_graceful_shutdown=args.drain_seconds, limit_concurrency=None,
+        server_header=False, proxy_headers=False,
+    ))
+
+    def failed(_e: BaseException) -> None:
+        server.should_exit = True
+
+    engine.on_load_error = failed
+    print(f"fastsam-onnx serve: http://{config.host if ':' not in config.host else f'[{config.host}]'}:{config.port}/ "
+          f"(API key {'required' if config.api_key else 'not set'}; loading the models)", file=sys.stderr, flush=True)
+    server.run()
+    if engine.error is not None:
+        raise engine.error
+    return 0

@@ -1,0 +1,21 @@
+"""``fastsam-onnx serve``: the HTTP server (FastAPI + uvicorn, the ``[server]`` extra).
+
+* :mod:`.app` — routes, error mapping (``create_app``); :mod:`.engine` — the shared FastSAM/CLIP, the bounded
+  inference pool, the deadline; :mod:`.cache` — the ``image_id`` LRU bounded in bytes; :mod:`.limits` — Host
+  header, API key, streaming body limit; :mod:`.images` — uploaded bytes → image with the header checks;
+  :mod:`.schemas` — request bodies; :mod:`.render` — result JSON; :mod:`.anylabeling` — X-AnyLabeling's
+  remote-server protocol; ``page/`` — the browser page (static HTML + JS, no CDN, no build step).
+
+``import fastsam_onnx`` never imports this package (nor FastAPI); importing it does.
+"""
+
+from .engine import Engine, ServerConfig
+
+__all__ = ["Engine", "ServerConfig", "create_app"]
+
+
+def create_app(*args, **kwargs):  # noqa: ANN002, ANN003 - see app.create_app
+    """See :func:`fastsam_onnx.server.app.create_app`."""
+    from .app import create_app as _create
+
+    return _create(*args, **kwargs)

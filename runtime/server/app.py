@@ -1,0 +1,268 @@
+"""The FastAPI application: routes, error mapping and the guards of :mod:`fastsam_onnx.server.limits`.
+
+Routes: ``GET /`` (the browser page), ``GET /healthz``, ``GET /readyz``, ``GET /v1/info``, ``POST /v1/segment``
+(multipart upload or JSON with base64), ``POST /v1/prompt`` (``image_id`` + prompts, from the result cache),
+and X-AnyLabeling's ``GET /v1/models`` / ``POST /v1/predict`` (:mod:`fastsam_onnx.server.anylabeling`).
+Errors are always ``{"error": {"code", "message"}}``: 400 undecodable image / malformed request, 401 API key,
+404 unknown route or ``image_id``, 405, 413 body or image too large, 415, 422 bad settings or prompts (the
+runtime's message), 429 busy (``Retry-After``), 503 not ready, 504 deadline, 500 internal (no traceback).
+No endpoint fetches URLs: images come in the request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import BadArgumentError, BadImageError, BadPromptError, FastSAMError
+from .engine import Busy, DeadlineExceeded, Engine, NotReady, ServerConfig, UnknownImage
+from .images import ImageTooLargeError, decode_base64
+from .limits import LOOPBACK_NAMES, ApiKeyCheck, BodyLimit, HostCheck
+from .schemas import ErrorResponse, PromptRequest, SegmentJSON, SegmentOptions
+
+log = logging.getLogger("fastsam_onnx.server")
+_LIST_FIELDS = ("boxes", "points", "labels", "imgsz")
+# the page loads only its own script and talks only to this server; it cannot be framed by other sites
+_PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
+                 "frame-ancestors 'none'", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+_ERRORS: dict[int | str, dict[str, Any]] = {k: {"model": ErrorResponse} for k in (400, 401, 404, 413, 422, 429, 503, 504)}
+_ERRORS[200] = {"description": "the instance JSON of the CLI (image, mask_size, instances with box, score, area, COCO RLE "
+                "segmentation; polygons on request), timings_ms, image_id, cached; overlay_png on request",
+                "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON error response ``{"error": {"code", "message"}}``."""
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _validation_message(e: ValidationError | RequestValidationError) -> str:
+    parts = []
+    for err in e.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _install_errors(app: FastAPI, config: ServerConfig) -> None:
+    retry = {"Retry-After": str(config.retry_after)}
+
+    @app.exception_handler(FastSAMError)
+    async def _fastsam(_r: Request, e: FastSAMError) -> JSONResponse:
+        if isinstance(e, ImageTooLargeError):
+            return error(413, "too_large", str(e))
+        if isinstance(e, BadImageError):
+            return error(400, "bad_image", str(e))
+        if isinstance(e, BadPromptError):
+            return error(422, "bad_prompt", str(e))
+        if isinstance(e, BadArgumentError):
+            return error(422, "bad_argument", str(e))
+        return error(422, "bad_request", str(e))
+
+    @app.exception_handler(Busy)
+    async def _busy(_r: Request, e: Busy) -> JSONResponse:
+        return error(429, "busy", str(e), retry)
+
+    @app.exception_handler(DeadlineExceeded)
+    async def _deadline(_r: Request, e: DeadlineExceeded) -> JSONResponse:
+        return error(504, "deadline", str(e))
+
+    @app.exception_handler(NotReady)
+    async def _not_ready(_r: Request, e: NotReady) -> JSONResponse:
+        return error(503, "not_ready", str(e), retry)
+
+    @app.exception_handler(UnknownImage)
+    async def _unknown(_r: Request, e: UnknownImage) -> JSONResponse:
+        return error(404, "unknown_image", str(e))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_r: Request, e: RequestValidationError) -> JSONResponse:
+        return error(422, "invalid_request", _validation_message(e))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, e: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "too_large"}
+        return error(e.status_code, codes.get(e.status_code, f"http_{e.status_code}"), str(e.detail), getattr(e, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal(_r: Request, e: Exception) -> JSONResponse:
+        log.error("internal error", exc_info=e)
+        return error(500, "internal", f"internal error ({type(e).__name__}); see the server log")
+
+
+def _form_value(key: str, value: str) -> Any:
+    """A multipart field as JSON when it is a list/number/bool; texts stay strings unless they look like a list."""
+    text = value.strip()
+    if key in _LIST_FIELDS or (key == "texts" and text.startswith("[")):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise BadPromptError(f"{key} must be JSON (e.g. [[10, 20, 200, 240]]), got {text[:80]!r}") from None
+    return value
+
+
+async def _segment_input(request: Request) -> tuple[bytes, SegmentOptions]:
+    """(image bytes, options) from a multipart upload (``image`` file + fields) or a JSON body."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if ctype == "multipart/form-data":
+            form = await request.form(max_files=1, max_fields=64, max_part_size=1 << 20)
+            upload = form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise BadImageError("multipart upload without an 'image' file field")
+            data = await upload.read()
+            fields = {k: _form_value(k, v) for k, v in form.multi_items() if k != "image" and isinstance(v, str)}
+            return data, SegmentOptions.model_validate(fields)
+        if ctype == "application/json":
+            try:
+                body = json.loads(await request.body())
+            except ValueError:
+                raise StarletteHTTPException(400, "the body is not valid JSON") from None
+            req = SegmentJSON.model_validate(body)
+            return decode_base64(req.image), SegmentOptions.model_validate(req.model_dump(exclude={"image"}))
+    except ValidationError as e:
+        raise RequestValidationError(e.errors()) from None
+    raise StarletteHTTPException(415, "send multipart/form-data (an 'image' file) or application/json (base64 'image')")
+
+
+def _segment_openapi() -> dict[str, Any]:
+    fields = {k: {"type": "string"} for k in SegmentOptions.model_fields}
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/SegmentJSON"}},
+        "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+            "image": {"type": "string", "format": "binary"}, **fields}}},
+    }}}
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"fastsam-onnx": __version__}
+    for dist in ("onnxruntime", "onnxruntime-gpu", "numpy", "opencv-python-headless", "fastapi", "uvicorn"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def create_app(config: ServerConfig | None = None, engine: Engine | None = None) -> FastAPI:
+    """The application for ``config``; ``engine`` (shared models, cache, pool) is created when None and its
+    models are loaded in a background thread at start-up (``/readyz`` answers 503 until then)."""
+    config = config or ServerConfig()
+    engine = engine or Engine(config)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if not engine.ready.is_set() and engine.error is None:
+            threading.Thread(target=_load_quietly, args=(engine,), name="fastsam-load", daemon=True).start()
+        yield
+        engine.close(wait=True)
+
+    app = FastAPI(title="fastsam-onnx", version=__version__, lifespan=lifespan,
+                  description="FastSAM on ONNX Runtime: segment everything, then prompt the cached result by box, point or text.")
+    app.state.engine = engine
+    _install_errors(app, config)
+    from .anylabeling import router as anylabeling_router
+
+    @app.get("/healthz", summary="the process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="200 once the models are loaded, 503 before", responses={503: {"model": ErrorResponse}})
+    async def readyz() -> Any:
+        if engine.error is not None:
+            return error(503, "load_failed", f"the models failed to load: {engine.error}")
+        if not engine.ready.is_set():
+            return error(503, "not_ready", "the models are still loading", {"Retry-After": "1"})
+        return {"status": "ready"}
+
+    @app.get("/v1/info", summary="model, manifest summary, providers in use, limits, versions", responses=_ERRORS)
+    async def info() -> dict[str, Any]:
+        model = engine._require_ready()
+        m = model.manifest
+        clip = getattr(model, "_clip", None)
+        return {
+            "model": {"file": model.onnx_path.name, "bundle": model.onnx_path.parent.name, "imgsz": list(model.imgsz),
+                      "dynamic": model.dynamic, "providers": model.providers,
+                      "manifest": {k: m.get(k) for k in ("kind", "imgsz", "dynamic", "batch", "precision", "opset", "source") if k in m}},
+            "clip": None if clip is None else {"bundle": clip.bundle.name, "precision": clip.precision,
+                                                "embed_dim": clip.embed_dim, "providers": clip.image_session.providers},
+            "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": config.max_pixels,
+                       "concurrency": config.concurrency, "queue": config.queue, "timeout_s": config.timeout},
+            "cache": engine.cache.stats(), "load": engine.load_info(), "versions": _versions(),
+        }
+
+    @app.post("/v1/segment", summary="segment an image (multipart 'image' file, or JSON with base64 'image')",
+              openapi_extra=_segment_openapi(), responses=_ERRORS)
+    async def segment(request: Request) -> Response:
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + config.timeout
+        data, opts = await _segment_input(request)
+        image_id, result, cached = await engine.everything(data, opts.settings(), deadline)
+        body = await engine.finish(image_id, result, opts.prompt_kwargs(), _outputs(opts), deadline, {"cached": cached}, t0)
+        return Response(body, media_type="application/json")
+
+    @app.post("/v1/prompt", summary="prompts on a cached image (its image_id from /v1/segment)", responses=_ERRORS)
+    async def prompt(req: PromptRequest) -> Response:
+        t0 = time.perf_counter()
+        engine._require_ready()
+        result = engine.cached(req.image_id)
+        body = await engine.finish(req.image_id, result, req.prompt_kwargs(), _outputs(req), None, {"cached": True}, t0)
+        return Response(body, media_type="application/json")
+
+    app.include_router(anylabeling_router(engine, config))
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return Response(page_file("index.html"), media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+    @app.get("/app.js", include_in_schema=False)
+    async def script() -> Response:
+        return Response(page_file("app.js"), media_type="text/javascript; charset=utf-8", headers=_PAGE_HEADERS)
+
+    app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
+    app.add_middleware(ApiKeyCheck, key=config.api_key)
+    if config.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type", "x-api-key", "token"], max_age=600)
+    app.add_middleware(HostCheck, allowed=allowed_hosts(config))
+    return app
+
+
+def allowed_hosts(config: ServerConfig) -> list[str]:
+    """Host header names served: the bound host, localhost, 127.0.0.1, ::1 and ``--allowed-host`` names."""
+    return [config.host, *LOOPBACK_NAMES, *config.allowed_hosts]
+
+
+def _outputs(opts: Any) -> dict[str, Any]:
+    return {"polygons": opts.polygons, "epsilon": opts.epsilon, "overlay": opts.overlay}
+
+
+def _load_quietly(engine: Engine) -> None:
+    try:
+        engine.load()
+    except BaseException as e:  # kept in engine.error: /readyz reports it, the serve command exits with it
+        log.error("loading the models failed: %s", e)
+        callback = getattr(engine, "on_load_error", None)
+        if callback is not None:
+            callback(e)
+
+
+def page_file(name: str) -> bytes:
+    """A file of the shipped browser page (``index.html``, ``app.js``)."""
+    return resources.files("fastsam_onnx.server").joinpath("page", name).read_bytes()

@@ -1,0 +1,247 @@
+"""The server's shared state: one FastSAM and one CLIP, the result cache, and the bounded inference pool.
+
+:class:`Engine` runs every model call in a thread pool of ``concurrency`` workers (onnxruntime's ``run`` is
+thread-safe, so one model object serves all requests). At most ``concurrency`` calls run and at most
+``queue`` more wait; a call beyond that raises :class:`Busy` (HTTP 429 with ``Retry-After``), one that does
+not finish within ``timeout`` seconds :class:`DeadlineExceeded` (504; the worker finishes its call and frees
+its slot then, so the bound holds). Identical segment requests in flight at once share one model run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import BadArgumentError
+from ..image import MAX_PIXELS
+from ..result import Result
+from .cache import ResultCache
+from .images import decode_image_bytes
+
+__all__ = ["ServerConfig", "Engine", "Busy", "DeadlineExceeded", "NotReady", "UnknownImage"]
+
+
+@dataclass
+class ServerConfig:
+    """Settings of one server (the ``serve`` command's options). Sizes in bytes, times in seconds."""
+
+    model: str | None = None
+    clip: str | None = None
+    providers: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    max_upload_bytes: int = 32 << 20
+    max_pixels: int | None = MAX_PIXELS
+    cors_origins: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list)
+    concurrency: int = 1
+    queue: int = 8
+    timeout: float = 60.0
+    cache_bytes: int = 256 << 20
+    retry_after: int = 1
+
+
+class Busy(Exception):
+    """All inference slots and queue places are taken (HTTP 429)."""
+
+
+class DeadlineExceeded(Exception):
+    """The request did not finish within the per-request deadline (HTTP 504)."""
+
+
+class NotReady(Exception):
+    """The models are not loaded yet (HTTP 503)."""
+
+
+class UnknownImage(Exception):
+    """An ``image_id`` that is not (or no longer) in the cache (HTTP 404)."""
+
+
+SEGMENT_KEYS = ("conf", "iou", "imgsz", "max_det", "retina")
+
+
+class Engine:
+    """Models, cache and pool shared by every request of one server."""
+
+    def __init__(self, config: ServerConfig, model: Any = None):
+        self.config = config
+        self.model = model
+        self.cache = ResultCache(config.cache_bytes)
+        self.pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="fastsam-infer")
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.load_seconds: float | None = None
+        self._pending = 0  # calls submitted to the pool and not finished (running + waiting)
+        self._running = 0  # calls running in a worker
+        self._lock = threading.Lock()
+        self._inflight: dict[str, asyncio.Future] = {}
+        self.counts = {"segment_runs": 0, "prompt_runs": 0, "busy": 0, "deadline": 0}
+        if model is not None:
+            self.ready.set()
+
+    # -- start-up ---------------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Create the FastSAM and CLIP objects (blocking); errors are kept in :attr:`error` and re-raised."""
+        from .. import FastSAM
+
+        t0 = time.perf_counter()
+        try:
+            model = FastSAM(self.config.model, providers=self.config.providers, clip=self.config.clip,
+                            max_pixels=self.config.max_pixels)
+            model.clip  # noqa: B018 - load CLIP now, not on the first text prompt
+            self.model = model
+            self.load_seconds = time.perf_counter() - t0
+            self.ready.set()
+        except BaseException as e:
+            self.error = e
+            raise
+
+    def close(self, wait: bool = True) -> None:
+        """Let running calls finish (``wait``) and stop the pool; queued calls not started are cancelled."""
+        self.pool.shutdown(wait=wait, cancel_futures=True)
+
+    def _require_ready(self) -> Any:
+        if not self.ready.is_set():
+            raise NotReady("the models are still loading: retry shortly (GET /readyz says when)")
+        return self.model
+
+    # -- the bounded pool ------------------------------------------------------------------------------
+    async def run(self, fn: Callable[..., Any], *args: Any, deadline: float | None = None) -> Any:
+        """Run ``fn(*args)`` in the pool under the concurrency/queue bound and the deadline (monotonic s).
+
+        The pool has ``concurrency`` workers, so at most that many calls run; calls submitted beyond them wait
+        in the pool's queue, and at most ``concurrency + queue`` calls are submitted and unfinished at once
+        (:class:`Busy` beyond). A call still waiting at its deadline is cancelled; a running one finishes and
+        frees its place then, while the client already has its 504."""
+        cfg = self.config
+        with self._lock:
+            if self._pending >= cfg.concurrency + cfg.queue:
+                self.counts["busy"] += 1
+                raise Busy(f"the server is busy ({cfg.concurrency} running, {cfg.queue} waiting): retry after {cfg.retry_after} s")
+            self._pending += 1
+        try:
+            fut = self.pool.submit(self._started, fn, *args)
+        except RuntimeError:
+            with self._lock:
+                self._pending -= 1
+            raise NotReady("the server is shutting down") from None
+        fut.add_done_callback(self._finished)
+        deadline = time.monotonic() + cfg.timeout if deadline is None else deadline
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), max(deadline - time.monotonic(), 0.001))
+        except asyncio.TimeoutError:
+            fut.cancel()  # only succeeds while it waits in the queue
+            with self._lock:
+                self.counts["deadline"] += 1
+            raise DeadlineExceeded(f"the request did not finish within the deadline of {cfg.timeout:g} s") from None
+
+    def _started(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._lock:
+            self._running += 1
+        try:
+            return fn(*args)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def _finished(self, _fut: Any) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def load_info(self) -> dict[str, int]:
+        """Calls running and waiting now, and the bounds."""
+        with self._lock:
+            running, pending = self._running, self._pending
+        return {"running": running, "waiting": pending - running, "concurrency": self.config.concurrency,
+                "queue": self.config.queue}
+
+    # -- segment and prompt --------------------------------------------------------------------------------
+    @staticmethod
+    def image_id(data: bytes, settings: dict[str, Any]) -> str:
+        """The cache key: SHA-256 of the image bytes and the segment settings, 32 hex digits."""
+        h = hashlib.sha256(data)
+        h.update(repr(sorted(settings.items())).encode())
+        return h.hexdigest()[:32]
+
+    def _segment_sync(self, data: bytes, settings: dict[str, Any]) -> Result:
+        model = self._require_ready()
+        image = decode_image_bytes(data, self.config.max_pixels)
+        imgsz = settings.get("imgsz")
+        result = model.segment(
+            image, imgsz=tuple(imgsz) if isinstance(imgsz, list) else imgsz, conf=settings["conf"],
+            iou=settings["iou"], max_det=settings["max_det"], retina_masks=settings["retina"],
+        )
+        with self._lock:
+            self.counts["segment_runs"] += 1
+        return result
+
+    async def everything(self, data: bytes, settings: dict[str, Any], deadline: float | None = None) -> tuple[str, Result, bool]:
+        """(image_id, segment-everything result, whether it came from the cache) for encoded image bytes."""
+        self._require_ready()
+        key = self.image_id(data, settings)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return key, hit, True
+        pending = self._inflight.get(key)
+        if pending is not None:  # the same image and settings are being segmented: share that run
+            return key, await asyncio.shield(pending), True
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            result = await self.run(self._segment_sync, data, settings, deadline=deadline)
+            self.cache.put(key, result)
+            fut.set_result(result)
+            return key, result, False
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            self._inflight.pop(key, None)
+
+    def cached(self, image_id: str) -> Result:
+        """The cached everything result of ``image_id``; :class:`UnknownImage` when absent or evicted."""
+        result = self.cache.get(image_id) if isinstance(image_id, str) else None
+        if result is None:
+            raise UnknownImage(
+                f"unknown image_id {str(image_id)[:64]!r}: it was never segmented here or has been evicted from the "
+                "cache: send the image again to POST /v1/segment"
+            )
+        return result
+
+    def _finish_sync(self, image_id: str, result: Result, prompts: dict[str, Any], outputs: dict[str, Any],
+                     extra: dict[str, Any] | None = None, t0: float | None = None) -> bytes:
+        from .render import result_json
+
+        model = self._require_ready()
+        if prompts:
+            accepted = inspect.signature(model.prompt).parameters
+            unknown = sorted(k for k in prompts if k not in accepted)
+            if unknown:
+                raise BadArgumentError(f"this runtime's prompt() does not take {', '.join(unknown)}")
+            result = model.prompt(result, **prompts)
+            with self._lock:
+                self.counts["prompt_runs"] += 1
+        out = result_json(result, image_id, **outputs)
+        out.update(extra or {})
+        if t0 is not None:
+            out["timings_ms"]["server_total"] = round((time.perf_counter() - t0) * 1e3, 3)
+        return json.dumps(out, separators=(",", ":")).encode()  # here, in the pool: big RLE lists stay off the event loop
+
+    async def finish(self, image_id: str, result: Result, prompts: dict[str, Any], outputs: dict[str, Any],
+                     deadline: float | None = None, extra: dict[str, Any] | None = None, t0: float | None = None) -> bytes:
+        """Apply ``prompts`` (keyword arguments of ``FastSAM.prompt``; none: everything) to a cached result and
+        render the JSON body (``outputs``: polygons, epsilon, overlay; ``extra`` keys added; ``t0``: the
+        request's start, for ``timings_ms.server_total``), in the pool."""
+        out = await self.run(self._finish_sync, image_id, result, prompts, outputs, extra, t0, deadline=deadline)
+        if prompts.get("texts") is not None:
+            self.cache.touch(image_id)  # its CLIP crop embeddings are cached on it now
+        return out
