@@ -8,6 +8,7 @@ from .errors import (
     BadPromptError,
     DownloadError,
     FastSAMError,
+    ImageTooLargeError,
     ProviderError,
 )
 from .manifest import UnverifiedModelWarning
@@ -20,6 +21,7 @@ __all__ = [
     "Result",
     "FastSAMError",
     "BadImageError",
+    "ImageTooLargeError",
     "BadModelError",
     "BadArgumentError",
     "BadPromptError",

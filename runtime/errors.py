@@ -11,6 +11,11 @@ class BadImageError(FastSAMError, ValueError):
     """The image is missing, unreadable or of a kind the runtime does not accept."""
 
 
+class ImageTooLargeError(BadImageError):
+    """The image has more pixels, or its file more bytes, than the limits allow (refused before decoding;
+    the server answers HTTP 413, where an undecodable image is 400)."""
+
+
 class BadModelError(FastSAMError, ValueError):
     """The model file or bundle is missing, corrupt or not a FastSAM graph."""
 

@@ -13,6 +13,8 @@ __all__ = ["EXTRA_OF", "extra_of", "missing_modules"]
 #: top-level module → the extra that installs it (names an ImportError that slipped past a check)
 EXTRA_OF = {m: "export" for m in ("torch", "torchvision", "ultralytics", "onnx", "onnxsim", "clip", "onnxconverter_common")}
 EXTRA_OF["matplotlib"] = "dev"
+EXTRA_OF["pycocotools"] = "eval"
+EXTRA_OF.update(ray="ray", pyarrow="ray", fastapi="server", uvicorn="server", starlette="server", multipart="server", pydantic="server")
 
 
 def extra_of(module: str | None) -> str | None:

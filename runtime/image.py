@@ -42,7 +42,7 @@ from typing import IO, Literal, Union
 
 import numpy as np
 
-from .errors import BadImageError
+from .errors import BadImageError, ImageTooLargeError
 
 ImageLike = Union[str, "os.PathLike[str]", np.ndarray]
 
@@ -93,7 +93,7 @@ def file_limit(max_pixels: int | None) -> int | None:
 def check_size(shape: tuple[int, ...], max_pixels: int | None, what: str = "image") -> None:
     """Raise :class:`BadImageError` when an (h, w, ...) ``shape`` has more than ``max_pixels`` pixels."""
     if max_pixels is not None and len(shape) >= 2 and int(shape[0]) * int(shape[1]) > max_pixels:
-        raise BadImageError(
+        raise ImageTooLargeError(
             f"{what} is {shape[1]} x {shape[0]} = {int(shape[0]) * int(shape[1]):,} pixels, over the limit of "
             f"{max_pixels:,}: downscale it, or pass a larger max_pixels (memory grows with the pixel count)"
         )
@@ -162,7 +162,7 @@ def header_size(data: np.ndarray | bytes) -> tuple[int, int] | None:
     try:
         wh = _pillow_size(io.BytesIO(raw))
     except _PillowBomb as e:
-        raise BadImageError(f"image header claims {e.pixels:,} pixels (a decompression bomb)") from None
+        raise ImageTooLargeError(f"image header claims {e.pixels:,} pixels (a decompression bomb)") from None
     return None if wh is None else (wh[1], wh[0])
 
 
@@ -178,7 +178,7 @@ def _open_regular(p: Path, max_bytes: int | None) -> tuple[int, int]:
         raise BadImageError(f"{p} is a directory, not an image file")
     if not stat.S_ISREG(st.st_mode):
         raise BadImageError(f"{p} is not a regular file (a FIFO, device or socket): pass an image file")
-    _check_bytes(p, st.st_size, max_bytes)
+    check_bytes(p, st.st_size, max_bytes)
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as e:
@@ -187,15 +187,16 @@ def _open_regular(p: Path, max_bytes: int | None) -> tuple[int, int]:
     if not stat.S_ISREG(st.st_mode):  # replaced between stat and open
         os.close(fd)
         raise BadImageError(f"{p} is not a regular file (a FIFO, device or socket): pass an image file")
-    _check_bytes(p, st.st_size, max_bytes)
+    check_bytes(p, st.st_size, max_bytes)
     return fd, st.st_size
 
 
-def _check_bytes(p: Path, n: int, max_bytes: int | None) -> None:
+def check_bytes(p: "Path | str", n: int, max_bytes: int | None) -> None:
+    """Refuse an empty image file (BadImageError) or one over ``max_bytes`` bytes (ImageTooLargeError)."""
     if n == 0:
         raise BadImageError(f"image file is empty: {p}")
     if max_bytes is not None and n > max_bytes:
-        raise BadImageError(
+        raise ImageTooLargeError(
             f"image file {p} is {n:,} bytes, over the file-size limit of {max_bytes:,} bytes "
             "(1 GiB, or 10 bytes per max_pixels): pass a larger max_pixels or max_file_bytes"
         )
@@ -205,7 +206,7 @@ def _cv2_limit_text() -> str:
     return f"{OPENCV_MAX_PIXELS:,} pixels" if OPENCV_MAX_PIXELS is not None else f"{_CV2_ENV} pixels"
 
 
-def _decode(data: np.ndarray, p: Path) -> np.ndarray:
+def _decode(data: np.ndarray, p: "Path | str") -> np.ndarray:
     """``cv2.imdecode(data, IMREAD_COLOR)``; every failure (None, cv2.error, MemoryError) → BadImageError."""
     try:
         im = cv2.imdecode(data, cv2.IMREAD_COLOR)
@@ -241,31 +242,57 @@ def read_image(
     max_bytes = file_limit(max_pixels) if isinstance(max_file_bytes, str) else max_file_bytes
     fd, _ = _open_regular(p, max_bytes)
     with os.fdopen(fd, "rb") as f:
-        if max_pixels is not None:
-            try:
-                wh = _pillow_size(f)
-            except _PillowBomb as e:
-                if e.pixels == 0 or e.pixels > max_pixels:
-                    raise BadImageError(
-                        f"{p} is {e.pixels:,} pixels (from its header), over the limit of {max_pixels:,}: "
-                        "downscale it, or pass a larger max_pixels"
-                    ) from None
-                wh = None
-            if wh is not None:
-                check_size((wh[1], wh[0]), max_pixels, str(p))
-            elif OPENCV_MAX_PIXELS is None or OPENCV_MAX_PIXELS > max(max_pixels, MAX_PIXELS):
-                raise BadImageError(
-                    f"cannot decode image (not an image or truncated, or a format whose size Pillow cannot read): "
-                    f"{p}; not given to OpenCV, whose own pixel limit ({_cv2_limit_text()}) is above max_pixels "
-                    f"(cv2 was imported before fastsam_onnx?): import fastsam_onnx first, set {_CV2_ENV}, "
-                    "or pass max_pixels=None"
-                )
-            f.seek(0)
+        _check_header(f, str(p), max_pixels)
+        f.seek(0)
         buf = f.read() if max_bytes is None else f.read(max_bytes + 1)
     if not buf:
         raise BadImageError(f"image file is empty: {p}")
-    _check_bytes(p, len(buf), max_bytes)  # the file grew after stat
+    check_bytes(p, len(buf), max_bytes)  # the file grew after stat
     return to_bgr(_decode(np.frombuffer(buf, np.uint8), p), max_pixels)
+
+
+def decode_image_bytes(
+    data: bytes,
+    name: str = "image",
+    max_pixels: int | None = MAX_PIXELS,
+    max_file_bytes: int | None | Literal["auto"] = "auto",
+) -> np.ndarray:
+    """Encoded image bytes (an upload, an object store's file) → (H, W, 3) BGR uint8, with the checks of
+    :func:`read_image` in the same order: size in bytes, pixel count from the header (Pillow, no decoding),
+    then ``cv2.imdecode``. ``name`` appears in the messages. Too many pixels or bytes raise
+    :class:`ImageTooLargeError`; empty or undecodable bytes :class:`BadImageError`."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BadImageError(f"expected encoded image bytes, got {type(data).__name__}")
+    if not data:
+        raise BadImageError(f"image is empty (0 bytes): {name}")
+    check_bytes(name, len(data), file_limit(max_pixels) if isinstance(max_file_bytes, str) else max_file_bytes)
+    _check_header(io.BytesIO(data), name, max_pixels)
+    return to_bgr(_decode(np.frombuffer(data, np.uint8), name), max_pixels)
+
+
+def _check_header(f: IO[bytes], name: str, max_pixels: int | None) -> None:
+    """Refuse an image over ``max_pixels`` from its header (Pillow, nothing decoded), and a format Pillow cannot
+    size when OpenCV's own limit is unknown or above ``max_pixels`` (it would be decoded without a bound)."""
+    if max_pixels is None:
+        return
+    try:
+        wh = _pillow_size(f)
+    except _PillowBomb as e:
+        if e.pixels == 0 or e.pixels > max_pixels:
+            raise ImageTooLargeError(
+                f"{name} is {e.pixels:,} pixels (from its header), over the limit of {max_pixels:,}: "
+                "downscale it, or pass a larger max_pixels"
+            ) from None
+        wh = None
+    if wh is not None:
+        check_size((wh[1], wh[0]), max_pixels, name)
+    elif OPENCV_MAX_PIXELS is None or OPENCV_MAX_PIXELS > max(max_pixels, MAX_PIXELS):
+        raise BadImageError(
+            f"cannot decode image (not an image or truncated, or a format whose size Pillow cannot read): "
+            f"{name}; not given to OpenCV, whose own pixel limit ({_cv2_limit_text()}) is above max_pixels "
+            f"(cv2 was imported before fastsam_onnx?): import fastsam_onnx first, set {_CV2_ENV}, "
+            "or pass max_pixels=None"
+        )
 
 
 def to_bgr(im: np.ndarray, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:

@@ -31,6 +31,8 @@ def test_wheel_contents(wheel):
         "fastsam_onnx/models/demo/manifest.json",
         "fastsam_onnx/models/demo/example.jpg",
         "fastsam_onnx/export/fastsam.py",
+        "fastsam_onnx/server/page/index.html",
+        "fastsam_onnx/server/page/app.js",
     ):
         assert required in names
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()

@@ -36,3 +36,34 @@ def test_runtime_sources_do_not_import_torch():
             if len(words) >= 2 and words[0] in ("import", "from") and words[1].split(".")[0] in BLOCKED:
                 offenders.append(f"{path.name}: {line.strip()}")
     assert offenders == []
+
+
+def test_import_does_not_load_ray():
+    """``import fastsam_onnx`` (and the distributed modules, and the CLI parser) never import Ray or pyarrow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fastsam_onnx, fastsam_onnx.distributed, fastsam_onnx.cli.distributed\n"
+        "from fastsam_onnx.cli import build_parser\nbuild_parser()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'pyarrow'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_import_does_not_load_the_server_stack():
+    """``import fastsam_onnx`` and the CLI parser (with its ``serve`` command) never import FastAPI, uvicorn,
+    Starlette or pydantic; ``fastsam_onnx.server`` is imported only by ``serve`` itself (the check can fail: the
+    last line imports it and must see FastAPI)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fastsam_onnx\nfrom fastsam_onnx.cli import build_parser\nbuild_parser()\n"
+        "heavy = {'fastapi', 'uvicorn', 'starlette', 'pydantic', 'multipart'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
+        "import fastsam_onnx.server.app\nprint('fastapi' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["[]", "True"], out.stdout

@@ -20,9 +20,11 @@ from .. import __version__
 from ..errors import FastSAMError
 from ..progress import clean
 from . import bench, doctor, export, fetch, segment
+from . import serve  # FastAPI/uvicorn only inside serve.run()
+from . import evaluate  # pycocotools only inside evaluate.run()
 from .extras import extra_of
 
-COMMANDS = {"segment": segment, "export": export, "bench": bench, "doctor": doctor, "fetch": fetch}
+COMMANDS = {"segment": segment, "export": export, "bench": bench, "doctor": doctor, "fetch": fetch, "serve": serve, "evaluate": evaluate}
 _DEBUG_HELP = "print the full traceback of an error (also: FASTSAM_ONNX_DEBUG=1)"
 
 

@@ -56,14 +56,36 @@ def add_parser(sub) -> None:
         help="folder: skip images whose outputs exist (JSON that parses; with --coco it is read back into the COCO file)",
     )
     b.add_argument("--max-frames", type=int, default=None, help="video/camera: stop after this many frames (>= 1)")
+    from .outputs import add_output_arguments
+
+    add_output_arguments(p)  # --edges, --proposals
     g = p.add_argument_group("prompts (each repeatable; only the selected instances are kept)")
     g.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2", help="box prompt, pixels (negative: --box -5,0,20,20 or --box=-5,0,20,20)")
     g.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]", help="point prompt, pixels; label 1 (default) or 0")
     g.add_argument("--text", action="append", default=[], metavar="TEXT", help="text prompt (CLIP)")
     g.add_argument("--prompts", type=Path, help='JSON file: {"boxes": [[x1,y1,x2,y2]...], "points": [[x,y]...], "labels": [...], "texts": [...]}')
     g.add_argument("--clip", help="CLIP bundle directory or zoo name (clip-vit-b-32, clip-vit-b-32-int8) for text prompts (default: the shipped demo CLIP)")
-    g.add_argument("--point-mode", choices=["select", "merge"], default="select", help="merge = original FastSAM: one merged mask")
-    g.add_argument("--text-mode", choices=["select", "original"], default="select", help="original = one text, one mask")
+    g.add_argument(
+        "--point-mode", choices=["select", "merge", "each"], default="select",
+        help="merge = original FastSAM: one merged mask; each = one instance per positive point (tag point:K)",
+    )
+    g.add_argument(
+        "--text-mode", choices=["select", "original", "all"], default="select",
+        help="original = one text, one mask; all = every instance whose CLIP cosine similarity >= --text-threshold",
+    )
+    g.add_argument("--text-threshold", type=float, default=None, metavar="T", help="--text-mode all: cosine similarity in [-1, 1] (demo CLIP: ~0.65)")
+    a = p.add_argument_group("annotation files (see fastsam_onnx.formats)")
+    a.add_argument(
+        "--format", choices=["coco", "labelme", "yolo"], default="coco",
+        help="what --json (one image) and --out-dir (folder: a/b.jpg.json, a/b.json, a/b.txt) hold: "
+        "coco = instance JSON with COCO RLE masks (default), labelme JSON, YOLO-seg txt",
+    )
+    a.add_argument("--epsilon", type=float, default=None, help="labelme/yolo polygon simplification, fraction of the perimeter (default 0.001; 0 = every traced vertex)")
+    a.add_argument("--label", default=None, help="labelme: the shapes' label (default: object)")
+    a.add_argument("--embeddings", type=Path, metavar="FILE.npy", help="one image: write (N, D) float32 CLIP embeddings of the instances' crops, row i = instance i")
+    from .distributed import add_ray_arguments
+
+    add_ray_arguments(p.add_argument_group("scale-out on Ray Data (see fastsam_onnx.cli.distributed)"))
     p.set_defaults(run=run)
 
 
@@ -178,12 +200,14 @@ def gather_prompts(args: argparse.Namespace) -> dict:
     if texts:
         parse_texts(texts)
         out["texts"] = texts
+    if args.text_threshold is not None:
+        out["text_threshold"] = args.text_threshold
     return out
 
 
 _ONLY = {  # option → the input kinds it applies to
     "out_dir": ("folder",), "coco": ("folder",), "skip_existing": ("folder",), "overlays": ("folder",),
-    "max_frames": ("video",), "out": ("image", "video"), "json": ("image", "video"),
+    "max_frames": ("video",), "out": ("image", "video"), "json": ("image", "video"), "embeddings": ("image",),
 }
 _INSTEAD = {"folder": {"out": "--overlays DIR", "json": "--out-dir DIR or --coco FILE"}, "image": {"overlays": "--out", "out_dir": "--json"}}
 
@@ -209,6 +233,31 @@ def check_options(args: argparse.Namespace, kind: str) -> None:
         raise UsageError(f"--max-det must be >= 1, got {args.max_det}")
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
+    check_format_options(args, kind)
+
+
+def check_format_options(args: argparse.Namespace, kind: str) -> None:
+    """Refuse (UsageError) --format/--epsilon/--label/--text-threshold settings that do not apply."""
+    from . import UsageError
+
+    if args.format != "coco" and kind == "video":
+        raise UsageError("--format applies to an image (--json) or a folder (--out-dir); a video writes JSON lines")
+    if args.format != "coco" and kind == "image" and args.json is None:
+        raise UsageError(f"--format {args.format} needs --json FILE (the file it writes)")
+    if args.format != "coco" and kind == "folder" and args.out_dir is None:
+        raise UsageError(f"--format {args.format} needs --out-dir DIR (one file per image)")
+    if args.format == "coco" and (args.epsilon is not None or args.label is not None):
+        raise UsageError("--epsilon and --label apply to --format labelme or yolo")
+    if args.label is not None and (args.format != "labelme" or not args.label.strip()):
+        raise UsageError("--label takes a non-empty name and applies to --format labelme")
+    if args.epsilon is not None and not (math.isfinite(args.epsilon) and 0 <= args.epsilon < 1):
+        raise UsageError(f"--epsilon is a fraction of the perimeter in [0, 1), got {args.epsilon}")
+    if args.text_threshold is not None and args.text_mode != "all":
+        raise UsageError("--text-threshold applies to --text-mode all")
+    if args.text_mode == "all" and args.text_threshold is None:
+        raise UsageError("--text-mode all needs --text-threshold T (a cosine similarity; the demo CLIP: ~0.65)")
+    if args.text_threshold is not None and not -1 <= args.text_threshold <= 1:  # NaN fails too
+        raise UsageError(f"--text-threshold is a cosine similarity in [-1, 1], got {args.text_threshold}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -216,10 +265,16 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import FastSAM
     from . import UsageError
+    from .distributed import check_engine, run_ray
     from .segment_many import check_output_file, kind_of, plural, run_folder, run_video
 
+    if check_engine(args) == "ray":
+        return run_ray(args, gather_prompts(args))
     kind = kind_of(args.image)
     check_options(args, kind)
+    from .outputs import check_outputs
+
+    check_outputs(args, kind)  # --edges, --proposals
     prompts = gather_prompts(args)
     if kind == "folder":
         from .folder import check_folder_outputs
@@ -232,20 +287,37 @@ def run(args: argparse.Namespace) -> int:
     else:
         check_output_file(args.json, "--json")
         check_output_file(args.out, "--out")
+        check_output_file(args.embeddings, "--embeddings")
         if args.out is not None and not cv2.haveImageWriter(str(args.out)):
             raise UsageError(f"cannot write overlay {clean(args.out)}: unknown image extension (use .png or .jpg)")
     model = FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict)
     if kind != "image":
         return (run_folder if kind == "folder" else run_video)(args, model, prompts)
     from ..draw import draw_overlay
-    from ..fileio import atomic_imwrite, atomic_write_json
+    from ..fileio import atomic_imwrite
+    from ..formats import DEFAULT_EPSILON, write_annotation, write_embeddings
     from .segment_many import segment_kwargs
 
-    result = model.segment(args.image, **segment_kwargs(args, prompts))
+    result = model.segment(args.image, edges=args.edges is not None, **segment_kwargs(args, prompts))
+    embeddings = None if args.embeddings is None else result.embeddings(model.clip)  # before any file is written
     dest = args.json
     try:  # atomic: a failed write (disk full, ...) leaves any previous file as it was
+        if dest is not None and args.proposals is not None:  # COCO result records (fastsam_onnx.cli.outputs)
+            from ..fileio import atomic_write_json
+            from ..proposals import proposal_records
+
+            atomic_write_json(dest, proposal_records(result, 1, args.proposals))
+        elif dest is not None:
+            eps = DEFAULT_EPSILON if args.epsilon is None else args.epsilon
+            write_annotation(dest, result, args.format, image_path=str(args.image), epsilon=eps, label=args.label or "object")
+        dest = args.embeddings
         if dest is not None:
-            atomic_write_json(dest, result.to_json(str(args.image)))
+            write_embeddings(dest, embeddings)
+        dest = args.edges
+        if dest is not None:
+            from .outputs import write_edge_map
+
+            write_edge_map(dest, result.edges())
         dest = args.out
         if dest is not None and not atomic_imwrite(dest, draw_overlay(result)):
             raise UsageError(f"cannot write overlay {clean(dest)}")
