@@ -44,8 +44,7 @@ class Polygon:
 
 
 def _area(pts: np.ndarray) -> float:
-    x, y = pts[:, 0].astype(np.float64), pts[:, 1].astype(np.float64)
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+    return float(cv2.contourArea(np.ascontiguousarray(pts, np.float32)))
 
 
 def mask_polygons(
@@ -72,14 +71,15 @@ def mask_polygons(
         return []
     shift = np.array([offset[0] - 1, offset[1] - 1], np.float32)
 
-    def points(c: np.ndarray) -> np.ndarray | None:
+    def points(c: np.ndarray) -> tuple[np.ndarray, float] | None:
         if eps > 0:
             c = cv2.approxPolyDP(c, eps * cv2.arcLength(c, True), True)
-        if len(c) < min_points or cv2.contourArea(c) == 0:  # lines and points enclose nothing
+        area = cv2.contourArea(c) if len(c) >= min_points else 0.0
+        if area == 0:  # fewer than min_points vertices, or a line / point that encloses nothing
             return None
-        return c.reshape(-1, 2).astype(np.float32) + shift
+        return c.reshape(-1, 2).astype(np.float32) + shift, area
 
-    out = []
+    found = []
     for i, (_, _, first_child, parent) in enumerate(hierarchy[0]):
         if parent != -1:
             continue
@@ -90,8 +90,8 @@ def mask_polygons(
         while child != -1:
             hole = points(contours[child])
             if hole is not None:
-                holes.append(hole)
+                holes.append(hole[0])
             child = hierarchy[0][child][0]
-        out.append(Polygon(exterior, tuple(holes)))
-    out.sort(key=lambda p: -_area(p.exterior))
-    return out
+        found.append((exterior[1], Polygon(exterior[0], tuple(holes))))
+    found.sort(key=lambda item: -item[0])
+    return [p for _, p in found]
