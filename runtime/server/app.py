@@ -48,6 +48,15 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
+def _refusal(status: int, code: str, headers: dict[str, str] | None):
+    """An exception handler answering ``status`` with the JSON error ``code`` and the exception's message."""
+
+    async def handle(_r: Request, e: Exception) -> JSONResponse:
+        return error(status, code, str(e), headers)
+
+    return handle
+
+
 def _validation_message(e: ValidationError | RequestValidationError) -> str:
     parts = []
     for err in e.errors()[:5]:
@@ -71,21 +80,14 @@ def _install_errors(app: FastAPI, config: ServerConfig) -> None:
             return error(422, "bad_argument", str(e))
         return error(422, "bad_request", str(e))
 
-    @app.exception_handler(Busy)
-    async def _busy(_r: Request, e: Busy) -> JSONResponse:
-        return error(429, "busy", str(e), retry)
-
-    @app.exception_handler(DeadlineExceeded)
-    async def _deadline(_r: Request, e: DeadlineExceeded) -> JSONResponse:
-        return error(504, "deadline", str(e))
-
-    @app.exception_handler(NotReady)
-    async def _not_ready(_r: Request, e: NotReady) -> JSONResponse:
-        return error(503, "not_ready", str(e), retry)
-
-    @app.exception_handler(UnknownImage)
-    async def _unknown(_r: Request, e: UnknownImage) -> JSONResponse:
-        return error(404, "unknown_image", str(e))
+    # the engine's own refusals: status, code, and whether the client should retry later
+    for exc, (status, code, headers) in {
+        Busy: (429, "busy", retry),
+        DeadlineExceeded: (504, "deadline", None),
+        NotReady: (503, "not_ready", retry),
+        UnknownImage: (404, "unknown_image", None),
+    }.items():
+        app.add_exception_handler(exc, _refusal(status, code, headers))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_r: Request, e: RequestValidationError) -> JSONResponse:
