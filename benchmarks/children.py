@@ -20,6 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fastsam_onnx.extras import missing_modules
+
 from .cases import MB, Case
 
 OURS_MODULE = "fastsam_onnx.benchmarks.timing"
@@ -126,22 +128,15 @@ def run_case(
                          mem_limit=mem_limit, timeout=timeout)
 
 
-def _missing(modules: Sequence[str]) -> list[str]:
-    """The modules of ``modules`` that cannot be found here (without importing them)."""
-    from fastsam_onnx.extras import missing_modules
-
-    return missing_modules(*modules)
-
-
 def reference_available() -> str | None:
     """None when the reference side can run here, else one line saying what is missing."""
-    missing = _missing(("torch", "ultralytics"))
+    missing = missing_modules("torch", "ultralytics")
     return REFERENCE_NEEDS.format(missing=f" (missing {', '.join(missing)})") if missing else None
 
 
 def plots_available() -> str | None:
     """None when the PNG plots can be drawn here, else one line saying what is missing."""
-    return PLOTS_NEED if _missing(("matplotlib",)) else None
+    return PLOTS_NEED if missing_modules("matplotlib") else None
 
 
 def available_memory() -> int | None:

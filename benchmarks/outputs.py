@@ -23,7 +23,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,14 +34,9 @@ GOALS = {"edges": 0.50, "polygons": 0.20}
 
 def median_ms(fn: Callable[[], Any], reps: int, warmup: int = 2) -> float:
     """Median wall time of ``fn()`` in milliseconds over ``reps`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1e3)
-    return float(np.median(samples))
+    from .timing import time_calls
+
+    return float(np.median(time_calls(fn, reps, warmup)))
 
 
 def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], reps: int = 15, conf: float = 0.4) -> dict[str, Any]:

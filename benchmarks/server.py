@@ -40,12 +40,10 @@ def _free_port() -> int:
 
 
 def _ms(fn: Callable[[], Any], reps: int) -> list[float]:
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
+    """Wall times of ``reps`` calls of ``fn``, ms, no warm-up (:func:`fastsam_onnx.benchmarks.timing.time_calls`)."""
+    from .timing import time_calls
+
+    return time_calls(fn, reps, warmup=0)
 
 
 def _stats(xs: list[float]) -> dict[str, float]:

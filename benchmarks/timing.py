@@ -134,11 +134,6 @@ def _prompt_timings(model, result, case: Case, notes: list[str]) -> dict[str, An
     if case.clip is None:
         notes.append("text prompt not timed: no CLIP bundle given")
         return out
-    try:
-        from fastsam_onnx.clip import CLIP  # noqa: F401
-    except ImportError as e:  # the CLIP runtime is not there yet
-        notes.append(f"text prompt not timed: the CLIP runtime cannot be imported ({e})")
-        return out
     out.update(_text_timings(model, result, case.clip, list(texts), case.reps, notes, case.profile))
     if case.clip_int8:
         out["int8_clip"] = _text_timings(model, result, case.clip_int8, list(texts), case.reps, notes, False)

@@ -12,7 +12,6 @@ more bytes than declared, nor longer than its deadline. Environment:
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import math
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .errors import BadArgumentError, DownloadError
+from .manifest import sha256_file
 from .progress import Progress
 
 __all__ = [
@@ -61,14 +61,6 @@ def download_deadline() -> float:
     return value
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _reason(e: BaseException) -> str:
     return str(getattr(e, "strerror", None) or getattr(e, "reason", None) or e or type(e).__name__)
 
@@ -102,7 +94,7 @@ def _check_cached(dest: Path, sha256: Optional[str], size: Optional[int]) -> Non
         if size is not None and actual_size != size:
             problem = f"{actual_size:,} bytes, expected {size:,}"
         elif sha256 is not None:
-            actual = _sha256(dest)
+            actual = sha256_file(dest)
             if actual != sha256:
                 problem = f"SHA-256 {actual[:12]}…, expected {sha256[:12]}…"
     except OSError as e:
@@ -260,7 +252,7 @@ def _receive(response, part: Path, start: int, total: Optional[int], end: float,
 def _finish(part: Path, dest: Path, sha256: Optional[str], verify: bool, url: str) -> Path:
     try:
         if verify and sha256 is not None:
-            actual = _sha256(part)
+            actual = sha256_file(part)
             if actual != sha256:
                 part.unlink()
                 raise DownloadError(
