@@ -138,15 +138,15 @@ def _gather(src: np.ndarray, idx: np.ndarray, w: np.ndarray, axis: int) -> np.nd
 
 def crop_masks(
     protos: np.ndarray, coeffs: np.ndarray, boxes: np.ndarray, ay: Axis, ax: Axis,
-    sink: Callable[[int, int, np.ndarray], None] | None = None,
+    sink: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None,
 ) -> list[MaskCrop | None]:
     """Binary masks inside each box: logit = coeffs @ protos, resized along ``ay``/``ax``, on where > 0.
 
     protos: (32, mh, mw) float32; coeffs: (N, 32); boxes: (N, 4) xyxy in the canvas's pixels (the canvas
     is (len(ay.idx), len(ax.idx))). Returns one :class:`MaskCrop` per box, or ``None`` where the mask is
     empty (the reference drops those detections). Work and memory per box scale with the box's area.
-    ``sink(x0, y0, logits)``, when given, sees each non-empty box's resized (h, w) float32 logits before
-    they are dropped (edge maps use them: :mod:`fastsam_onnx.edges`); the masks are the same either way.
+    ``sink(x0, y0, logits, mask)``, when given, sees each non-empty box's resized (h, w) float32 logits
+    and its mask before the logits are dropped (edge maps use them: :mod:`fastsam_onnx.edges`); the masks are the same either way.
     """
     out: list[MaskCrop | None] = []
     if len(boxes) == 0:
@@ -160,9 +160,12 @@ def crop_masks(
             continue
         full = span_logits(hwc, coef, r0, r1, c0, c1, ay, ax)
         m = full > 0
-        if sink is not None and m.any():
-            sink(c0, r0, full)
-        out.append(MaskCrop(c0, r0, m) if m.any() else None)
+        if not m.any():
+            out.append(None)
+            continue
+        if sink is not None:
+            sink(c0, r0, full, m)
+        out.append(MaskCrop(c0, r0, m))
     return out
 
 

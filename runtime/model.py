@@ -336,9 +336,9 @@ def _timed(sink, canvas, seconds: float):
     """``sink`` that adds its run time to ``canvas.seconds`` (edge work apart from the masks in timings)."""
     canvas.seconds = seconds
 
-    def run(x0: int, y0: int, logits: np.ndarray) -> None:
+    def run(x0: int, y0: int, logits: np.ndarray, mask: np.ndarray) -> None:
         t = time.perf_counter()
-        sink(x0, y0, logits)
+        sink(x0, y0, logits, mask)
         canvas.seconds += time.perf_counter() - t
 
     return run
