@@ -4,7 +4,8 @@ only on the masks' boundaries, pixel-wise maximum over the masks, linear normali
 
 The choices the papers leave open, as made here:
 
-- **Probability map**: ``sigmoid(logit)`` with the logits upsampled exactly as the masks are
+- **Probability map**: ``sigmoid(logit)`` (computed as ``(1 + tanh(logit / 2)) / 2``, which is exactly 0 far
+  outside the crop and below about 3e-8) with the logits upsampled exactly as the masks are
   (:func:`fastsam_onnx.masks.crop_masks`: the same axes, the same box crop), *before* the threshold;
   zero outside the instance's box crop. Letterboxed (``retina_masks=False``) results bring the
   probability to the original size with the same bilinear axes as :meth:`Result.original_crops`.
@@ -171,10 +172,15 @@ class EdgeCanvas:
         del band, masks, owner
         if at.size == 0:
             return
-        prob = _sigmoid(vals) if self._pending_kind else vals
-        gx = cv2.Sobel(prob, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE).ravel()[at]
-        gy = cv2.Sobel(prob, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE).ravel()[at]
-        del prob, vals
+        if logits:  # sigmoid(x) = (1 + tanh(x / 2)) / 2, and Sobel is linear: the gradient is half tanh's
+            np.multiply(vals, np.float32(0.5), out=vals)
+            np.tanh(vals, out=vals)
+        gx = cv2.Sobel(vals, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE).ravel()[at]
+        gy = cv2.Sobel(vals, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE).ravel()[at]
+        del vals
+        if logits:
+            gx *= np.float32(0.5)
+            gy *= np.float32(0.5)
         mag = np.sqrt(gx * gx + gy * gy)
         flat = at + offset[who]
         canvas = self._mag.ravel()
@@ -230,17 +236,13 @@ def shelf_pack(sizes: Sequence[tuple[int, int]], width: int) -> np.ndarray:
         x += w
     return pos
 
-#: the 3 x 3 neighbourhood in row-major order (dy, dx), Sobel's taps
-_OY = np.repeat(np.arange(-1, 2), 3)
-_OX = np.tile(np.arange(-1, 2), 3)
-
-
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-x)), float32 (exp overflows to inf for x < -88: probability 0)."""
-    with np.errstate(over="ignore"):
-        out = np.exp(-x)
-    out += 1
-    return np.reciprocal(out, out=out)
+    """1 / (1 + exp(-x)) as (1 + tanh(x / 2)) / 2: a new float32 array, no overflow."""
+    out = np.multiply(x, np.float32(0.5), dtype=np.float32)
+    np.tanh(out, out=out)
+    out += np.float32(1)
+    out *= np.float32(0.5)
+    return out
 
 
 def thin_edges(edges: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -313,8 +315,6 @@ class LetterboxedSink:
         self.axes = unpad_axes(tuple(mask_shape), canvas.shape)
 
     def __call__(self, x0: int, y0: int, logits: np.ndarray, mask: np.ndarray | None = None) -> None:
-        with np.errstate(over="ignore"):
-            prob = 1 / (1 + np.exp(-logits.astype(np.float32)))
-        c0, r0, p = rescale_crop(x0, y0, prob, *self.axes)
+        c0, r0, p = rescale_crop(x0, y0, _sigmoid(logits), *self.axes)
         _, _, m = rescale_crop(x0, y0, logits > 0, *self.axes)
         self.canvas.add(c0, r0, p, m > 0.5)
