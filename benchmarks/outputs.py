@@ -1,7 +1,8 @@
 """What the extra outputs cost: edge maps and polygons against our everything-mode post-processing.
 
-``python -m fastsam_onnx.benchmarks.outputs [--model BUNDLE] [--image bus.jpg] [--reps 15]`` runs the session
-once on the image, then times on the same network outputs (medians of ``reps`` runs after 2 warm-up runs):
+``python -m fastsam_onnx.benchmarks.outputs [--case fastsam-s|demo|all] [--model BUNDLE --image IMG] [--reps 15]``
+runs the session once on the image, then times on the same network outputs (medians of ``reps`` runs after 2
+warm-up runs):
 
 - ``postprocess``: :func:`fastsam_onnx.model.postprocess` (decode/NMS, masks, fix-up), the baseline;
 - ``postprocess + edges``: the same with ``edges_band`` (the edge map made from the logits as the masks are
@@ -11,9 +12,16 @@ once on the image, then times on the same network outputs (medians of ``reps`` r
 - the Python-heap peak (tracemalloc) of ``postprocess`` with max_det 1000 at conf 0.01 (proposals), against
   the kept crops' bytes.
 
-Default model: the FastSAM-s-shaped test bundle at 1024 (dynamic graph; made once by
-:mod:`fastsam_onnx.benchmarks.bundles` under ``$FASTSAM_BENCH_WORK`` or /tmp/fastsam-onnx-bench). Goals: edges
-≤ 50 % and polygons ≤ 20 % of the postprocess. Prints a Markdown table and writes ``--json``.
+Cases (both by default; made once under ``$FASTSAM_BENCH_WORK`` or /tmp/fastsam-onnx-bench, needs ``[export]``):
+
+- ``fastsam-s``: the FastSAM-s-shaped test bundle at 1024 (dynamic graph, :mod:`fastsam_onnx.benchmarks.bundles`)
+  on bus.jpg. Its weights are test-made and untrained, so its masks are ragged noise: the worst case.
+- ``demo``: the shipped demo checkpoint exported at 1024 (dynamic graph): its outputs have exactly FastSAM-s's
+  shapes at 1024 ((37, 21504) and (32, 256, 256) for a square input), which is all the post-processing sees,
+  and its masks are trained ones. The image is a 2 × 2 mosaic of four held-out synthetic scenes (1024 × 1024,
+  :func:`fastsam_onnx.models.evaluate.heldout_scenes`), so that there are ≥ 40 instances.
+
+Goals: edges ≤ 50 % and polygons ≤ 20 % of the postprocess. Prints Markdown tables and writes ``--json``.
 """
 
 from __future__ import annotations
@@ -125,12 +133,37 @@ def markdown(f: dict[str, Any], machine: str) -> str:
     return "\n".join(lines)
 
 
+def work_dir() -> Path:
+    """Where the benchmark's bundles and images are kept (``$FASTSAM_BENCH_WORK``, else /tmp/fastsam-onnx-bench)."""
+    return Path(os.environ.get("FASTSAM_BENCH_WORK", Path(tempfile.gettempdir()) / "fastsam-onnx-bench"))
+
+
+def demo_1024(work: Path) -> tuple[Path, Path]:
+    """(bundle, image) of the ``demo`` case: the demo checkpoint exported at 1024 (dynamic) and the 2 × 2
+    mosaic of held-out synthetic scenes, made once under ``work``."""
+    import cv2
+
+    from fastsam_onnx.models import demo_bundle
+    from fastsam_onnx.models.evaluate import heldout_scenes
+
+    bundle, image = work / "demo-1024-dyn", work / "synthetic-mosaic-1024.png"
+    if not (bundle / "manifest.json").is_file():
+        from fastsam_onnx.export.fastsam import export_fastsam
+
+        print(f"exporting {bundle.name}", file=sys.stderr)
+        export_fastsam(demo_bundle() / "fastsam-demo.pt", bundle, imgsz=1024, dynamic=True, progress=lambda *a: None)
+    if not image.is_file():
+        tiles = [s.image for s in heldout_scenes(4, size=512)]
+        image.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(image), np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])]))
+    return bundle, image
+
+
 def default_model() -> Path:
     """The FastSAM-s-shaped test bundle at 1024, dynamic fp32 (made on first use; needs ``[export]``)."""
     from .bundles import Models
 
-    work = Path(os.environ.get("FASTSAM_BENCH_WORK", Path(tempfile.gettempdir()) / "fastsam-onnx-bench"))
-    bundle = Models(work).bundle("s", 1024, "fp32-dyn")
+    bundle = Models(work_dir()).bundle("s", 1024, "fp32-dyn")
     if bundle is None:
         raise SystemExit("could not export the FastSAM-s-shaped test bundle")
     return bundle
@@ -138,8 +171,9 @@ def default_model() -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fastsam_onnx.benchmarks.outputs", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", help="bundle (default: the FastSAM-s-shaped test bundle at 1024, dynamic)")
-    ap.add_argument("--image", help="image (default: ultralytics' bus.jpg)")
+    ap.add_argument("--case", choices=("fastsam-s", "demo", "all"), default="all", help="which case (default: all)")
+    ap.add_argument("--model", help="a bundle of your own (with --image) instead of the cases")
+    ap.add_argument("--image", help="the image for --model")
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--conf", type=float, default=0.4, help="confidence threshold (default 0.4)")
     ap.add_argument("--json", type=Path, help="write the figures here")
@@ -147,14 +181,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .cases import ultralytics_asset
     from .machine import machine_info, machine_line
 
-    image = a.image or ultralytics_asset("bus.jpg")
-    if image is None:
-        raise SystemExit("no image: pass --image (bus.jpg comes with ultralytics)")
-    figures = measure(a.model or default_model(), image, a.reps, a.conf)
+    if a.model:
+        if not a.image:
+            raise SystemExit("--model needs --image")
+        cases = {"custom": (Path(a.model), Path(a.image))}
+    else:
+        cases = {}
+        if a.case in ("fastsam-s", "all"):
+            bus = ultralytics_asset("bus.jpg")
+            if bus is None:
+                raise SystemExit("no bus.jpg: it comes with ultralytics ([export])")
+            cases["fastsam-s"] = (default_model(), Path(bus))
+        if a.case in ("demo", "all"):
+            cases["demo"] = demo_1024(work_dir())
     machine = machine_line(machine_info())
-    print(markdown(figures, machine))
+    results = {}
+    for name, (model, image) in cases.items():
+        results[name] = figures = measure(model, image, a.reps, a.conf)
+        print(f"### {name}\n\n{markdown(figures, machine)}\n")
     if a.json is not None:
-        a.json.write_text(json.dumps({"machine": machine, **figures}, indent=2) + "\n")
+        a.json.write_text(json.dumps({"machine": machine, "cases": results}, indent=2) + "\n")
     return 0
 
 
