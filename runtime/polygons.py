@@ -7,18 +7,26 @@ centres of the boundary pixels, in image pixels (x, y), as OpenCV traces them. S
 ``epsilon_factor``: ``epsilon * cv2.arcLength(contour, closed=True)`` pixels (0 = no simplification).
 Formats that cannot hold holes (labelme, YOLO-seg, COCO polygons) take the exteriors; the COCO RLE in the
 instance JSON stays the exact mask.
+
+:func:`crops_polygons` does many masks at once, with the same output as :func:`mask_polygons` per mask: the
+crops are shelf-packed, each with a border of zero pixels, into a few uint8 canvases of about ``_STRIP_PX``
+pixels (larger crops alone), one ``cv2.findContours`` call per canvas, and the contours go back to their crops
+by position. OpenCV's raster scan restricted to one tile is that tile's own scan, so start points, orientation
+and order are those of the per-mask call (the tests check it vertex for vertex).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import cv2
 import numpy as np
 
 from .errors import BadArgumentError
 
-__all__ = ["Polygon", "mask_polygons"]
+__all__ = ["Polygon", "crops_polygons", "mask_polygons"]
 
 
 @dataclass(frozen=True)
@@ -57,12 +65,8 @@ def mask_polygons(
     vertex (a mask crop's position in the image). Contours with fewer than ``min_points`` vertices after
     simplification, or enclosing no area (single pixels, one-pixel-wide lines), are dropped.
     """
-    eps = float(epsilon)
-    if not np.isfinite(eps) or not 0 <= eps < 1:
-        raise BadArgumentError(f"epsilon is a fraction of the perimeter in [0, 1), got {epsilon!r}")
-    m = np.asarray(mask)
-    if m.ndim != 2:
-        raise BadArgumentError(f"expected an (H, W) mask, got shape {m.shape}")
+    eps = _check_epsilon(epsilon)
+    m = _check_mask(mask)
     if not m.any():
         return []
     padded = cv2.copyMakeBorder(m.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
@@ -95,3 +99,216 @@ def mask_polygons(
         found.append((exterior[1], Polygon(exterior[0], tuple(holes))))
     found.sort(key=lambda item: -item[0])
     return [p for _, p in found]
+
+
+def _check_epsilon(epsilon: float) -> float:
+    eps = float(epsilon)
+    if not np.isfinite(eps) or not 0 <= eps < 1:
+        raise BadArgumentError(f"epsilon is a fraction of the perimeter in [0, 1), got {epsilon!r}")
+    return eps
+
+
+def _check_mask(mask: np.ndarray) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise BadArgumentError(f"expected an (H, W) mask, got shape {m.shape}")
+    return m
+
+
+def crops_polygons(
+    crops: Sequence[tuple[int, int, np.ndarray]], epsilon: float = 0.0, min_points: int = 3
+) -> list[list[Polygon]]:
+    """Polygons of many mask crops at once: the same as ``[mask_polygons(m, epsilon, (x0, y0), min_points)
+    for x0, y0, m in crops]``, vertex for vertex, with one ``cv2.findContours`` call per packed canvas.
+
+    crops: (x0, y0, mask) triples (:class:`~fastsam_onnx.masks.MaskCrop`): an (h, w) mask whose pixel (0, 0)
+    is at column x0, row y0 of the image (pixels). Crops of size 0 or with no pixel on give ``[]``. The packed
+    canvases hold at most about twice the crops' total area (with their one-pixel borders) plus one canvas,
+    whatever the image size. Returns per crop its polygons, largest exterior first, in image pixels.
+    """
+    eps = _check_epsilon(epsilon)
+    crops = list(crops)
+    masks = [_check_mask(m) for _, _, m in crops]
+    out: list[list[Polygon]] = [[] for _ in masks]
+    live = [i for i, m in enumerate(masks) if m.size]
+    if not live:
+        return out
+    shapes = [masks[i].shape for i in live]
+    offs = np.array([(crops[i][0], crops[i][1]) for i in live], np.float64)  # (n, 2) x0, y0
+    tiles, tops, keys, strips = _layout(shapes)
+    contours: list[np.ndarray] = []
+    hiers = []
+    for y0, rows, width, placed in strips:
+        canvas = np.zeros((rows, width), np.uint8)
+        for i, x, y in placed:
+            h, w = shapes[i]
+            canvas[y : y + h, x : x + w] = masks[live[i]]
+        cs, hier = cv2.findContours(canvas, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE, offset=(0, y0))
+        if hier is not None:
+            hiers.append(hier[0] + np.where(hier[0] >= 0, len(contours), 0))
+            contours.extend(cs)
+    if not contours:
+        return out
+    hier = np.concatenate(hiers)
+    lens = np.fromiter(map(len, contours), np.int64, len(contours))
+    parent = hier[:, 3]
+    top = parent < 0
+    pts = np.concatenate(contours).reshape(-1, 2)
+    ends = np.cumsum(lens)
+    starts = ends - lens
+    # every point of an exterior lies in its tile: the shelf by its row, then the tile by its column
+    first = pts[starts[top]]
+    tile = np.empty(len(contours), np.int64)
+    shelf = np.searchsorted(tops, first[:, 1], "right") - 1
+    tile[top] = np.searchsorted(keys, shelf * _KEY + first[:, 0], "right") - 1
+    tile[~top] = tile[parent[~top]]
+    if eps > 0:  # contours shorter than min_points stay shorter after approxPolyDP: not simplified, dropped
+        ok = lens >= min_points
+        ok[~top] &= ok[parent[~top]]
+        pts, lens, starts, ends = _simplify(contours, pts, lens, starts, ends, ok, eps)
+    crop = tiles[tile, 0]
+    origin = tiles[:, 1:] - 1  # canvas x, y of each padded crop's (0, 0), per tile
+    dim = max(map(max, shapes)) + 2  # |x|, |y| in a padded crop stay below it
+    bound = float(np.abs(offs).max()) + dim  # and in the image
+    if bound < 1 << 24 and (offs == np.round(offs)).all():
+        # image x, y straight away: float32(padded-crop x, y) + float32(x0 - 1, y0 - 1) is exact below 2**24
+        pts += _per_point((offs[tiles[:, 0]].astype(np.int64) - 1 - origin).astype(np.int32)[tile], lens)
+        area2 = _area2(pts, starts, ends, bound)
+        f = pts.astype(np.float32)
+    else:  # as mask_polygons: float32(x, y in the padded crop) + float32(x0 - 1, y0 - 1)
+        pts -= _per_point(origin.astype(np.int32)[tile], lens)
+        area2 = _area2(pts, starts, ends, dim)
+        f = pts.astype(np.float32)
+        f += _per_point((offs - 1).astype(np.float32)[crop], lens)
+    keep = (lens >= min_points) & (area2 > 0)  # as mask_polygons: a contour must enclose some area
+    ext = np.flatnonzero(keep & top)
+    if not len(ext):
+        return out
+    holes = np.flatnonzero(keep & ~top)
+    holes = holes[keep[parent[holes]]]  # the holes of kept exteriors
+    if len(holes):
+        holes = holes[np.lexsort((_sibling_rank(hier, holes), parent[holes]))]  # by exterior, in chain order
+    hole_of = parent[holes]
+    crop_ext = crop[ext]
+    order = np.lexsort((ext, -area2[ext], crop_ext))  # by crop, largest first, ties in trace order
+    ext, crop_ext = ext[order], crop_ext[order]
+    lo, hi = np.searchsorted(hole_of, ext, "left").tolist(), np.searchsorted(hole_of, ext, "right").tolist()
+    s, e = starts.tolist(), ends.tolist()
+    hole_pts = [f[s[j] : e[j]] for j in holes.tolist()]
+    polys = [Polygon(f[s[j] : e[j]], tuple(hole_pts[a:b])) for j, a, b in zip(ext.tolist(), lo, hi)]
+    cut = (np.flatnonzero(np.diff(crop_ext)) + 1).tolist()
+    for t, a, b in zip(crop_ext[[0, *cut]].tolist(), [0, *cut], [*cut, len(polys)]):
+        out[live[t]] = polys[a:b]
+    return out
+
+
+_STRIP_PX = 1 << 18  # pixels of one findContours canvas (its work buffers stay in cache); larger crops go alone
+_KEY = 1 << 32  # tile key = shelf number * _KEY + column
+
+
+def _layout(shapes: list[tuple[int, int]]):
+    """Pack (h, w) crops (pixels) into strips of shelves, every crop with zero rows and columns around it.
+
+    Crops taller or wider than a strip get a strip of their own, (h + 2, w + 2) as :func:`mask_polygons` pads
+    them; the others go by decreasing height into shelves of strips ``isqrt(_STRIP_PX)`` wide (next fit).
+    Strips are stacked in one virtual (x, y) plane. Returns per tile (placement order: shelf by shelf, left to
+    right) its crop number and the x, y of its pixel (0, 0) as a (T, 3) int64 array; the shelves' top rows; the
+    tiles' keys (shelf * ``_KEY`` + x, increasing); the strips as (first row, rows, width, [(crop, x, row in
+    the strip)]).
+    """
+    side = math.isqrt(_STRIP_PX)
+    order = sorted(range(len(shapes)), key=lambda i: -shapes[i][0])
+    tiles: list[tuple[int, int, int]] = []  # (crop, x, y)
+    keys, tops, strips = [], [], []
+    y0 = 0
+    for i in order:
+        h, w = shapes[i]
+        if h + 2 > side or w + 2 > side:
+            strips.append((y0, h + 2, w + 2, [(i, 1, 1)]))
+            keys.append(len(tops) * _KEY + 1)
+            tops.append(y0 + 1)
+            tiles.append((i, 1, y0 + 1))
+            y0 += h + 2
+    placed, top, x, shelf_h, width = [], y0 + 1, side, 0, 0
+    for i in order:
+        h, w = shapes[i]
+        if h + 2 > side or w + 2 > side:
+            continue
+        if x + w + 1 > side:  # a new shelf, in a new strip when it would pass _STRIP_PX
+            if placed and (top + shelf_h + h + 3 - y0) * side > _STRIP_PX:
+                strips.append((y0, top + shelf_h + 1 - y0, width, placed))
+                placed, y0, width = [], top + shelf_h + 1, 0
+                top = y0 + 1
+            elif placed:
+                top += shelf_h + 1
+            x, shelf_h = 1, h
+            tops.append(top)
+        placed.append((i, x, top - y0))
+        keys.append((len(tops) - 1) * _KEY + x)
+        tiles.append((i, x, top))
+        x += w + 1
+        width = max(width, x)
+    if placed:
+        strips.append((y0, top + shelf_h + 1 - y0, width, placed))
+    return np.array(tiles, np.int64).reshape(-1, 3), np.asarray(tops, np.int64), np.asarray(keys, np.int64), strips
+
+
+_SQRT2 = float(np.sqrt(np.float32(2)))  # cv2.arcLength's diagonal step (float32 sqrt), exact in any sum
+
+
+def _perimeters(pts: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``cv2.arcLength(contour, closed=True)`` of every traced contour pts[starts[k]:ends[k]] ((P, 2) int32),
+    in bulk: CHAIN_APPROX_NONE steps are 0, 1 or float32 sqrt(2) px, so every partial sum is exact."""
+    d = np.empty(pts.shape, bool)
+    np.not_equal(pts[1:], pts[:-1], out=d[:-1])
+    d[ends - 1] = pts[starts] != pts[ends - 1]  # each contour closes on its first vertex
+    diag = np.add.reduceat(d[:, 0] & d[:, 1], starts).astype(np.float64)
+    axis = np.add.reduceat(d[:, 0] ^ d[:, 1], starts).astype(np.float64)
+    return axis + diag * _SQRT2
+
+
+def _simplify(contours, pts, lens, starts, ends, ok, eps):
+    """``cv2.approxPolyDP`` of the contours where ``ok``, with a tolerance of ``eps`` × their perimeter (as
+    :func:`mask_polygons`); the others stay as they are. Returns pts, lens, starts, ends of the result."""
+    tol = (_perimeters(pts, starts, ends) * eps).tolist()
+    cs = list(contours)
+    for i in np.flatnonzero(ok).tolist():
+        cs[i] = cv2.approxPolyDP(cs[i], tol[i], True)
+    lens = np.fromiter(map(len, cs), np.int64, len(cs))
+    ends = np.cumsum(lens)
+    return np.concatenate(cs).reshape(-1, 2), lens, ends - lens, ends
+
+
+def _per_point(pairs: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """(N, 2) int32 or float32 → (sum(lens), 2): row k repeated lens[k] times (as one 8-byte item per row)."""
+    rows = np.ascontiguousarray(pairs)
+    return np.repeat(rows.view(np.int64).ravel(), lens).view(rows.dtype).reshape(-1, 2)
+
+
+def _area2(pts: np.ndarray, starts: np.ndarray, ends: np.ndarray, bound: int) -> np.ndarray:
+    """Twice the area enclosed by each contour: |shoelace sum| on the integer vertices, exact (as
+    ``cv2.contourArea``, which sums the same integer terms in float64). pts: (P, 2) int32 x, y with
+    |x|, |y| < ``bound``; contour k is pts[starts[k]:ends[k]]."""
+    x, y = pts[:, 0], pts[:, 1]
+    if bound >= 1 << 15:  # products or their difference could pass int32
+        x, y = x.astype(np.int64), y.astype(np.int64)
+    cross = np.empty(len(x), x.dtype)
+    np.subtract(x[:-1] * y[1:], x[1:] * y[:-1], out=cross[:-1])
+    last = ends - 1
+    cross[last] = x[last] * y[starts] - x[starts] * y[last]  # each contour closes on its first vertex
+    return np.abs(np.add.reduceat(cross, starts, dtype=np.int64))
+
+
+def _sibling_rank(hier: np.ndarray, holes: np.ndarray) -> np.ndarray:
+    """Sort key of each hole (contour numbers) along its parent's chain of children: the contour number when
+    OpenCV numbers siblings in chain order (checked), else the rank found by walking the chains."""
+    nxt = hier[:, 0]
+    hole_ids = np.flatnonzero(hier[:, 3] >= 0)
+    if np.all((nxt[hole_ids] < 0) | (nxt[hole_ids] > hole_ids)):
+        return holes
+    rank = np.zeros(len(hier), np.int64)
+    for p in np.unique(hier[hole_ids, 3]).tolist():
+        c, r = int(hier[p, 2]), 0
+        while c >= 0:
+            rank[c], r, c = r, r + 1, int(nxt[c])
+    return rank[holes]

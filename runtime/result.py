@@ -222,9 +222,9 @@ class Result:
         """Per instance, its mask as polygons (outer contours with their holes) in original-image pixels,
         largest part first; ``epsilon``: simplification relative to each contour's perimeter (X-AnyLabeling's
         ``epsilon_factor``). See :mod:`fastsam_onnx.polygons`."""
-        from .polygons import mask_polygons
+        from .polygons import crops_polygons
 
-        return [mask_polygons(c.mask, epsilon, (c.x0, c.y0)) for c in self.original_crops()]
+        return crops_polygons(self.original_crops(), epsilon)
 
     def to_json(self, image_path: str | None = None) -> dict[str, Any]:
         """JSON-ready dict: ``image`` (path, width, height), ``instances`` (box, score, area, COCO RLE
