@@ -18,7 +18,8 @@ The choices the papers leave open, as made here:
   (Chebyshev distance) of them — default 1, a strip 4 px wide — and zeroed elsewhere, so soft
   gradients inside or outside an instance that never cross 0.5 give no edge.
 - **Maximum** over instances, pixel-wise, on one (H, W) float32 canvas; the winning instance's gradient
-  direction is kept (one uint8 canvas) for the thinning.
+  direction is kept (one uint8 canvas) for the thinning (between equal gradients, the smallest direction
+  code: the map does not depend on the instances' order).
 - **Thinning**: Canny's non-maximum suppression along that gradient direction, quantised to 4 directions
   (0°, 45°, 90°, 135°): a pixel survives when it is > its neighbour on one side and >= on the other (a
   2-px plateau keeps one pixel, a 1-px line stays as it is). Only non-zero pixels are visited.
@@ -47,8 +48,9 @@ __all__ = ["BAND", "EdgeCanvas", "thin_edges", "result_edges", "edge_directions"
 
 #: default half-width of the kept strip around each instance's boundary, pixels
 BAND = 1
-#: pending crop pixels that start a batch (:class:`EdgeCanvas`): bounds a batch's packed canvases (about
-#: 13 bytes per packed pixel while it runs) while amortising the per-call overhead over many instances
+#: pending packed pixels (crops with their margins) that start a batch (:class:`EdgeCanvas`): bounds a
+#: batch's packed canvases (about 13 bytes per packed pixel while it runs) while amortising the per-call
+#: overhead over many instances
 BATCH_PIXELS = 1 << 22
 #: neighbour offsets (dy, dx) per direction code: 0 none, 1 horizontal gradient, 2 diagonal (1, 1),
 #: 3 vertical gradient, 4 anti-diagonal (1, -1)
@@ -86,7 +88,7 @@ class EdgeCanvas:
     canvas (:func:`shelf_pack`), so that every step is one OpenCV/numpy call over all of the batch's
     instances: the probability (sigmoid), its Sobel gradient, the band (one morphological gradient of
     the masks), the band pixels (one ``flatnonzero``), and the pixel-wise maximum into the canvas
-    (``np.maximum.at``). A batch runs once its crops reach ``BATCH_PIXELS``; work and memory scale with
+    (``np.maximum.at``). A batch runs once its packed tiles reach ``BATCH_PIXELS``; work and memory scale with
     the boxes' areas (about 13 bytes per packed pixel while a batch runs).
     """
 
@@ -132,7 +134,7 @@ class EdgeCanvas:
             self._run()
         self._pending.append((x0 + cx0, y0 + cy0, values, mask))
         self._pending_kind = logits
-        self._pending_px += values.size
+        self._pending_px += (values.shape[0] + 2 * self._margin) * (values.shape[1] + 2 * self._margin)
         if self._pending_px >= BATCH_PIXELS:
             self._run()
 
@@ -183,11 +185,15 @@ class EdgeCanvas:
             gy *= np.float32(0.5)
         mag = np.sqrt(gx * gx + gy * gy)
         flat = at + offset[who]
-        canvas = self._mag.ravel()
+        canvas, direction = self._mag.ravel(), self._dir.ravel()
+        before = canvas[flat]
         np.maximum.at(canvas, flat, mag)
-        won = np.flatnonzero((mag > 0) & (mag == canvas[flat]))  # ties: one of them writes the direction
-        flat = flat[won]
-        self._dir.ravel()[flat[::-1]] = edge_directions(gx[won], gy[won])[::-1]  # ties: the first instance, as a sequential max
+        top = np.flatnonzero((mag > 0) & (mag == canvas[flat]))  # the entries that hold their pixel's maximum
+        flat, rose = flat[top], mag[top] > before[top]
+        # the direction of the instance with the largest gradient; between equal ones the smallest code, so
+        # that the map does not depend on the instances' order nor on how they fall into batches
+        direction[flat[rose]] = 255  # (a larger gradient than any earlier batch's: its direction goes)
+        np.minimum.at(direction, flat, edge_directions(gx[top], gy[top]))
         self._touched.append(flat)
 
     def finish(self) -> np.ndarray:

@@ -179,3 +179,51 @@ report(heavy=heavy, status=status)
     rep = run_blocked(code, EXAMPLE, str(tmp_path / "e.png"), str(tmp_path / "p.json"))
     assert rep["heavy"] == [] and rep["status"] == 0
     assert rep["loaded"] == [] and rep["attempts"] == []
+
+
+def test_batches_count_the_margins_so_wide_bands_on_many_small_crops_stay_bounded(monkeypatch):
+    from fastsam_onnx import edges
+
+    monkeypatch.setattr(edges, "BATCH_PIXELS", 1 << 16)
+    packed = []
+    real_pack = edges.shelf_pack
+
+    def spy(sizes, width):
+        packed.append(sum(h * w for h, w in sizes))
+        return real_pack(sizes, width)
+
+    monkeypatch.setattr(edges, "shelf_pack", spy)
+    c = EdgeCanvas((300, 300), band=8)  # a margin of 19 px around every 3 x 3 crop: 41² px per tile
+    m = np.zeros((3, 3), bool)
+    m[1, 1] = True
+    for x, y in np.random.default_rng(0).integers(0, 297, (400, 2)).tolist():
+        c.add(x, y, m.astype(np.float32), m)
+    e = c.finish()
+    assert e.max() == 1 and e.shape == (300, 300)
+    assert len(packed) >= 10 and max(packed) <= (1 << 16) + 41 * 41  # not one batch of 400 × 41² px
+    whole = EdgeCanvas((300, 300), band=8)  # the same crops in one batch, in reverse order: the same map
+    monkeypatch.setattr(edges, "BATCH_PIXELS", 1 << 30)
+    for x, y in np.random.default_rng(0).integers(0, 297, (400, 2)).tolist()[::-1]:
+        whole.add(x, y, m.astype(np.float32), m)
+    np.testing.assert_array_equal(whole.finish(), e)
+
+
+def test_map_does_not_depend_on_the_instances_order_nor_batches(monkeypatch):
+    from fastsam_onnx import edges
+
+    rng = np.random.default_rng(3)
+    crops = []
+    for k in range(60):  # overlapping binary and ragged masks: many exactly equal gradients
+        h, w = rng.integers(5, 80, 2)
+        m = rng.random((h, w)) > 0.5 if k % 3 == 0 else np.pad(np.ones((h - h // 2, w - w // 2), bool), ((h // 4, h // 4 + h % 2), (w // 4, w // 4 + w % 2)))
+        crops.append((int(rng.integers(-10, 230)), int(rng.integers(-10, 190)), m))
+    maps = []
+    for batch, order in ((1 << 22, 1), (1 << 12, 1), (1 << 12, -1)):
+        monkeypatch.setattr(edges, "BATCH_PIXELS", batch)
+        c = EdgeCanvas((200, 240))
+        for x0, y0, m in crops[::order]:
+            c.add(x0, y0, m.astype(np.float32), m)
+        maps.append(c.finish())
+    assert (maps[0] > 0).sum() > 1000
+    np.testing.assert_array_equal(maps[0], maps[1])
+    np.testing.assert_array_equal(maps[0], maps[2])
