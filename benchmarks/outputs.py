@@ -1,8 +1,9 @@
 """What the extra outputs cost: edge maps and polygons against our everything-mode post-processing.
 
 ``python -m fastsam_onnx.benchmarks.outputs [--case fastsam-s|demo|all] [--model BUNDLE --image IMG] [--reps 15]``
-runs the session once on the image, then times on the same network outputs (medians of ``reps`` runs after 2
-warm-up runs):
+runs the session once on the image, then times on the same network outputs, in ``reps`` rounds after 2 warm-up
+rounds, every call once per round (medians; ratios are the medians of the per-round ratios, so that the
+machine's slower and faster spells hit both sides alike):
 
 - ``postprocess``: :func:`fastsam_onnx.model.postprocess` (decode/NMS, masks, fix-up), the baseline;
 - ``postprocess + edges``: the same with ``edges_band`` (the edge map made from the logits as the masks are

@@ -166,7 +166,8 @@ class EdgeCanvas:
             masks[py + M : py + M + h, px + M : px + M + w] = mk
             offset[i] = (y0 - py) * W2 + (x0 - px)
             # the strip: the crop plus m px, on the canvas only (canvas rows/cols -> packed: + py - y0 + M)
-            owner[py + M + max(-m, -y0) : py + M + min(h + m, H - y0), px + M + max(-m, -x0) : px + M + min(w + m, W - x0)] = i
+            rows = slice(py + M + max(-m, -y0), py + M + min(h + m, H - y0))
+            owner[rows, px + M + max(-m, -x0) : px + M + min(w + m, W - x0)] = i
             if y0 < M or x0 < M or y0 + h + M > H or x0 + w + M > W:
                 _replicate_frame(vals, masks, py, px, h + 2 * M, w + 2 * M, M - y0, M - x0, M + H - y0, M + W - x0)
         band = cv2.morphologyEx(masks, cv2.MORPH_GRADIENT, self._kernel, borderType=cv2.BORDER_REPLICATE)
@@ -241,6 +242,7 @@ def shelf_pack(sizes: Sequence[tuple[int, int]], width: int) -> np.ndarray:
         pos[i] = y, x
         x += w
     return pos
+
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-x)) as (1 + tanh(x / 2)) / 2: a new float32 array, no overflow."""
@@ -321,6 +323,7 @@ class LetterboxedSink:
         self.axes = unpad_axes(tuple(mask_shape), canvas.shape)
 
     def __call__(self, x0: int, y0: int, logits: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """One instance's (h, w) logits and, when the caller has it, its mask (logits > 0)."""
         c0, r0, p = rescale_crop(x0, y0, _sigmoid(logits), *self.axes)
-        _, _, m = rescale_crop(x0, y0, logits > 0, *self.axes)
+        _, _, m = rescale_crop(x0, y0, logits > 0 if mask is None else mask, *self.axes)
         self.canvas.add(c0, r0, p, m > 0.5)
