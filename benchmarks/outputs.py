@@ -34,7 +34,8 @@ import sys
 import tempfile
 import tracemalloc
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -60,6 +61,7 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
     """The figures of the module docstring for one bundle and one image (retina masks, iou 0.9, max_det 300).
     Each ``*_ms`` is a median over the reps; each ratio the median of the per-round ratios."""
     from fastsam_onnx import FastSAM
+    from fastsam_onnx.edges import resolve_engine
     from fastsam_onnx.image import load_image
     from fastsam_onnx.model import postprocess
 
@@ -70,25 +72,30 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
     o, p = out0[0], protos[0]
     kw = dict(conf=conf, iou=iou_default(), max_det=300, retina_masks=True)
     result = postprocess(o, p, lb, **kw)
-    edge_part: list[float] = []
+    engines = ["numpy", "numba"] if resolve_engine("auto") == "numba" else ["numpy"]
+    edge_part: dict[str, list[float]] = {e: [] for e in engines}
 
-    def with_edges() -> None:
-        r = postprocess(o, p, lb, edges_band=1, **kw)
-        edge_part.append(r._edges["ms"])
+    def with_edges(engine: str) -> Callable[[], None]:
+        def run() -> None:
+            with edge_engine(engine):
+                r = postprocess(o, p, lb, edges_band=1, **kw)
+            edge_part[engine].append(r._edges["ms"])
 
-    t = interleaved_ms(
-        {
-            "postprocess": lambda: postprocess(o, p, lb, **kw),
-            "postprocess_with_edges": with_edges,
-            "edges_recomputed": result.edges,
-            "polygons": result.polygons,
-            "polygons_eps": lambda: result.polygons(epsilon=0.005),
-        },
-        reps,
-    )
-    t["edges_in_pass"] = edge_part[-reps:]
+        return run
+
+    calls: dict[str, Callable[[], Any]] = {"postprocess": lambda: postprocess(o, p, lb, **kw)}
+    calls.update({f"postprocess_with_edges_{e}": with_edges(e) for e in engines})
+    def recomputed() -> None:
+        with edge_engine("numpy"):
+            result.edges()
+
+    calls.update(edges_recomputed=recomputed, polygons=result.polygons, polygons_eps=lambda: result.polygons(epsilon=0.005))
+    t = interleaved_ms(calls, reps)
+    for e in engines:
+        t[f"edges_in_pass_{e}"] = edge_part[e][-reps:]
     base = np.array(t["postprocess"])
     figures: dict[str, Any] = {
+        "edge_engines": engines,
         "instances": len(result),
         "conf": conf,
         "band_pixel_share": band_share(result),
@@ -98,8 +105,8 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
     }
     for name, ms in t.items():
         figures[f"{name}_ms"] = float(np.median(ms))
-    for name in ("edges_in_pass", "edges_recomputed", "polygons", "polygons_eps"):
-        key = "edges" if name == "edges_in_pass" else name
+    for name in [f"edges_in_pass_{e}" for e in engines] + ["edges_recomputed", "polygons", "polygons_eps"]:
+        key = name.replace("edges_in_pass", "edges")
         figures[f"{key}_ratio"] = float(np.median(np.array(t[name]) / base))
     tracemalloc.start()
     many = postprocess(o, p, lb, conf=0.01, iou=0.9, max_det=1000, retina_masks=True)
@@ -108,6 +115,24 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
     figures["proposals_instances"] = len(many)
     figures["proposals_crops_mb"] = sum(c.mask.nbytes for c in many.crops) / 1e6
     return figures
+
+
+#: how the tables name the edge engines (:func:`fastsam_onnx.edges.resolve_engine`)
+ENGINE_NAMES = {"numba": "numba engine (`[fast]`)", "numpy": "numpy engine (base install)"}
+
+
+@contextmanager
+def edge_engine(engine: str) -> Iterator[None]:
+    """``$FASTSAM_ONNX_EDGES`` set to ``engine`` for the block (the edge maps' engine), then restored."""
+    old = os.environ.get("FASTSAM_ONNX_EDGES")
+    os.environ["FASTSAM_ONNX_EDGES"] = engine
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["FASTSAM_ONNX_EDGES"]
+        else:
+            os.environ["FASTSAM_ONNX_EDGES"] = old
 
 
 def iou_default() -> float:
@@ -126,10 +151,13 @@ def band_share(result: Any) -> float:
 def markdown(f: dict[str, Any], machine: str) -> str:
     """The README table of :func:`measure`'s figures."""
     base = f["postprocess_ms"]
-    rows = [
-        ("our everything-mode postprocess (baseline)", base, None, None),
-        ("edges, in the same pass (`segment(edges=True)`, `--edges`)", f["edges_in_pass_ms"], f["edges_ratio"], GOALS["edges"]),
-        ("edges, recomputed later (`result.edges()`)", f["edges_recomputed_ms"], f["edges_recomputed_ratio"], None),
+    rows = [("our everything-mode postprocess (baseline)", base, None, None)]
+    for e in f["edge_engines"]:
+        rows.append((f"edges, in the same pass (`segment(edges=True)`, `--edges`), {ENGINE_NAMES[e]}",
+                     f[f"edges_in_pass_{e}_ms"], f[f"edges_{e}_ratio"], GOALS["edges"]))
+    rows += [
+        ("edges, recomputed later (`result.edges()`), numpy engine", f["edges_recomputed_ms"],
+         f["edges_recomputed_ratio"], None),
         ("polygons (`result.polygons()`)", f["polygons_ms"], f["polygons_ratio"], GOALS["polygons"]),
         ("polygons, epsilon 0.005", f["polygons_eps_ms"], f["polygons_eps_ratio"], None),
     ]

@@ -33,18 +33,20 @@ one float32 and one uint8 canvas of the output size, never an N × H × W stack.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
 
 from .errors import BadArgumentError
+from .extras import missing_modules
 from .masks import Axis, input_axes, protos_hwc, rescale_crop, retina_axes, span_logits, unpad_axes
 
 if TYPE_CHECKING:
     from .result import Result
 
-__all__ = ["BAND", "EdgeCanvas", "thin_edges", "result_edges", "edge_directions"]
+__all__ = ["BAND", "ENGINES", "EdgeCanvas", "resolve_engine", "thin_edges", "result_edges", "edge_directions"]
 
 #: default half-width of the kept strip around each instance's boundary, pixels
 BAND = 1
@@ -57,6 +59,28 @@ BATCH_PIXELS = 1 << 22
 _DY = np.array([0, 0, 1, 1, 1], dtype=np.int64)
 _DX = np.array([0, 1, 1, 0, -1], dtype=np.int64)
 _T1, _T2 = np.float32(np.tan(np.pi / 8)), np.float32(np.tan(3 * np.pi / 8))
+
+
+#: ``engine`` values of :class:`EdgeCanvas`: "numpy" (the default), "numba" (compiled loops, the ``[fast]``
+#: extra: the same maps, about 1.8x faster; the first use on a machine compiles for a few seconds), or
+#: "auto" (numba when it is installed); the default comes from ``$FASTSAM_ONNX_EDGES``, else "numpy"
+ENGINES = ("auto", "numpy", "numba")
+
+
+def resolve_engine(engine: str | None = None) -> str:
+    """The edge engine to use: ``engine``, else ``$FASTSAM_ONNX_EDGES``, else "numpy"; "auto" is numba when
+    importable, else numpy. Raises :class:`BadArgumentError` for an unknown name or for "numba" without numba."""
+    name = os.environ.get("FASTSAM_ONNX_EDGES", "numpy") if engine is None else engine
+    if name not in ENGINES:
+        where = "$FASTSAM_ONNX_EDGES" if engine is None else "edge engine"
+        raise BadArgumentError(f"{where} must be one of {', '.join(ENGINES)} (edge engine), got {name!r}")
+    if name == "numpy":
+        return name
+    if missing_modules("numba"):
+        if name == "numba":
+            raise BadArgumentError("the numba edge engine needs numba: pip install 'fastsam-onnx[fast]'")
+        return "numpy"
+    return "numba"
 
 
 def check_band(band) -> int:
@@ -92,10 +116,17 @@ class EdgeCanvas:
     the boxes' areas (about 13 bytes per packed pixel while a batch runs).
     """
 
-    def __init__(self, shape: tuple[int, int], band: int = BAND):
+    def __init__(self, shape: tuple[int, int], band: int = BAND, engine: str | None = None):
         self.shape = (int(shape[0]), int(shape[1]))
         self.band = check_band(band)
         H, W = self.shape
+        self.engine = resolve_engine(engine)
+        self.seconds = 0.0
+        if self.engine == "numba":  # one compiled call per instance, straight into unframed canvases
+            self._mag = np.zeros((H + 2, W + 2), dtype=np.float32)  # with a zero frame of 1 px
+            self._dir = np.zeros((H + 2, W + 2), dtype=np.uint8)
+            self._regions: list[tuple[int, int, int, int]] = []  # y0, y1, x0, x1 of each instance's reach
+            return
         r = self.band + 1  # transition pixels (a cross) dilated by the band: one gradient with this kernel
         k = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
         k[0, 0] = k[0, -1] = k[-1, 0] = k[-1, -1] = 0
@@ -110,7 +141,6 @@ class EdgeCanvas:
         self._pending_kind = False
         self._pending_px = 0
         self._touched: list[np.ndarray] = []  # framed canvas indices written, per batch
-        self.seconds = 0.0
 
     def add_logits(self, x0: int, y0: int, logits: np.ndarray, mask: np.ndarray | None = None) -> None:
         """One instance from its (h, w) float32 mask logits at column ``x0``, row ``y0`` of this canvas
@@ -130,6 +160,18 @@ class EdgeCanvas:
         cy0, cx0 = max(-y0, 0), max(-x0, 0)  # the part of the crop on the canvas
         cy1, cx1 = min(H - y0, h), min(W - x0, w)
         values, mask = values[cy0:cy1, cx0:cx1], np.asarray(mask, bool)[cy0:cy1, cx0:cx1]
+        if self.engine == "numba":
+            from . import edges_numba
+
+            if logits:
+                values = np.multiply(values, np.float32(0.5), dtype=np.float32)
+                np.tanh(values, out=values)
+            fill, scale = (np.float32(-1), np.float32(0.5)) if logits else (np.float32(0), np.float32(1))
+            x0, y0, (h, w), r = x0 + cx0, y0 + cy0, values.shape, self.band + 1
+            edges_numba.crop_edges(np.ascontiguousarray(values, np.float32), np.ascontiguousarray(mask).view(np.uint8),
+                                   x0, y0, fill, scale, self.band, self._mag, self._dir)
+            self._regions.append((max(y0 - r, 0), min(y0 + h + r, H), max(x0 - r, 0), min(x0 + w + r, W)))
+            return
         if self._pending and logits != self._pending_kind:
             self._run()
         self._pending.append((x0 + cx0, y0 + cy0, values, mask))
@@ -199,9 +241,15 @@ class EdgeCanvas:
 
     def finish(self) -> np.ndarray:
         """The (H, W) float32 edge map in [0, 1]: thinned (:func:`thin_edges`), divided by its maximum."""
-        self._run()
         H, W = self.shape
         out = np.zeros((H, W), np.float32)
+        if self.engine == "numba":
+            from . import edges_numba
+
+            regions = np.array(self._regions, np.int64).reshape(-1, 4)
+            edges_numba.thin_canvas(self._mag, self._dir, regions, out)
+            return out
+        self._run()
         if not self._touched:
             return out
         idx = np.concatenate(self._touched)  # (a pixel won in two batches appears twice: harmless)

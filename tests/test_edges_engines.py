@@ -1,0 +1,138 @@
+"""The two edge engines (fastsam_onnx.edges: numpy, and numba's compiled loops from the ``[fast]`` extra) make
+the same maps: on trained masks, ragged masks, crops at the image frame, several bands, probabilities and
+logits, ties; the engine is chosen as documented and numba is never imported unless it is used."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from fastsam_onnx import FastSAM
+from fastsam_onnx.edges import EdgeCanvas, resolve_engine
+from fastsam_onnx.errors import BadArgumentError
+from fastsam_onnx.masks import protos_hwc, retina_axes, span_logits
+from fastsam_onnx.model import postprocess
+from fastsam_onnx.models import demo_bundle
+
+pytest.importorskip("numba", reason="the numba engine is the [fast] extra (installed by the dev extra and CI)")
+
+EXAMPLE = str(demo_bundle() / "example.jpg")
+
+
+def _both(shape, crops, band=1, logits=True):
+    maps = []
+    for engine in ("numpy", "numba"):
+        c = EdgeCanvas(shape, band, engine=engine)
+        assert c.engine == engine
+        for x0, y0, v, m in crops:
+            (c.add_logits if logits else c.add)(x0, y0, v, m)
+        maps.append(c.finish())
+    return maps
+
+
+def _instance_logits(result):
+    protos, coeffs, _ = result._logits
+    ay, ax = retina_axes(protos.shape[1:], result.orig_shape)
+    hwc = protos_hwc(protos)
+    out = []
+    for coef, (x0, y0, m) in zip(np.asarray(coeffs, np.float32), result.crops):
+        h, w = m.shape
+        out.append((x0, y0, span_logits(hwc, coef, y0, y0 + h, x0, x0 + w, ay, ax), m))
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_result():
+    model = FastSAM()
+    img = cv2.imread(EXAMPLE)
+    x, lb = model.preprocess(img, model._input_size(None))
+    o, p = model.session.run(x)[:2]
+    return postprocess(o[0], p[0], lb, conf=0.1, iou=0.9, max_det=300, retina_masks=True)
+
+
+@pytest.mark.parametrize("band", [0, 1, 2, 5])
+def test_trained_masks_give_the_same_map(demo_result, band):
+    crops = _instance_logits(demo_result)
+    assert len(crops) >= 10
+    a, b = _both(demo_result.orig_shape, crops, band)
+    assert (a > 0).sum() > 1000
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
+    assert ((a > 0) != (b > 0)).sum() <= 2  # (float ties at the last bit: OpenCV's scalar tail columns)
+
+
+def test_ragged_masks_frame_crops_and_probabilities_give_the_same_map():
+    rng = np.random.default_rng(7)
+    H, W = 150, 170
+    crops = []
+    for k in range(40):  # noise logits (ragged masks), many crossing or touching the image frame
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        x0, y0 = int(rng.integers(-20, W - 5)), int(rng.integers(-20, H - 5))
+        v = (rng.normal(size=(h, w)) * 4 + (2 if k % 2 else -1)).astype(np.float32)
+        crops.append((x0, y0, v, v > 0))
+    for band in (0, 1, 3):
+        a, b = _both((H, W), crops, band)
+        assert (a > 0).sum() > 500
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
+        assert ((a > 0) != (b > 0)).mean() < 1e-3
+    probs = [(x0, y0, 1 / (1 + np.exp(-v)), m) for x0, y0, v, m in crops]  # the letterboxed path's add()
+    a, b = _both((H, W), probs, 1, logits=False)
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
+
+
+def test_binary_masks_with_exact_ties_give_the_same_directions():
+    rng = np.random.default_rng(3)
+    crops = []
+    for _ in range(30):  # overlapping 0/1 masks: equal gradients everywhere they cross
+        h, w = (int(v) for v in rng.integers(4, 60, 2))
+        m = np.zeros((h, w), bool)
+        m[h // 4 : h - h // 4, w // 4 : w - w // 4] = True
+        crops.append((int(rng.integers(-5, 110)), int(rng.integers(-5, 90)), m.astype(np.float32), m))
+    a, b = _both((100, 120), crops, 1, logits=False)
+    np.testing.assert_array_equal(b, a)
+
+
+def test_segment_uses_the_engine_and_both_give_the_same_map(monkeypatch):
+    model = FastSAM()
+    maps = {}
+    for engine in ("numpy", "numba"):
+        monkeypatch.setenv("FASTSAM_ONNX_EDGES", engine)
+        maps[engine] = model.edges(EXAMPLE)
+        maps[engine + "-letterboxed"] = model.edges(EXAMPLE, retina_masks=False)
+    np.testing.assert_allclose(maps["numba"], maps["numpy"], atol=1e-6)
+    np.testing.assert_allclose(maps["numba-letterboxed"], maps["numpy-letterboxed"], atol=1e-6)
+
+
+def test_engine_choice_and_errors(monkeypatch):
+    monkeypatch.delenv("FASTSAM_ONNX_EDGES", raising=False)
+    assert resolve_engine() == "numpy" and EdgeCanvas((4, 4)).engine == "numpy"  # the default
+    assert resolve_engine("auto") == "numba" and resolve_engine("numba") == "numba"
+    monkeypatch.setenv("FASTSAM_ONNX_EDGES", "auto")
+    assert resolve_engine() == "numba" and EdgeCanvas((4, 4)).engine == "numba"
+    for bad in ("cuda", "", 3):
+        with pytest.raises(BadArgumentError, match="edge engine"):
+            resolve_engine(bad)
+    monkeypatch.setenv("FASTSAM_ONNX_EDGES", "fast")
+    with pytest.raises(BadArgumentError, match="FASTSAM_ONNX_EDGES|edge engine"):
+        EdgeCanvas((4, 4))
+    from fastsam_onnx import edges
+
+    monkeypatch.setattr(edges, "missing_modules", lambda *m: list(m))  # as without the [fast] extra
+    assert resolve_engine("auto") == "numpy"
+    with pytest.raises(BadArgumentError, match=r"fastsam-onnx\[fast\]"):
+        resolve_engine("numba")
+
+
+def test_numba_is_imported_only_when_an_edge_map_uses_it(monkeypatch):
+    monkeypatch.delenv("FASTSAM_ONNX_EDGES", raising=False)
+    code = (
+        "import sys\nimport numpy as np\nimport fastsam_onnx\nfrom fastsam_onnx.edges import EdgeCanvas\n"
+        "m = np.zeros((8, 8), bool); m[2:6, 2:6] = True\n"
+        "c = EdgeCanvas((10, 10)); c.add(1, 1, m.astype(np.float32), m); c.finish()\n"
+        "print('numba' in sys.modules)\n"
+        "c = EdgeCanvas((10, 10), engine='numba'); c.add(1, 1, m.astype(np.float32), m)\n"
+        "print(c.finish().max(), 'numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "1.0", "True"]
