@@ -33,8 +33,8 @@ import os
 import sys
 import tempfile
 import tracemalloc
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -85,6 +85,7 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
 
     calls: dict[str, Callable[[], Any]] = {"postprocess": lambda: postprocess(o, p, lb, **kw)}
     calls.update({f"postprocess_with_edges_{e}": with_edges(e) for e in engines})
+
     def recomputed() -> None:
         with edge_engine("numpy"):
             result.edges()

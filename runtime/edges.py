@@ -113,7 +113,8 @@ class EdgeCanvas:
     instances: the probability (sigmoid), its Sobel gradient, the band (one morphological gradient of
     the masks), the band pixels (one ``flatnonzero``), and the pixel-wise maximum into the canvas
     (``np.maximum.at``). A batch runs once its packed tiles reach ``BATCH_PIXELS``; work and memory scale with
-    the boxes' areas (about 13 bytes per packed pixel while a batch runs).
+    the boxes' areas (about 13 bytes per packed pixel while a batch runs). With ``engine`` "numba"
+    (:func:`resolve_engine`) each instance is one compiled call instead (:mod:`fastsam_onnx.edges_numba`): the same map.
     """
 
     def __init__(self, shape: tuple[int, int], band: int = BAND, engine: str | None = None):
@@ -122,7 +123,7 @@ class EdgeCanvas:
         H, W = self.shape
         self.engine = resolve_engine(engine)
         self.seconds = 0.0
-        if self.engine == "numba":  # one compiled call per instance, straight into unframed canvases
+        if self.engine == "numba":  # one compiled call per instance, straight into the canvases (no batches)
             self._mag = np.zeros((H + 2, W + 2), dtype=np.float32)  # with a zero frame of 1 px
             self._dir = np.zeros((H + 2, W + 2), dtype=np.uint8)
             self._regions: list[tuple[int, int, int, int]] = []  # y0, y1, x0, x1 of each instance's reach

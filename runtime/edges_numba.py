@@ -21,8 +21,9 @@ from numba import njit
 
 __all__ = ["crop_edges", "thin_canvas"]
 
+from .edges import _T1, _T2  # the direction codes' thresholds
+
 _U = np.uint64
-_T1, _T2 = np.float32(np.tan(np.pi / 8)), np.float32(np.tan(3 * np.pi / 8))  # as edges._T1, edges._T2
 
 
 @njit(cache=True, nogil=True)
@@ -143,7 +144,7 @@ def thin_canvas(mag, dirc, regions, out):  # pragma: no cover - compiled
     size = 0
     for j in range(regions.shape[0]):
         size += (regions[j, 1] - regions[j, 0]) * (regions[j, 3] - regions[j, 2])
-    kept = np.empty(size, np.uint64)
+    kept = np.empty(min(size, out.size), np.uint64)  # each pixel is kept at most once
     n = 0
     top = np.float32(0)
     for j in range(regions.shape[0]):

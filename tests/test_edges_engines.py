@@ -12,7 +12,6 @@ import pytest
 from fastsam_onnx import FastSAM
 from fastsam_onnx.edges import EdgeCanvas, resolve_engine
 from fastsam_onnx.errors import BadArgumentError
-from fastsam_onnx.masks import protos_hwc, retina_axes, span_logits
 from fastsam_onnx.model import postprocess
 from fastsam_onnx.models import demo_bundle
 
@@ -32,17 +31,6 @@ def _both(shape, crops, band=1, logits=True):
     return maps
 
 
-def _instance_logits(result):
-    protos, coeffs, _ = result._logits
-    ay, ax = retina_axes(protos.shape[1:], result.orig_shape)
-    hwc = protos_hwc(protos)
-    out = []
-    for coef, (x0, y0, m) in zip(np.asarray(coeffs, np.float32), result.crops):
-        h, w = m.shape
-        out.append((x0, y0, span_logits(hwc, coef, y0, y0 + h, x0, x0 + w, ay, ax), m))
-    return out
-
-
 @pytest.fixture(scope="module")
 def demo_result():
     model = FastSAM()
@@ -53,10 +41,14 @@ def demo_result():
 
 
 @pytest.mark.parametrize("band", [0, 1, 2, 5])
-def test_trained_masks_give_the_same_map(demo_result, band):
-    crops = _instance_logits(demo_result)
-    assert len(crops) >= 10
-    a, b = _both(demo_result.orig_shape, crops, band)
+def test_trained_masks_give_the_same_map(demo_result, band, monkeypatch):
+    assert len(demo_result) >= 10
+    maps = []
+    for engine in ("numpy", "numba"):  # the path segment() and result.edges() take
+        monkeypatch.setenv("FASTSAM_ONNX_EDGES", engine)
+        assert resolve_engine() == engine
+        maps.append(demo_result.edges(band))
+    a, b = maps
     assert (a > 0).sum() > 1000
     np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
     assert ((a > 0) != (b > 0)).sum() <= 2  # (float ties at the last bit: OpenCV's scalar tail columns)
