@@ -123,10 +123,10 @@ class EdgeCanvas:
         H, W = self.shape
         self.engine = resolve_engine(engine)
         self.seconds = 0.0
-        if self.engine == "numba":  # one compiled call per instance, straight into the canvases (no batches)
-            self._mag = np.zeros((H + 2, W + 2), dtype=np.float32)  # with a zero frame of 1 px
-            self._dir = np.zeros((H + 2, W + 2), dtype=np.uint8)
-            self._regions: list[tuple[int, int, int, int]] = []  # y0, y1, x0, x1 of each instance's reach
+        if self.engine == "numba":  # each instance into the canvases as it comes (compiled loops)
+            from .edges_numba import NumbaCanvas
+
+            self._numba = NumbaCanvas(self.shape, self.band)
             return
         r = self.band + 1  # transition pixels (a cross) dilated by the band: one gradient with this kernel
         k = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
@@ -162,16 +162,7 @@ class EdgeCanvas:
         cy1, cx1 = min(H - y0, h), min(W - x0, w)
         values, mask = values[cy0:cy1, cx0:cx1], np.asarray(mask, bool)[cy0:cy1, cx0:cx1]
         if self.engine == "numba":
-            from . import edges_numba
-
-            if logits:
-                values = np.multiply(values, np.float32(0.5), dtype=np.float32)
-                np.tanh(values, out=values)
-            fill, scale = (np.float32(-1), np.float32(0.5)) if logits else (np.float32(0), np.float32(1))
-            x0, y0, (h, w), r = x0 + cx0, y0 + cy0, values.shape, self.band + 1
-            edges_numba.crop_edges(np.ascontiguousarray(values, np.float32), np.ascontiguousarray(mask).view(np.uint8),
-                                   x0, y0, fill, scale, self.band, self._mag, self._dir)
-            self._regions.append((max(y0 - r, 0), min(y0 + h + r, H), max(x0 - r, 0), min(x0 + w + r, W)))
+            self._numba.add(x0 + cx0, y0 + cy0, values, mask, logits)
             return
         if self._pending and logits != self._pending_kind:
             self._run()
@@ -245,10 +236,7 @@ class EdgeCanvas:
         H, W = self.shape
         out = np.zeros((H, W), np.float32)
         if self.engine == "numba":
-            from . import edges_numba
-
-            regions = np.array(self._regions, np.int64).reshape(-1, 4)
-            edges_numba.thin_canvas(self._mag, self._dir, regions, out)
+            self._numba.finish(out)
             return out
         self._run()
         if not self._touched:
