@@ -123,6 +123,7 @@ class EdgeCanvas:
         H, W = self.shape
         self.engine = resolve_engine(engine)
         self.seconds = 0.0
+        self._numba = None
         if self.engine == "numba":  # each instance into the canvases as it comes (compiled loops)
             from .edges_numba import NumbaCanvas
 
@@ -147,11 +148,19 @@ class EdgeCanvas:
         """One instance from its (h, w) float32 mask logits at column ``x0``, row ``y0`` of this canvas
         (probability = sigmoid(logits), mask = logits > 0, or ``mask`` when the caller has it)."""
         logits = np.asarray(logits, np.float32)
-        self._queue(x0, y0, logits, logits > 0 if mask is None else mask, True)
+        mask = logits > 0 if mask is None else np.asarray(mask, bool)
+        if self._numba is not None:
+            self._numba.add(x0, y0, logits, mask, True)
+        else:
+            self._queue(x0, y0, logits, mask, True)
 
     def add(self, x0: int, y0: int, prob: np.ndarray, mask: np.ndarray) -> None:
         """One instance: (h, w) probability in [0, 1] and its (h, w) binary mask, at column ``x0``, row ``y0``."""
-        self._queue(x0, y0, np.asarray(prob, np.float32), mask, False)
+        prob, mask = np.asarray(prob, np.float32), np.asarray(mask, bool)
+        if self._numba is not None:
+            self._numba.add(x0, y0, prob, mask, False)
+        else:
+            self._queue(x0, y0, prob, mask, False)
 
     def _queue(self, x0: int, y0: int, values: np.ndarray, mask: np.ndarray, logits: bool) -> None:
         H, W = self.shape
@@ -160,10 +169,7 @@ class EdgeCanvas:
             return
         cy0, cx0 = max(-y0, 0), max(-x0, 0)  # the part of the crop on the canvas
         cy1, cx1 = min(H - y0, h), min(W - x0, w)
-        values, mask = values[cy0:cy1, cx0:cx1], np.asarray(mask, bool)[cy0:cy1, cx0:cx1]
-        if self.engine == "numba":
-            self._numba.add(x0 + cx0, y0 + cy0, values, mask, logits)
-            return
+        values, mask = values[cy0:cy1, cx0:cx1], mask[cy0:cy1, cx0:cx1]
         if self._pending and logits != self._pending_kind:
             self._run()
         self._pending.append((x0 + cx0, y0 + cy0, values, mask))

@@ -28,11 +28,12 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .edges import _T1, _T2  # the direction codes' thresholds
 
-__all__ = ["NumbaCanvas", "POOL_BYTES", "clear_touched", "crop_edges", "margin", "thin_touched", "tile_sizes"]
+__all__ = ["NumbaCanvas", "POOL_BYTES", "batch_edges", "clear_touched", "margin", "thin_touched", "tile_sizes"]
 
 _U = np.uint64
 _ONE, _ZERO, _ALL = np.uint64(1), np.uint64(0), np.uint64(0xFFFFFFFFFFFFFFFF)
 _B56, _B63 = np.uint64(56), np.uint64(63)
+_HALF, _MINUS_ONE, _ZERO32, _ONE32 = np.float32(0.5), np.float32(-1), np.float32(0), np.float32(1)
 
 
 def margin(band: int) -> int:
@@ -80,16 +81,29 @@ def _replicate(a, e, y0, x0, H, W):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def crop_edges(t, m, x0, y0, fill, scale, b, mag, dirc, touched, n, pt, pb, M, T, R):  # pragma: no cover - compiled
-    """One instance into the canvas; returns the new count of ``touched``.
+def batch_edges(vals, masks, table, b, mag, dirc, touched, n, pt, pb, M, T, R):  # pragma: no cover - compiled
+    """Instances into the canvas; returns the new count of ``touched``.
 
-    t: (h, w) float32 values, tanh(logit / 2) (``fill`` -1, ``scale`` 0.5) or probabilities (0, 1); m: (h, w)
-    uint8 mask (0/1); the crop lies inside the canvas at column x0, row y0. mag (H + 2, W + 2) float32 and
-    dirc (H + 2, W + 2) uint8: the canvases of an (H, W) image with a 1-px frame (kept zero), updated in
-    place; b: the band (pixels). Each canvas pixel that turns non-zero is written (flat framed index) to
-    ``touched[n]``, ``touched[n + 1]``, ...: room for (h + 2 b + 2) (w + 2 b + 2) more is needed. pt (float32),
-    pb (uint64; its bytes: the mask tile), M, T, R (uint64): scratch of at least :func:`tile_sizes`."""
-    h, w = t.shape
+    vals: float32 and masks: uint8 (0/1), the crops one after the other (row-major); table: (k, 6) int64 rows
+    (offset into vals/masks, h, w, x0, y0, kind), each crop inside the canvas at column x0, row y0, its values
+    tanh(logit / 2) for kind 1 (outside value -1, gradient halved) or probabilities for kind 0 (0, 1). mag
+    (H + 2, W + 2) float32 and dirc (H + 2, W + 2) uint8: the canvases of an (H, W) image with a 1-px frame
+    (kept zero), updated in place; b: the band (pixels). Each canvas pixel that turns non-zero is written (flat
+    framed index) to ``touched[n]``, ``touched[n + 1]``, ...: room for the sum of (h + 2 b + 2) (w + 2 b + 2) is
+    needed. pt (float32), pb (uint64; its bytes: the mask tile), M, T, R (uint64): scratch of at least
+    :func:`tile_sizes` for the largest crop."""
+    for j in range(table.shape[0]):
+        off, h, w = table[j, 0], table[j, 1], table[j, 2]
+        logits = table[j, 5] == 1
+        fill, scale = (_MINUS_ONE, _HALF) if logits else (_ZERO32, _ONE32)
+        n = _instance(vals[off : off + h * w], masks[off : off + h * w], h, w, table[j, 3], table[j, 4], fill, scale,
+                      b, mag, dirc, touched, n, pt, pb, M, T, R)
+    return n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _instance(tf, mf, h, w, x0, y0, fill, scale, b, mag, dirc, touched, n, pt, pb, M, T, R):  # pragma: no cover
+    """One instance of :func:`batch_edges`: tf, mf its flat values and mask."""
     H, W = mag.shape[0] - 2, mag.shape[1] - 2
     U = _U
     e = 2 * b + 2
@@ -98,7 +112,6 @@ def crop_edges(t, m, x0, y0, fill, scale, b, mag, dirc, touched, n, pt, pb, M, T
     nw = (LW + 63) // 64
     uLW, uW, ue = U(LW), U(W + 2), U(e)
     pm = pb.view(np.uint8)
-    tf, mf = t.ravel(), m.ravel()
     for i in range(U(LH * 8 * nw)):
         pb[i] = _ZERO
     for i in range(ue * uLW):
@@ -193,19 +206,19 @@ def thin_touched(mag, dirc, touched, out):  # pragma: no cover - compiled
     ((H, W) float32 zeros): the kept values divided by the largest. Returns that largest (0 if none)."""
     uW2, W = _U(mag.shape[1]), out.shape[1]
     magf, dirf, outf = mag.ravel(), dirc.ravel(), out.ravel()
+    # the neighbour offsets at +(dy, dx) of direction codes 0-4 (see edges._DY, _DX); the frame is 0
+    offs = np.array([0, 1, mag.shape[1] + 1, mag.shape[1], mag.shape[1] - 1], np.uint64)
     kept = np.empty(touched.shape[0], np.uint64)
     k = 0
     top = np.float32(0)
-    for j in range(touched.shape[0]):
+    for j in range(touched.shape[0]):  # (without branches: the outcome is a coin toss)
         q = _U(touched[j])
         v = magf[q]
-        d = dirf[q]
-        # the neighbours at +(dy, dx) and -(dy, dx) of direction code d (1-4); the frame is 0
-        off = _ONE if d == 1 else (uW2 + _ONE if d == 2 else (uW2 if d == 3 else uW2 - _ONE))
-        if v > magf[q + off] and v >= magf[q - off]:
-            kept[k] = q
-            k += 1
-            top = max(top, v)
+        off = offs[dirf[q]]
+        keep = (v > magf[q + off]) & (v >= magf[q - off])
+        kept[k] = q
+        k += np.int64(keep)
+        top = max(top, v if keep else np.float32(0))
     for j in range(k):
         q = kept[j]
         y, x = q // uW2, q % uW2
@@ -222,79 +235,143 @@ def clear_touched(mag, dirc, touched):  # pragma: no cover - compiled
         dirf[touched[j]] = 0
 
 
-#: canvases kept for the next edge map of the same size (:func:`_take`), at most this many bytes in all
+#: workspaces (canvases, buffers) kept for the next edge map of the same size, at most this many bytes in all
 POOL_BYTES = 64 << 20
-_pool: list[tuple[np.ndarray, np.ndarray]] = []
+#: pixels of crops gathered before they run as one batch (:meth:`NumbaCanvas.add`): the buffers' size
+BATCH_PIXELS = 1 << 20
+_pool: list["_Workspace"] = []
 _pool_lock = threading.Lock()
 
 
-def _take(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Zeroed (mag float32, direction uint8) canvases of ``shape``: a pooled pair when there is one."""
+class _Workspace:
+    """What one edge map of an (H, W) image works in: the zeroed canvases (mag float32, direction uint8, with a
+    1-px frame), the batch buffers (crop values and masks, end to end), the scratch tiles (grown to the largest
+    crop) and the touched-pixel list (grown as needed)."""
+
+    def __init__(self, shape: tuple[int, int]):
+        H, W = shape
+        self.shape = shape
+        self.mag, self.dir = np.zeros((H + 2, W + 2), np.float32), np.zeros((H + 2, W + 2), np.uint8)
+        self.vals, self.masks = np.empty(BATCH_PIXELS, np.float32), np.empty(BATCH_PIXELS, np.bool_)
+        self.tiles = (np.empty(0, np.float32),) + tuple(np.empty(0, np.uint64) for _ in range(4))
+        self.touched = np.empty(min(H * W, 1 << 16), np.int64)
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.mag, self.dir, self.vals, self.masks, self.touched, *self.tiles))
+
+    def fit_tiles(self, h: int, w: int, band: int) -> None:
+        """Scratch tiles for (h, w) crops (with some headroom)."""
+        px, byte_words, words = tile_sizes(h, w, band)
+        if self.tiles[0].size < px or self.tiles[2].size < words:
+            px, byte_words, words = tile_sizes(h + h // 4 + 8, w + w // 4 + 8, band)
+            self.tiles = (np.empty(px, np.float32), np.empty(byte_words, np.uint64)) + tuple(
+                np.empty(words, np.uint64) for _ in range(3))
+
+    def fit_touched(self, n: int, more: int) -> None:
+        """Room for ``more`` entries after the first ``n`` of the touched list."""
+        if n + more > self.touched.size:
+            grown = np.empty(max(n + more, 2 * self.touched.size), np.int64)
+            grown[:n] = self.touched[:n]
+            self.touched = grown
+
+
+def _take(shape: tuple[int, int]) -> _Workspace:
+    """A workspace for ``shape``: a pooled one when there is one."""
     with _pool_lock:
-        for i, (mag, _) in enumerate(_pool):
-            if mag.shape == shape:
+        for i, ws in enumerate(_pool):
+            if ws.shape == shape:
                 return _pool.pop(i)
-    return np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
+    return _Workspace(shape)
 
 
-def _give_back(mag: np.ndarray, dirc: np.ndarray) -> None:
-    """Zeroed canvases into the pool, newest first, the oldest dropped beyond :data:`POOL_BYTES`."""
+def _give_back(ws: _Workspace) -> None:
+    """A workspace (canvases zeroed) into the pool, newest first, the oldest dropped beyond :data:`POOL_BYTES`."""
     with _pool_lock:
-        _pool.insert(0, (mag, dirc))
+        _pool.insert(0, ws)
         total = 0
-        for i, (m, d) in enumerate(_pool):
-            total += m.nbytes + d.nbytes
+        for i, w in enumerate(_pool):
+            total += w.nbytes()
             if total > POOL_BYTES:
                 del _pool[i:]
                 break
 
 
+def _spans(table: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) in the batch buffers of each stretch of consecutive logits rows of ``table``."""
+    if table[:, 5].all():
+        return [(int(table[0, 0]), int(table[-1, 0] + table[-1, 1] * table[-1, 2]))]
+    spans: list[tuple[int, int]] = []
+    for off, h, w, *_, kind in table.tolist():
+        if kind and spans and spans[-1][1] == off:
+            spans[-1] = (spans[-1][0], off + h * w)
+        elif kind:
+            spans.append((off, off + h * w))
+    return spans
+
+
 class NumbaCanvas:
-    """The numba engine of :class:`fastsam_onnx.edges.EdgeCanvas` for an (H, W) image: each instance goes into
-    the canvases as it comes (:func:`crop_edges`); :meth:`finish` thins and normalises. The canvases come
-    from a small pool (at most :data:`POOL_BYTES`) and go back to it zeroed; the scratch tiles grow to the
-    largest crop."""
+    """The numba engine of :class:`fastsam_onnx.edges.EdgeCanvas` for an (H, W) image. :meth:`add` writes each
+    crop's values (tanh(logit / 2) for logits, while they are in the cache) and mask into the batch buffers;
+    a full batch, and :meth:`finish`, run them in one compiled call (:func:`batch_edges`); :meth:`finish`
+    thins and normalises. The workspace comes from a small pool (at most :data:`POOL_BYTES`) and goes back
+    to it with its canvases zeroed."""
 
     def __init__(self, shape: tuple[int, int], band: int):
         self.shape, self.band = shape, band
-        H, W = shape
-        self._mag, self._dir = _take((H + 2, W + 2))
-        self._touched = np.empty(min(H * W, 1 << 16), np.int64)
-        self._n = 0
-        self._vals = np.empty(0, np.float32)
-        self._tiles = (np.empty(0, np.float32),) + tuple(np.empty(0, np.uint64) for _ in range(4))
+        self._ws = _take(shape)
+        self._n = 0  # touched pixels so far
+        self._rows: list[tuple[int, int, int, int, int, int]] = []  # batch_edges' table
+        self._pos = 0  # batch buffer pixels used
 
     def add(self, x0: int, y0: int, values: np.ndarray, mask: np.ndarray, logits: bool) -> None:
-        """One instance: (h, w) float32 logits (``logits``) or probabilities, its (h, w) bool mask, the crop
-        inside the canvas at column ``x0``, row ``y0``."""
+        """One instance: (h, w) float32 logits (``logits``) or probabilities and its (h, w) bool mask at column
+        ``x0``, row ``y0`` (pixels; the part outside the canvas is cut off)."""
         h, w = values.shape
-        if logits:  # tanh(logit / 2), contiguous, while the logits are in the cache
-            if self._vals.size < h * w:
-                self._vals = np.empty(2 * h * w, np.float32)
-            t = self._vals[: h * w].reshape(h, w)
-            np.tanh(np.multiply(values, np.float32(0.5), out=t), out=t)
-            fill, scale = np.float32(-1), np.float32(0.5)
+        H, W = self.shape
+        if x0 < 0 or y0 < 0 or x0 + w > W or y0 + h > H:
+            if h == 0 or w == 0 or x0 >= W or y0 >= H or x0 + w <= 0 or y0 + h <= 0:
+                return
+            cy0, cx0 = max(-y0, 0), max(-x0, 0)  # the part of the crop on the canvas
+            cy1, cx1 = min(H - y0, h), min(W - x0, w)
+            values, mask = values[cy0:cy1, cx0:cx1], mask[cy0:cy1, cx0:cx1]
+            x0, y0, (h, w) = x0 + cx0, y0 + cy0, values.shape
+        elif h == 0 or w == 0:
+            return
+        ws, size = self._ws, h * w
+        if self._pos + size > ws.vals.size:
+            self._run()
+            if size > ws.vals.size:  # one crop larger than the buffers
+                ws.vals, ws.masks = np.empty(size, np.float32), np.empty(size, np.bool_)
+        pos = self._pos
+        t = ws.vals[pos : pos + size]
+        if logits:  # logit / 2 while the logits are in the cache; its tanh (sigmoid's 2 p - 1) when the batch runs
+            np.multiply(values.reshape(-1), _HALF, out=t)
         else:
-            t = np.ascontiguousarray(values, np.float32)
-            fill, scale = np.float32(0), np.float32(1)
-        px, byte_words, words = tile_sizes(h, w, self.band)
-        if self._tiles[0].size < px or self._tiles[2].size < words:
-            self._tiles = (np.empty(2 * px, np.float32), np.empty(2 * byte_words, np.uint64)) + tuple(
-                np.empty(2 * words, np.uint64) for _ in range(3))
-        r = self.band + 1
-        need = self._n + (h + 2 * r) * (w + 2 * r)
-        if self._touched.size < need:
-            grown = np.empty(max(need, 2 * self._touched.size), np.int64)
-            grown[: self._n] = self._touched[: self._n]
-            self._touched = grown
-        m = np.ascontiguousarray(mask).view(np.uint8)
-        self._n = crop_edges(t, m, x0, y0, fill, scale, self.band, self._mag, self._dir, self._touched, self._n,
-                             *self._tiles)
+            t[:] = values.reshape(-1)
+        ws.masks[pos : pos + size] = mask.reshape(-1)
+        self._rows.append((pos, h, w, x0, y0, logits))
+        self._pos = pos + size
+
+    def _run(self) -> None:
+        """The gathered crops, in one compiled call."""
+        if not self._rows:
+            return
+        table = np.array(self._rows, np.int64)
+        ws = self._ws
+        for lo, hi in _spans(table):  # one tanh over each stretch of logits (faster than crop by crop)
+            np.tanh(ws.vals[lo:hi], out=ws.vals[lo:hi])
+        self._rows, self._pos = [], 0
+        ws.fit_tiles(int(table[:, 1].max()), int(table[:, 2].max()), self.band)
+        r2, (H, W) = 2 * self.band + 2, self.shape  # (at most every pixel of the image, once)
+        ws.fit_touched(self._n, min(int(((table[:, 1] + r2) * (table[:, 2] + r2)).sum()), H * W - self._n))
+        self._n = batch_edges(ws.vals, ws.masks.view(np.uint8), table, self.band, ws.mag, ws.dir, ws.touched, self._n, *ws.tiles)
 
     def finish(self, out: np.ndarray) -> None:
-        """The thinned, normalised map into ``out`` ((H, W) float32 zeros); the canvases back to the pool."""
-        touched = self._touched[: self._n]
-        thin_touched(self._mag, self._dir, touched, out)
-        clear_touched(self._mag, self._dir, touched)
-        _give_back(self._mag, self._dir)
-        self._mag = self._dir = None
+        """The thinned, normalised map into ``out`` ((H, W) float32 zeros); the workspace back to the pool."""
+        self._run()
+        ws = self._ws
+        touched = ws.touched[: self._n]
+        thin_touched(ws.mag, ws.dir, touched, out)
+        clear_touched(ws.mag, ws.dir, touched)
+        _give_back(ws)
+        self._ws = None

@@ -128,3 +128,68 @@ def test_numba_is_imported_only_when_an_edge_map_uses_it(monkeypatch):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "1.0", "True"]
+
+
+def test_numba_batches_pool_and_mixed_kinds_give_the_numpy_map(monkeypatch):
+    """Small batch buffers (many runs, crops larger than the buffers), logits and probabilities in one map,
+    the touched list grown from a small start, and a pooled workspace reused: the numpy engine's map each time,
+    and the pooled canvases left zeroed."""
+    from fastsam_onnx import edges_numba
+
+    rng = np.random.default_rng(11)
+    H, W = 130, 150
+    crops = []
+    for k in range(30):
+        h, w = (int(v) for v in rng.integers(2, 60, 2))
+        v = (rng.normal(size=(h, w)) * 3 + 1).astype(np.float32)
+        crops.append((int(rng.integers(-10, W - 2)), int(rng.integers(-10, H - 2)), v, v > 0, k % 3 == 0))
+
+    def draw(engine):
+        c = EdgeCanvas((H, W), 1, engine=engine)
+        for x0, y0, v, m, prob in crops:
+            if prob:
+                c.add(x0, y0, 1 / (1 + np.exp(-v)), m)
+            else:
+                c.add_logits(x0, y0, v, m)
+        return c.finish()
+
+    want = draw("numpy")
+    monkeypatch.setattr(edges_numba, "BATCH_PIXELS", 700)  # a batch every few crops; some crops alone
+    monkeypatch.setattr(edges_numba, "_pool", [])
+    for _ in range(3):  # the second and third take the pooled workspace
+        got = draw("numba")
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+        assert ((got > 0) != (want > 0)).sum() <= 2
+    (ws,) = edges_numba._pool
+    assert ws.shape == (H, W) and not ws.mag.any() and not ws.dir.any()
+
+
+def test_numba_pool_is_bounded(monkeypatch):
+    from fastsam_onnx import edges_numba
+
+    monkeypatch.setattr(edges_numba, "_pool", [])
+    monkeypatch.setattr(edges_numba, "BATCH_PIXELS", 1 << 10)
+    m = np.zeros((20, 20), bool)
+    m[5:15, 5:15] = True
+    for side in (100, 200, 300, 400):
+        c = EdgeCanvas((side, side), engine="numba")
+        c.add(0, 0, m.astype(np.float32), m)
+        assert c.finish().max() == 1
+    sizes = [ws.nbytes() for ws in edges_numba._pool]
+    monkeypatch.setattr(edges_numba, "POOL_BYTES", sum(sizes[:2]))
+    c = EdgeCanvas((50, 50), engine="numba")
+    c.add(0, 0, m.astype(np.float32), m)
+    c.finish()
+    assert sum(ws.nbytes() for ws in edges_numba._pool) <= edges_numba.POOL_BYTES
+    assert edges_numba._pool[0].shape == (50, 50)  # newest first, the oldest dropped
+
+
+def test_numba_maps_made_in_threads_at_once_are_the_same(demo_result, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("FASTSAM_ONNX_EDGES", "numba")
+    want = demo_result.edges()
+    with ThreadPoolExecutor(4) as pool:  # workspaces are taken from and given back to one pool
+        maps = list(pool.map(lambda _: demo_result.edges(), range(12)))
+    for got in maps:
+        np.testing.assert_array_equal(got, want)
