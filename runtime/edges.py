@@ -61,16 +61,16 @@ _DX = np.array([0, 1, 1, 0, -1], dtype=np.int64)
 _T1, _T2 = np.float32(np.tan(np.pi / 8)), np.float32(np.tan(3 * np.pi / 8))
 
 
-#: ``engine`` values of :class:`EdgeCanvas`: "numpy" (the default), "numba" (compiled loops, the ``[fast]``
+#: ``engine`` values of :class:`EdgeCanvas`: "numpy" (the base install's), "numba" (compiled loops, the ``[fast]``
 #: extra: the same maps, about 1.8x faster; the first use on a machine compiles for a few seconds), or
-#: "auto" (numba when it is installed); the default comes from ``$FASTSAM_ONNX_EDGES``, else "numpy"
+#: "auto" (numba when it is installed, else numpy); the default comes from ``$FASTSAM_ONNX_EDGES``, else "auto"
 ENGINES = ("auto", "numpy", "numba")
 
 
 def resolve_engine(engine: str | None = None) -> str:
-    """The edge engine to use: ``engine``, else ``$FASTSAM_ONNX_EDGES``, else "numpy"; "auto" is numba when
+    """The edge engine to use: ``engine``, else ``$FASTSAM_ONNX_EDGES``, else "auto"; "auto" is numba when
     importable, else numpy. Raises :class:`BadArgumentError` for an unknown name or for "numba" without numba."""
-    name = os.environ.get("FASTSAM_ONNX_EDGES", "numpy") if engine is None else engine
+    name = os.environ.get("FASTSAM_ONNX_EDGES", "auto") if engine is None else engine
     if name not in ENGINES:
         where = "$FASTSAM_ONNX_EDGES" if engine is None else "edge engine"
         raise BadArgumentError(f"{where} must be one of {', '.join(ENGINES)} (edge engine), got {name!r}")

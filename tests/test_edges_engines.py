@@ -98,7 +98,7 @@ def test_segment_uses_the_engine_and_both_give_the_same_map(monkeypatch):
 
 def test_engine_choice_and_errors(monkeypatch):
     monkeypatch.delenv("FASTSAM_ONNX_EDGES", raising=False)
-    assert resolve_engine() == "numpy" and EdgeCanvas((4, 4)).engine == "numpy"  # the default
+    assert resolve_engine() == "numba" and EdgeCanvas((4, 4)).engine == "numba"  # the default: auto
     assert resolve_engine("auto") == "numba" and resolve_engine("numba") == "numba"
     monkeypatch.setenv("FASTSAM_ONNX_EDGES", "auto")
     assert resolve_engine() == "numba" and EdgeCanvas((4, 4)).engine == "numba"
@@ -112,6 +112,8 @@ def test_engine_choice_and_errors(monkeypatch):
 
     monkeypatch.setattr(edges, "missing_modules", lambda *m: list(m))  # as without the [fast] extra
     assert resolve_engine("auto") == "numpy"
+    monkeypatch.delenv("FASTSAM_ONNX_EDGES")
+    assert resolve_engine() == "numpy" and EdgeCanvas((4, 4)).engine == "numpy"  # the base install's default
     with pytest.raises(BadArgumentError, match=r"fastsam-onnx\[fast\]"):
         resolve_engine("numba")
 
@@ -121,9 +123,10 @@ def test_numba_is_imported_only_when_an_edge_map_uses_it(monkeypatch):
     code = (
         "import sys\nimport numpy as np\nimport fastsam_onnx\nfrom fastsam_onnx.edges import EdgeCanvas\n"
         "m = np.zeros((8, 8), bool); m[2:6, 2:6] = True\n"
-        "c = EdgeCanvas((10, 10)); c.add(1, 1, m.astype(np.float32), m); c.finish()\n"
+        "c = EdgeCanvas((10, 10), engine='numpy'); c.add(1, 1, m.astype(np.float32), m); c.finish()\n"
+        "from fastsam_onnx.edges import resolve_engine\nassert resolve_engine() == 'numba'\n"  # (found, not imported)
         "print('numba' in sys.modules)\n"
-        "c = EdgeCanvas((10, 10), engine='numba'); c.add(1, 1, m.astype(np.float32), m)\n"
+        "c = EdgeCanvas((10, 10)); c.add(1, 1, m.astype(np.float32), m)\n"
         "print(c.finish().max(), 'numba' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
