@@ -119,7 +119,10 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
 
 
 #: how the tables name the edge engines (:func:`fastsam_onnx.edges.resolve_engine`)
-ENGINE_NAMES = {"numba": "numba engine (`[fast]`; the default when installed)", "numpy": "numpy engine (the base install's default)"}
+ENGINE_NAMES = {
+    "numba": "numba engine (`[fast]`; the default when installed)",
+    "numpy": "numpy engine (the base install's default)",
+}
 
 
 @contextmanager

@@ -107,14 +107,15 @@ class EdgeCanvas:
     """Pixel-wise maximum of per-instance boundary gradients on one (H, W) canvas; :meth:`finish` thins
     and normalises.
 
-    ``add``/``add_logits`` only keep a reference to each instance's crop. The work runs in batches: the
-    pending crops, each with a margin of ``2 * band + 3`` px, are laid out on shelves as wide as the
+    With the numpy engine, ``add``/``add_logits`` only keep a reference to each instance's crop. The work runs
+    in batches: the pending crops, each with a margin of ``2 * band + 3`` px, are laid out on shelves as wide as the
     canvas (:func:`shelf_pack`), so that every step is one OpenCV/numpy call over all of the batch's
     instances: the probability (sigmoid), its Sobel gradient, the band (one morphological gradient of
     the masks), the band pixels (one ``flatnonzero``), and the pixel-wise maximum into the canvas
     (``np.maximum.at``). A batch runs once its packed tiles reach ``BATCH_PIXELS``; work and memory scale with
     the boxes' areas (about 13 bytes per packed pixel while a batch runs). With ``engine`` "numba"
-    (:func:`resolve_engine`) each instance is one compiled call instead (:mod:`fastsam_onnx.edges_numba`): the same map.
+    (:func:`resolve_engine`; the default when numba is installed) the crops go to
+    :class:`fastsam_onnx.edges_numba.NumbaCanvas` instead: compiled calls, the same map.
     """
 
     def __init__(self, shape: tuple[int, int], band: int = BAND, engine: str | None = None):

@@ -5,14 +5,16 @@ The same algorithm as :class:`fastsam_onnx.edges.EdgeCanvas`'s numpy path, step 
 Sobel as ``(r(y-1) + r(y+1)) + 2 r(y)``), so the maps are the numpy path's (the tests compare them on
 trained masks, ragged masks, image-frame crops, several bands and ties).
 
-One instance is one call (:func:`crop_edges`), made while its logits are still in the cache. Its crop is
-copied onto padded scratch tiles (values with the outside value, mask bytes; the image frame replicated);
-the 4-neighbour transitions and their Chebyshev dilation by ``band`` are computed on the mask as 64-bit
-words (8 pixels at a time); only the band's pixels, found word by word, get a Sobel gradient, folded into
-the canvas (maximum; between equal gradients the smallest direction code). A canvas pixel that turns
-non-zero is recorded once, so the thinning (:func:`thin_touched`) visits only the edge pixels, and the
-canvases can be cleared by visiting them again (:func:`clear_touched`). Work per instance scales with its box.
-Indices are unsigned so that the loops compile without negative-index checks.
+:class:`NumbaCanvas` writes each instance's ``logit / 2`` (or probability) and mask into batch buffers while its
+logits are still in the cache; a batch gets one ``tanh`` and one compiled call (:func:`batch_edges`). Per
+instance, the crop is copied onto padded scratch tiles (values with the outside value, mask bytes; the image
+frame replicated), the mask is packed to one bit per pixel, the 4-neighbour transitions and their Chebyshev
+dilation by ``band`` are computed as 64-pixel word operations, and only the band's pixels, found bit by bit,
+get a Sobel gradient, folded into the canvas (maximum; between equal gradients the smallest direction code).
+A canvas pixel that turns non-zero is recorded once, so the thinning (:func:`thin_touched`) visits only the
+edge pixels, and the canvases are cleared by visiting them again (:func:`clear_touched`) before their
+workspace goes back to a small pool. Work per instance scales with its box. Indices are unsigned so that the
+loops compile without negative-index checks.
 
 Imported only when an edge map is made with this engine (``fastsam_onnx`` itself never imports numba).
 The first use on a machine compiles the loops (a few seconds) and caches them on disk (numba's cache).
@@ -43,7 +45,7 @@ def margin(band: int) -> int:
 
 
 def tile_sizes(h: int, w: int, band: int) -> tuple[int, int, int]:
-    """(value tile pixels, mask tile 8-pixel words, bit tile 64-pixel words) of :func:`crop_edges`'s scratch
+    """(value tile pixels, mask tile 8-pixel words, bit tile 64-pixel words) of :func:`batch_edges`'s scratch
     tiles for an (h, w) crop."""
     e = margin(band)
     words = (h + 2 * e) * ((w + 2 * e + 63) // 64)
@@ -202,7 +204,7 @@ def _instance(tf, mf, h, w, x0, y0, fill, scale, b, mag, dirc, touched, n, pt, p
 @njit(cache=True, nogil=True)
 def thin_touched(mag, dirc, touched, out):  # pragma: no cover - compiled
     """Non-maximum suppression of :func:`fastsam_onnx.edges.thin_edges` on the framed canvases of
-    :func:`crop_edges`, visiting only the ``touched`` pixels (flat framed indices, each once), into ``out``
+    :func:`batch_edges`, visiting only the ``touched`` pixels (flat framed indices, each once), into ``out``
     ((H, W) float32 zeros): the kept values divided by the largest. Returns that largest (0 if none)."""
     uW2, W = _U(mag.shape[1]), out.shape[1]
     magf, dirf, outf = mag.ravel(), dirc.ravel(), out.ravel()
@@ -364,7 +366,8 @@ class NumbaCanvas:
         ws.fit_tiles(int(table[:, 1].max()), int(table[:, 2].max()), self.band)
         r2, (H, W) = 2 * self.band + 2, self.shape  # (at most every pixel of the image, once)
         ws.fit_touched(self._n, min(int(((table[:, 1] + r2) * (table[:, 2] + r2)).sum()), H * W - self._n))
-        self._n = batch_edges(ws.vals, ws.masks.view(np.uint8), table, self.band, ws.mag, ws.dir, ws.touched, self._n, *ws.tiles)
+        self._n = batch_edges(ws.vals, ws.masks.view(np.uint8), table, self.band, ws.mag, ws.dir, ws.touched, self._n,
+                              *ws.tiles)
 
     def finish(self, out: np.ndarray) -> None:
         """The thinned, normalised map into ``out`` ((H, W) float32 zeros); the workspace back to the pool."""
