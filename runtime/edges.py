@@ -192,18 +192,15 @@ class EdgeCanvas:
         Hp = int(max(p[0] + s[0] for p, s in zip(pos.tolist(), sizes)))
         logits = self._pending_kind
         # probabilities, or for logits tanh(logit / 2) = 2 * sigmoid(logit) - 1 (Sobel is linear: the gradient
-        # is then half tanh's); outside the crops probability 0
-        vals = np.full((Hp, W2), -1.0 if logits else 0.0, np.float32)
+        # is then half tanh's), computed over the whole canvas once the crops are in (one call, not one per
+        # crop); outside the crops probability 0 (tanh(-40 / 2) is exactly -1)
+        vals = np.full((Hp, W2), -40.0 if logits else 0.0, np.float32)
         masks = np.zeros((Hp, W2), np.uint8)
         owner = np.full((Hp, W2), -1, np.int16 if len(items) < 1 << 15 else np.int32)  # instance of each strip pixel
         offset = np.empty(len(items), np.int64)  # framed canvas index - packed index, per instance
         for i, ((x0, y0, v, mk), (py, px)) in enumerate(zip(items, pos.tolist())):
             h, w = v.shape
-            crop = vals[py + M : py + M + h, px + M : px + M + w]
-            if logits:
-                np.tanh(np.multiply(v, np.float32(0.5), out=crop), out=crop)
-            else:
-                crop[...] = v
+            vals[py + M : py + M + h, px + M : px + M + w] = v
             masks[py + M : py + M + h, px + M : px + M + w] = mk
             offset[i] = (y0 - py) * W2 + (x0 - px)
             # the strip: the crop plus m px, on the canvas only (canvas rows/cols -> packed: + py - y0 + M)
@@ -211,6 +208,8 @@ class EdgeCanvas:
             owner[rows, px + M + max(-m, -x0) : px + M + min(w + m, W - x0)] = i
             if y0 < M or x0 < M or y0 + h + M > H or x0 + w + M > W:
                 _replicate_frame(vals, masks, py, px, h + 2 * M, w + 2 * M, M - y0, M - x0, M + H - y0, M + W - x0)
+        if logits:
+            np.tanh(np.multiply(vals, np.float32(0.5), out=vals), out=vals)
         band = cv2.morphologyEx(masks, cv2.MORPH_GRADIENT, self._kernel, borderType=cv2.BORDER_REPLICATE)
         at = np.flatnonzero(band.view(bool))
         who = owner.ravel()[at]
