@@ -62,7 +62,7 @@ _T1, _T2 = np.float32(np.tan(np.pi / 8)), np.float32(np.tan(3 * np.pi / 8))
 
 
 #: ``engine`` values of :class:`EdgeCanvas`: "numpy" (the base install's), "numba" (compiled loops, the ``[fast]``
-#: extra: the same maps, about 1.8x faster; the first use on a machine compiles for a few seconds), or
+#: extra: the same maps, about 3x faster; the first use on a machine compiles for a few seconds), or
 #: "auto" (numba when it is installed, else numpy); the default comes from ``$FASTSAM_ONNX_EDGES``, else "auto"
 ENGINES = ("auto", "numpy", "numba")
 
@@ -125,7 +125,7 @@ class EdgeCanvas:
         self.engine = resolve_engine(engine)
         self.seconds = 0.0
         self._numba = None
-        if self.engine == "numba":  # each instance into the canvases as it comes (compiled loops)
+        if self.engine == "numba":  # crops gathered as they come, run in compiled batches
             from .edges_numba import NumbaCanvas
 
             self._numba = NumbaCanvas(self.shape, self.band)

@@ -29,6 +29,7 @@ from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .edges import _T1, _T2  # the direction codes' thresholds
+from .errors import BadArgumentError
 
 __all__ = ["NumbaCanvas", "POOL_BYTES", "batch_edges", "clear_touched", "margin", "thin_touched", "tile_sizes"]
 
@@ -52,7 +53,9 @@ def tile_sizes(h: int, w: int, band: int) -> tuple[int, int, int]:
     return (h + 2 * e) * (w + 2 * e), 8 * words, words
 
 
-_PACK = np.uint64(0x0102040810204080)  # 8 bytes of 0/1 times this: their bits in the top byte, byte k -> bit k
+#: 8 bytes of 0/1 (a little-endian word: numba's platforms all are) times this: their bits in the top byte, byte k
+#: -> bit k
+_PACK = np.uint64(0x0102040810204080)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -324,10 +327,13 @@ class NumbaCanvas:
         self._n = 0  # touched pixels so far
         self._rows: list[tuple[int, int, int, int, int, int]] = []  # batch_edges' table
         self._pos = 0  # batch buffer pixels used
+        self._map: np.ndarray | None = None  # the finished map
 
     def add(self, x0: int, y0: int, values: np.ndarray, mask: np.ndarray, logits: bool) -> None:
         """One instance: (h, w) float32 logits (``logits``) or probabilities and its (h, w) bool mask at column
         ``x0``, row ``y0`` (pixels; the part outside the canvas is cut off)."""
+        if self._ws is None:
+            raise BadArgumentError("this edge canvas is finished: make a new EdgeCanvas for more instances")
         h, w = values.shape
         H, W = self.shape
         if x0 < 0 or y0 < 0 or x0 + w > W or y0 + h > H:
@@ -370,11 +376,15 @@ class NumbaCanvas:
                               *ws.tiles)
 
     def finish(self, out: np.ndarray) -> None:
-        """The thinned, normalised map into ``out`` ((H, W) float32 zeros); the workspace back to the pool."""
+        """The thinned, normalised map into ``out`` ((H, W) float32 zeros); the workspace back to the pool (the
+        canvas is then finished: :meth:`add` raises, a second :meth:`finish` gives the same map)."""
+        if self._ws is None:
+            out[...] = self._map
+            return
         self._run()
         ws = self._ws
         touched = ws.touched[: self._n]
         thin_touched(ws.mag, ws.dir, touched, out)
         clear_touched(ws.mag, ws.dir, touched)
         _give_back(ws)
-        self._ws = None
+        self._ws, self._map = None, out

@@ -196,3 +196,15 @@ def test_numba_maps_made_in_threads_at_once_are_the_same(demo_result, monkeypatc
         maps = list(pool.map(lambda _: demo_result.edges(), range(12)))
     for got in maps:
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_finished_numba_canvas_gives_its_map_again_and_takes_no_more():
+    m = np.zeros((20, 20), bool)
+    m[5:15, 4:12] = True
+    c = EdgeCanvas((30, 30), engine="numba")
+    c.add(2, 3, m.astype(np.float32), m)
+    first = c.finish()
+    np.testing.assert_array_equal(c.finish(), first)
+    assert first.max() == 1
+    with pytest.raises(BadArgumentError, match="finished"):
+        c.add(0, 0, m.astype(np.float32), m)
