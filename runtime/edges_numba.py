@@ -242,7 +242,8 @@ def clear_touched(mag, dirc, touched):  # pragma: no cover - compiled
 
 #: workspaces (canvases, buffers) kept for the next edge map of the same size, at most this many bytes in all
 POOL_BYTES = 64 << 20
-#: pixels of crops gathered before they run as one batch (:meth:`NumbaCanvas.add`): the buffers' size
+#: pixels of crops gathered before they run as one batch (:meth:`NumbaCanvas.add`): the buffers' size (at most
+#: the image's pixels, at least 2^16)
 BATCH_PIXELS = 1 << 20
 _pool: list["_Workspace"] = []
 _pool_lock = threading.Lock()
@@ -257,7 +258,8 @@ class _Workspace:
         H, W = shape
         self.shape = shape
         self.mag, self.dir = np.zeros((H + 2, W + 2), np.float32), np.zeros((H + 2, W + 2), np.uint8)
-        self.vals, self.masks = np.empty(BATCH_PIXELS, np.float32), np.empty(BATCH_PIXELS, np.bool_)
+        size = min(BATCH_PIXELS, max(H * W, 1 << 16))
+        self.vals, self.masks = np.empty(size, np.float32), np.empty(size, np.bool_)
         self.tiles = (np.empty(0, np.float32),) + tuple(np.empty(0, np.uint64) for _ in range(4))
         self.touched = np.empty(min(H * W, 1 << 16), np.int64)
 
