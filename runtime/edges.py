@@ -149,31 +149,27 @@ class EdgeCanvas:
         """One instance from its (h, w) float32 mask logits at column ``x0``, row ``y0`` of this canvas
         (probability = sigmoid(logits), mask = logits > 0, or ``mask`` when the caller has it)."""
         logits = np.asarray(logits, np.float32)
-        mask = logits > 0 if mask is None else np.asarray(mask, bool)
-        if self._numba is not None:
-            self._numba.add(x0, y0, logits, mask, True)
-        else:
-            self._queue(x0, y0, logits, mask, True)
+        self._queue(x0, y0, logits, logits > 0 if mask is None else np.asarray(mask, bool), True)
 
     def add(self, x0: int, y0: int, prob: np.ndarray, mask: np.ndarray) -> None:
         """One instance: (h, w) probability in [0, 1] and its (h, w) binary mask, at column ``x0``, row ``y0``."""
-        prob, mask = np.asarray(prob, np.float32), np.asarray(mask, bool)
-        if self._numba is not None:
-            self._numba.add(x0, y0, prob, mask, False)
-        else:
-            self._queue(x0, y0, prob, mask, False)
+        self._queue(x0, y0, np.asarray(prob, np.float32), np.asarray(mask, bool), False)
 
     def _queue(self, x0: int, y0: int, values: np.ndarray, mask: np.ndarray, logits: bool) -> None:
         H, W = self.shape
         h, w = values.shape
         if h == 0 or w == 0 or x0 >= W or y0 >= H or x0 + w <= 0 or y0 + h <= 0:
             return
-        cy0, cx0 = max(-y0, 0), max(-x0, 0)  # the part of the crop on the canvas
-        cy1, cx1 = min(H - y0, h), min(W - x0, w)
-        values, mask = values[cy0:cy1, cx0:cx1], mask[cy0:cy1, cx0:cx1]
+        if x0 < 0 or y0 < 0 or x0 + w > W or y0 + h > H:  # the part of the crop on the canvas
+            cy0, cx0 = max(-y0, 0), max(-x0, 0)
+            values, mask = values[cy0 : H - y0, cx0 : W - x0], mask[cy0 : H - y0, cx0 : W - x0]
+            x0, y0 = x0 + cx0, y0 + cy0
+        if self._numba is not None:
+            self._numba.add(x0, y0, values, mask, logits)
+            return
         if self._pending and logits != self._pending_kind:
             self._run()
-        self._pending.append((x0 + cx0, y0 + cy0, values, mask))
+        self._pending.append((x0, y0, values, mask))
         self._pending_kind = logits
         self._pending_px += (values.shape[0] + 2 * self._margin) * (values.shape[1] + 2 * self._margin)
         if self._pending_px >= BATCH_PIXELS:

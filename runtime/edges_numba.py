@@ -332,21 +332,11 @@ class NumbaCanvas:
         self._map: np.ndarray | None = None  # the finished map
 
     def add(self, x0: int, y0: int, values: np.ndarray, mask: np.ndarray, logits: bool) -> None:
-        """One instance: (h, w) float32 logits (``logits``) or probabilities and its (h, w) bool mask at column
-        ``x0``, row ``y0`` (pixels; the part outside the canvas is cut off)."""
+        """One instance: (h, w) float32 logits (``logits``) or probabilities and its (h, w) bool mask, a crop
+        inside the canvas at column ``x0``, row ``y0`` (pixels; ``EdgeCanvas`` cuts crops to the canvas)."""
         if self._ws is None:
             raise BadArgumentError("this edge canvas is finished: make a new EdgeCanvas for more instances")
         h, w = values.shape
-        H, W = self.shape
-        if x0 < 0 or y0 < 0 or x0 + w > W or y0 + h > H:
-            if h == 0 or w == 0 or x0 >= W or y0 >= H or x0 + w <= 0 or y0 + h <= 0:
-                return
-            cy0, cx0 = max(-y0, 0), max(-x0, 0)  # the part of the crop on the canvas
-            cy1, cx1 = min(H - y0, h), min(W - x0, w)
-            values, mask = values[cy0:cy1, cx0:cx1], mask[cy0:cy1, cx0:cx1]
-            x0, y0, (h, w) = x0 + cx0, y0 + cy0, values.shape
-        elif h == 0 or w == 0:
-            return
         ws, size = self._ws, h * w
         if self._pos + size > ws.vals.size:
             self._run()

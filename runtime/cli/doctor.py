@@ -2,10 +2,9 @@
 
 Prints the onnxruntime version and build (CPU or GPU package), the providers it offers, whether the
 CUDA / cuDNN / TensorRT shared libraries load, the FASTSAM_ONNX_* settings, the edge maps' engine, and for each
-provider whether it
-really creates a session for the model (default: the shipped demo bundle) with the median time of a few
-``session.run`` calls on a zero input; a note when a static graph would run on the CPU provider (slower than
-a dynamic graph on photos that are not square). Exits 0 whatever it finds.
+provider whether it really creates a session for the model (default: the shipped demo bundle) with the median
+time of a few ``session.run`` calls on a zero input; a note when a static graph would run on the CPU provider
+(slower than a dynamic graph on photos that are not square). Exits 0 whatever it finds.
 """
 
 from __future__ import annotations
