@@ -33,14 +33,14 @@ one float32 and one uint8 canvas of the output size, never an N × H × W stack.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
 
 from .errors import BadArgumentError
-from .extras import missing_modules
+from .extras import ENGINES as _ENGINES
+from .extras import resolve_engine as _resolve_engine
 from .masks import Axis, input_axes, protos_hwc, rescale_crop, retina_axes, span_logits, unpad_axes
 
 if TYPE_CHECKING:
@@ -64,23 +64,13 @@ _T1, _T2 = np.float32(np.tan(np.pi / 8)), np.float32(np.tan(3 * np.pi / 8))
 #: ``engine`` values of :class:`EdgeCanvas`: "numpy" (the base install's), "numba" (compiled loops, the ``[fast]``
 #: extra: the same maps, about 3x faster; the first use on a machine compiles for a few seconds), or
 #: "auto" (numba when it is installed, else numpy); the default comes from ``$FASTSAM_ONNX_EDGES``, else "auto"
-ENGINES = ("auto", "numpy", "numba")
+ENGINES = _ENGINES["edge"]
 
 
 def resolve_engine(engine: str | None = None) -> str:
     """The edge engine to use: ``engine``, else ``$FASTSAM_ONNX_EDGES``, else "auto"; "auto" is numba when
     importable, else numpy. Raises :class:`BadArgumentError` for an unknown name or for "numba" without numba."""
-    name = os.environ.get("FASTSAM_ONNX_EDGES", "auto") if engine is None else engine
-    if name not in ENGINES:
-        where = "$FASTSAM_ONNX_EDGES" if engine is None else "edge engine"
-        raise BadArgumentError(f"{where} must be one of {', '.join(ENGINES)} (edge engine), got {name!r}")
-    if name == "numpy":
-        return name
-    if missing_modules("numba"):
-        if name == "numba":
-            raise BadArgumentError("the numba edge engine needs numba: pip install 'fastsam-onnx[fast]'")
-        return "numpy"
-    return "numba"
+    return _resolve_engine("edge", engine)
 
 
 def check_band(band) -> int:

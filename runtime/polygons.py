@@ -25,8 +25,13 @@ import cv2
 import numpy as np
 
 from .errors import BadArgumentError
+from .extras import ENGINES as _ENGINES
+from .extras import resolve_engine
 
-__all__ = ["Polygon", "crops_polygons", "mask_polygons"]
+__all__ = ["ENGINES", "Polygon", "crops_polygons", "mask_polygons"]
+
+#: ``engine`` values of :func:`crops_polygons`: "auto", "opencv", "numba"
+ENGINES = _ENGINES["polygon"]
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ def _check_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def crops_polygons(
-    crops: Sequence[tuple[int, int, np.ndarray]], epsilon: float = 0.0, min_points: int = 3
+    crops: Sequence[tuple[int, int, np.ndarray]], epsilon: float = 0.0, min_points: int = 3, engine: str | None = None
 ) -> list[list[Polygon]]:
     """Polygons of many mask crops at once: the same as ``[mask_polygons(m, epsilon, (x0, y0), min_points)
     for x0, y0, m in crops]``, vertex for vertex, with one ``cv2.findContours`` call per packed canvas.
@@ -125,8 +130,14 @@ def crops_polygons(
     is at column x0, row y0 of the image (pixels). Crops of size 0 or with no pixel on give ``[]``. The packed
     canvases hold at most about twice the crops' total area (with their one-pixel borders) plus one canvas,
     whatever the image size. Returns per crop its polygons, largest exterior first, in image pixels.
+
+    engine: "opencv" (the packed canvases above), "numba" (:mod:`fastsam_onnx.polygons_numba`: OpenCV's tracing
+    as compiled loops, crop by crop, the same polygons; the ``[fast]`` extra) or "auto" (numba when installed);
+    default ``$FASTSAM_ONNX_POLYGONS``, else "auto". Offsets that are not integers or pass 2**24 go the
+    OpenCV way.
     """
     eps = _check_epsilon(epsilon)
+    compiled = resolve_engine("polygon", engine) == "numba"
     crops = list(crops)
     masks = [_check_mask(m) for _, _, m in crops]
     out: list[list[Polygon]] = [[] for _ in masks]
@@ -135,6 +146,12 @@ def crops_polygons(
         return out
     shapes = [masks[i].shape for i in live]
     offs = np.array([(crops[i][0], crops[i][1]) for i in live], np.float64)  # (n, 2) x0, y0
+    if compiled and (offs == np.round(offs)).all() and float(np.abs(offs).max()) + max(map(max, shapes)) + 2 < 1 << 24:
+        from .polygons_numba import numba_polygons
+
+        for i, ps in zip(live, numba_polygons([masks[i] for i in live], offs.astype(np.int64), eps, min_points)):
+            out[i] = ps
+        return out
     tiles, tops, keys, strips = _layout(shapes)
     contours: list[np.ndarray] = []
     hiers = []

@@ -108,9 +108,7 @@ def test_engine_choice_and_errors(monkeypatch):
     monkeypatch.setenv("FASTSAM_ONNX_EDGES", "fast")
     with pytest.raises(BadArgumentError, match="FASTSAM_ONNX_EDGES|edge engine"):
         EdgeCanvas((4, 4))
-    from fastsam_onnx import edges
-
-    monkeypatch.setattr(edges, "missing_modules", lambda *m: list(m))  # as without the [fast] extra
+    monkeypatch.setattr("fastsam_onnx.extras.missing_modules", lambda *m: list(m))  # as without the [fast] extra
     assert resolve_engine("auto") == "numpy"
     monkeypatch.delenv("FASTSAM_ONNX_EDGES")
     assert resolve_engine() == "numpy" and EdgeCanvas((4, 4)).engine == "numpy"  # the base install's default
