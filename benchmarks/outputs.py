@@ -9,7 +9,8 @@ machine's slower and faster spells hit both sides alike):
 - ``postprocess + edges``: the same with ``edges_band`` (the edge map made from the logits as the masks are
   assembled: what ``segment(edges=True)`` and ``--edges`` do), and its edge part alone;
 - ``result.edges()`` recomputed from the kept prototypes (a result that was made without ``edges=True``);
-- ``result.polygons()`` (OpenCV contours of every mask) and ``polygons(epsilon=0.005)``;
+- ``result.polygons()`` (the contours of every mask) with each polygon engine (OpenCV's ``findContours`` on packed
+  canvases; the compiled tracer of the ``[fast]`` extra), and ``polygons(epsilon=0.005)`` with the default one;
 - the Python-heap peak (tracemalloc) of ``postprocess`` with max_det 1000 at conf 0.01 (proposals), against
   the kept crops' bytes.
 
@@ -61,7 +62,7 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
     """The figures of the module docstring for one bundle and one image (retina masks, iou 0.9, max_det 300).
     Each ``*_ms`` is a median over the reps; each ratio the median of the per-round ratios."""
     from fastsam_onnx import FastSAM
-    from fastsam_onnx.edges import resolve_engine
+    from fastsam_onnx.extras import resolve_engine
     from fastsam_onnx.image import load_image
     from fastsam_onnx.model import postprocess
 
@@ -72,12 +73,13 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
     o, p = out0[0], protos[0]
     kw = dict(conf=conf, iou=iou_default(), max_det=300, retina_masks=True)
     result = postprocess(o, p, lb, **kw)
-    engines = ["numpy", "numba"] if resolve_engine("auto") == "numba" else ["numpy"]
+    engines = ["numpy", "numba"] if resolve_engine("edge", "auto") == "numba" else ["numpy"]
+    polygon_engines = ["opencv", "numba"] if resolve_engine("polygon", "auto") == "numba" else ["opencv"]
     edge_part: dict[str, list[float]] = {e: [] for e in engines}
 
     def with_edges(engine: str) -> Callable[[], None]:
         def run() -> None:
-            with edge_engine(engine):
+            with engine_setting("edge", engine):
                 r = postprocess(o, p, lb, edges_band=1, **kw)
             edge_part[engine].append(r._edges["ms"])
 
@@ -87,16 +89,26 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
     calls.update({f"postprocess_with_edges_{e}": with_edges(e) for e in engines})
 
     def recomputed() -> None:
-        with edge_engine("numpy"):
+        with engine_setting("edge", "numpy"):
             result.edges()
 
-    calls.update(edges_recomputed=recomputed, polygons=result.polygons, polygons_eps=lambda: result.polygons(epsilon=0.005))
+    def polygons(engine: str) -> Callable[[], None]:
+        def run() -> None:
+            with engine_setting("polygon", engine):
+                result.polygons()
+
+        return run
+
+    calls["edges_recomputed"] = recomputed
+    calls.update({f"polygons_{e}": polygons(e) for e in polygon_engines})
+    calls["polygons_eps"] = lambda: result.polygons(epsilon=0.005)
     t = interleaved_ms(calls, reps)
     for e in engines:
         t[f"edges_in_pass_{e}"] = edge_part[e][-reps:]
     base = np.array(t["postprocess"])
     figures: dict[str, Any] = {
         "edge_engines": engines,
+        "polygon_engines": polygon_engines,
         "instances": len(result),
         "conf": conf,
         "band_pixel_share": band_share(result),
@@ -106,7 +118,8 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
     }
     for name, ms in t.items():
         figures[f"{name}_ms"] = float(np.median(ms))
-    for name in [f"edges_in_pass_{e}" for e in engines] + ["edges_recomputed", "polygons", "polygons_eps"]:
+    ratios = [f"edges_in_pass_{e}" for e in engines] + ["edges_recomputed"] + [f"polygons_{e}" for e in polygon_engines]
+    for name in ratios + ["polygons_eps"]:
         key = name.replace("edges_in_pass", "edges")
         figures[f"{key}_ratio"] = float(np.median(np.array(t[name]) / base))
     tracemalloc.start()
@@ -125,18 +138,28 @@ ENGINE_NAMES = {
 }
 
 
+#: how the tables name the polygon engines (:func:`fastsam_onnx.polygons.crops_polygons`)
+POLYGON_ENGINE_NAMES = {
+    "numba": "numba engine (`[fast]`; the default when installed)",
+    "opencv": "OpenCV engine (the base install's default)",
+}
+_VARIABLES = {"edge": "FASTSAM_ONNX_EDGES", "polygon": "FASTSAM_ONNX_POLYGONS"}
+
+
 @contextmanager
-def edge_engine(engine: str) -> Iterator[None]:
-    """``$FASTSAM_ONNX_EDGES`` set to ``engine`` for the block (the edge maps' engine), then restored."""
-    old = os.environ.get("FASTSAM_ONNX_EDGES")
-    os.environ["FASTSAM_ONNX_EDGES"] = engine
+def engine_setting(stage: str, engine: str) -> Iterator[None]:
+    """``$FASTSAM_ONNX_EDGES`` (stage "edge") or ``$FASTSAM_ONNX_POLYGONS`` ("polygon") set to ``engine`` for the
+    block, then restored."""
+    variable = _VARIABLES[stage]
+    old = os.environ.get(variable)
+    os.environ[variable] = engine
     try:
         yield
     finally:
         if old is None:
-            del os.environ["FASTSAM_ONNX_EDGES"]
+            del os.environ[variable]
         else:
-            os.environ["FASTSAM_ONNX_EDGES"] = old
+            os.environ[variable] = old
 
 
 def iou_default() -> float:
@@ -162,9 +185,11 @@ def markdown(f: dict[str, Any], machine: str) -> str:
     rows += [
         ("edges, recomputed later (`result.edges()`), numpy engine", f["edges_recomputed_ms"],
          f["edges_recomputed_ratio"], None),
-        ("polygons (`result.polygons()`)", f["polygons_ms"], f["polygons_ratio"], GOALS["polygons"]),
-        ("polygons, epsilon 0.005", f["polygons_eps_ms"], f["polygons_eps_ratio"], None),
     ]
+    for e in f["polygon_engines"]:
+        rows.append((f"polygons (`result.polygons()`), {POLYGON_ENGINE_NAMES[e]}", f[f"polygons_{e}_ms"],
+                     f[f"polygons_{e}_ratio"], GOALS["polygons"]))
+    rows.append(("polygons, epsilon 0.005 (default engine)", f["polygons_eps_ms"], f["polygons_eps_ratio"], None))
     lines = [
         f"Measured on {machine}; {f['image']} at input {f['input']}, conf {f['conf']}, {f['instances']} instances "
         f"(boundary pixels: {f['band_pixel_share']:.1%} of the box pixels); medians of {f['reps']} rounds, the calls "

@@ -12,7 +12,9 @@ instance JSON stays the exact mask.
 crops are shelf-packed, each with a border of zero pixels, into a few uint8 canvases of about ``_STRIP_PX``
 pixels (larger crops alone), one ``cv2.findContours`` call per canvas, and the contours go back to their crops
 by position. OpenCV's raster scan restricted to one tile is that tile's own scan, so start points, orientation
-and order are those of the per-mask call (the tests check it vertex for vertex).
+and order are those of the per-mask call (the tests check it vertex for vertex). With the ``[fast]`` extra it
+runs OpenCV's border following as compiled loops instead (:mod:`fastsam_onnx.polygons_numba`, the "numba"
+engine, about twice as fast), with the same output; ``$FASTSAM_ONNX_POLYGONS`` picks the engine.
 """
 
 from __future__ import annotations
