@@ -9,10 +9,10 @@ from OpenCV's start pixel. :mod:`fastsam_onnx.polygons` checks it vertex for ver
 
 What differs is the bookkeeping. OpenCV keeps a 7-bit label per border pixel (wrapping after 126 contours) and
 re-traces contours to find a hole's parent; here a border pixel keeps the number of its component's outer
-contour (int32), which is the parent of any hole a scan finds next to it: a hole's start pixel and the last
-marked pixel before it on its row lie on one run of foreground pixels, so in one component, and in
-RETR_CCOMP the parent of a hole is the outer border of its component. The scan skips 8 pixels at a time over
-runs of equal marks, and the per-contour results go into flat arrays: no Python object per contour.
+contour (int32). In RETR_CCOMP a hole's parent is the outer border of its component, and the run of foreground
+pixels that ends at a hole's start pixel begins with a pixel marked by then (or traced there), in the same
+component. The scan looks only where a row changes between 0 and foreground (tracing changes marks, never which
+pixels are 0), 8 pixels at a time, and the per-contour results go into flat arrays: no Python object per contour.
 
 Imported only when polygons are made with this engine (``fastsam_onnx`` itself never imports numba). The first
 use on a machine compiles the loops (a few seconds) and caches them on disk (numba's cache).
@@ -86,6 +86,7 @@ def _simplified(pts: np.ndarray, info: np.ndarray, eps: float, min_points: int) 
     out[:, 4] = _area2(pts, out[:, 2], ends, int(np.abs(pts).max()) + 1)
     return pts, out
 
+
 #: a crop pixel's byte in the scratch tile: 0 background; foreground: _FG unseen, | _SEEN once visited, | _RIGHT
 #: once its right neighbour was examined and found 0 (OpenCV's "new" and "right" marks)
 _FG, _SEEN, _RIGHT = 1, 2, 4
@@ -150,7 +151,7 @@ def _fill(src: np.ndarray, h: int, w: int, S: int, t8: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _scan(t8, tile, comp, d16, h, w, S, c, x0, y0, pts, info, P, C):  # noqa: ANN001, ANN202 (compiled)
+def _scan(t8, tile, comp, d16, h, w, S, c, x0, y0, pts, info, P, C):
     """The raster scan of one crop's tile: every outer border and hole it finds is traced (:func:`_follow`)
     and recorded as contour C, C + 1, ... Returns the new (P, C).
 
@@ -198,7 +199,7 @@ def _scan(t8, tile, comp, d16, h, w, S, c, x0, y0, pts, info, P, C):  # noqa: AN
 
 
 @njit(cache=True, nogil=True)
-def _follow(t8, comp, d16, i0, px, py, hole, owner, dx, dy, pts, P):  # noqa: ANN001, ANN202 (compiled)
+def _follow(t8, comp, d16, i0, px, py, hole, owner, dx, dy, pts, P):
     """Follow one border from tile index ``i0`` (tile x, y ``px``, ``py``), an outer border or a hole, marking
     its pixels (and their component ``owner``) as OpenCV does; its vertices + (dx, dy) go to ``pts`` from P
     on (as far as it reaches). Returns (P after it, twice its enclosed area)."""
