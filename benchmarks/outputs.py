@@ -143,14 +143,15 @@ POLYGON_ENGINE_NAMES = {
     "numba": "numba engine (`[fast]`; the default when installed)",
     "opencv": "OpenCV engine (the base install's default)",
 }
-_VARIABLES = {"edge": "FASTSAM_ONNX_EDGES", "polygon": "FASTSAM_ONNX_POLYGONS"}
 
 
 @contextmanager
 def engine_setting(stage: str, engine: str) -> Iterator[None]:
     """``$FASTSAM_ONNX_EDGES`` (stage "edge") or ``$FASTSAM_ONNX_POLYGONS`` ("polygon") set to ``engine`` for the
     block, then restored."""
-    variable = _VARIABLES[stage]
+    from fastsam_onnx.extras import ENGINE_VARIABLES
+
+    variable = ENGINE_VARIABLES[stage]
     old = os.environ.get(variable)
     os.environ[variable] = engine
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-__all__ = ["EXTRA_OF", "ENGINES", "extra_of", "missing_modules", "resolve_engine"]
+__all__ = ["EXTRA_OF", "ENGINES", "ENGINE_VARIABLES", "extra_of", "missing_modules", "resolve_engine"]
 
 #: top-level module → the extra that installs it (names an ImportError that slipped past a check)
 EXTRA_OF = {m: "export" for m in ("torch", "torchvision", "ultralytics", "onnx", "onnxsim", "clip", "onnxconverter_common")}
@@ -39,7 +39,7 @@ def missing_modules(*modules: str) -> list[str]:
 #: "numba" (compiled loops, the same output), or "auto" (numba when it is installed, else the base one)
 ENGINES = {"edge": ("auto", "numpy", "numba"), "polygon": ("auto", "opencv", "numba")}
 #: the environment variable that sets each stage's engine
-_ENGINE_VARIABLE = {"edge": "FASTSAM_ONNX_EDGES", "polygon": "FASTSAM_ONNX_POLYGONS"}
+ENGINE_VARIABLES = {"edge": "FASTSAM_ONNX_EDGES", "polygon": "FASTSAM_ONNX_POLYGONS"}
 
 
 def resolve_engine(stage: str, engine: str | None = None) -> str:
@@ -49,7 +49,7 @@ def resolve_engine(stage: str, engine: str | None = None) -> str:
     without numba."""
     from .errors import BadArgumentError
 
-    names, variable = ENGINES[stage], _ENGINE_VARIABLE[stage]
+    names, variable = ENGINES[stage], ENGINE_VARIABLES[stage]
     name = os.environ.get(variable, "auto") if engine is None else engine
     if name not in names:
         where = f"${variable}" if engine is None else f"{stage} engine"

@@ -148,7 +148,10 @@ def crops_polygons(
         return out
     shapes = [masks[i].shape for i in live]
     offs = np.array([(crops[i][0], crops[i][1]) for i in live], np.float64)  # (n, 2) x0, y0
-    if compiled and (offs == np.round(offs)).all() and float(np.abs(offs).max()) + max(map(max, shapes)) + 2 < 1 << 24:
+    dim = max(map(max, shapes)) + 2  # |x|, |y| in a padded crop stay below it
+    bound = float(np.abs(offs).max()) + dim  # and in the image
+    exact = bound < 1 << 24 and bool((offs == np.round(offs)).all())  # integer image x, y, exact in float32
+    if compiled and exact:
         from .polygons_numba import numba_polygons
 
         for i, ps in zip(live, numba_polygons([masks[i] for i in live], offs.astype(np.int64), eps, min_points)):
@@ -182,14 +185,10 @@ def crops_polygons(
     tile[top] = np.searchsorted(keys, shelf * _KEY + first[:, 0], "right") - 1
     tile[~top] = tile[parent[~top]]
     if eps > 0:  # contours shorter than min_points stay shorter after approxPolyDP: not simplified, dropped
-        ok = lens >= min_points
-        ok[~top] &= ok[parent[~top]]
-        pts, lens, starts, ends = _simplify(contours, pts, lens, starts, ends, ok, eps)
+        pts, lens, starts, ends = _simplify(contours, pts, lens, starts, ends, parent, min_points, eps)
     crop = tiles[tile, 0]
     origin = tiles[:, 1:] - 1  # canvas x, y of each padded crop's (0, 0), per tile
-    dim = max(map(max, shapes)) + 2  # |x|, |y| in a padded crop stay below it
-    bound = float(np.abs(offs).max()) + dim  # and in the image
-    if bound < 1 << 24 and (offs == np.round(offs)).all():
+    if exact:
         # image x, y straight away: float32(padded-crop x, y) + float32(x0 - 1, y0 - 1) is exact below 2**24
         pts += _per_point((offs[tiles[:, 0]].astype(np.int64) - 1 - origin).astype(np.int32)[tile], lens)
         area2 = _area2(pts, starts, ends, bound)
@@ -286,9 +285,13 @@ def _perimeters(pts: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.nda
     return axis + diag * _SQRT2
 
 
-def _simplify(contours, pts, lens, starts, ends, ok, eps):
-    """``cv2.approxPolyDP`` of the contours where ``ok``, with a tolerance of ``eps`` × their perimeter (as
-    :func:`mask_polygons`); the others stay as they are. Returns pts, lens, starts, ends of the result."""
+def _simplify(contours, pts, lens, starts, ends, parent, min_points, eps):
+    """``cv2.approxPolyDP`` of the contours with at least ``min_points`` vertices (a hole, ``parent`` >= 0: its
+    outer contour too), with a tolerance of ``eps`` × their perimeter (as :func:`mask_polygons`); the others stay
+    as they are (they are dropped anyway). Returns pts, lens, starts, ends of the result."""
+    ok = lens >= min_points
+    hole = parent >= 0
+    ok[hole] &= ok[parent[hole]]
     tol = (_perimeters(pts, starts, ends) * eps).tolist()
     cs = list(contours)
     for i in np.flatnonzero(ok).tolist():

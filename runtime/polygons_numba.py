@@ -22,12 +22,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import cv2
 import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from .polygons import Polygon, _area2, _perimeters
+from .polygons import Polygon, _area2, _simplify
 
 __all__ = ["assemble", "numba_polygons", "scratch", "trace_crops"]
 
@@ -65,25 +64,16 @@ def numba_polygons(masks: Sequence[np.ndarray], offsets: np.ndarray, eps: float,
 
 
 def _simplified(pts: np.ndarray, info: np.ndarray, eps: float, min_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """``cv2.approxPolyDP`` of every contour with at least ``min_points`` vertices (a hole: its outer contour
-    too), tolerance ``eps`` × its perimeter, as :func:`~fastsam_onnx.polygons.mask_polygons`; pts and info
-    of the result (the others stay as they are: they are dropped anyway)."""
+    """The traced contours simplified as :func:`~fastsam_onnx.polygons.mask_polygons` does (``polygons._simplify``);
+    pts and info (start, count and twice-area columns renewed) of the result."""
     starts, lens, parent = info[:, 2], info[:, 3], info[:, 1]
     ends = starts + lens
-    ok = lens >= min_points
-    hole = parent >= 0
-    ok[hole] &= ok[parent[hole]]
-    tol = (_perimeters(pts, starts, ends) * eps).tolist()
     s, e = starts.tolist(), ends.tolist()
-    cs = [pts[s[k] : e[k]] for k in range(len(info))]
-    for k in np.flatnonzero(ok).tolist():
-        cs[k] = cv2.approxPolyDP(cs[k].reshape(-1, 1, 2), tol[k], True).reshape(-1, 2)
+    contours = [pts[s[k] : e[k]].reshape(-1, 1, 2) for k in range(len(info))]
+    pts, lens, starts, ends = _simplify(contours, pts, lens, starts, ends, parent, min_points, eps)
     out = info.copy()
-    out[:, 3] = np.fromiter(map(len, cs), np.int64, len(cs))
-    ends = np.cumsum(out[:, 3])
-    out[:, 2] = ends - out[:, 3]
-    pts = np.concatenate(cs)
-    out[:, 4] = _area2(pts, out[:, 2], ends, int(np.abs(pts).max()) + 1)
+    out[:, 2], out[:, 3] = starts, lens
+    out[:, 4] = _area2(pts, starts, ends, int(np.abs(pts).max()) + 1)
     return pts, out
 
 

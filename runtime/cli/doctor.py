@@ -25,9 +25,9 @@ def _engine(stage: str) -> str:
     """Which engine ``stage`` ("edge" maps or "polygon"s) uses here (its ``$FASTSAM_ONNX_*`` variable, the
     ``[fast]`` extra), in words."""
     from ..errors import FastSAMError
-    from ..extras import _ENGINE_VARIABLE, ENGINES, resolve_engine
+    from ..extras import ENGINE_VARIABLES, ENGINES, resolve_engine
 
-    variable = _ENGINE_VARIABLE[stage]
+    variable = ENGINE_VARIABLES[stage]
     setting = os.environ.get(variable)
     where = f"{variable}={setting}" if setting else "default auto"
     try:
