@@ -225,11 +225,10 @@ class EdgeCanvas:
 
     def finish(self) -> np.ndarray:
         """The (H, W) float32 edge map in [0, 1]: thinned (:func:`thin_edges`), divided by its maximum."""
+        if self._numba is not None:
+            return self._numba.finish()
         H, W = self.shape
         out = np.zeros((H, W), np.float32)
-        if self.engine == "numba":
-            self._numba.finish(out)
-            return out
         self._run()
         if not self._touched:
             return out

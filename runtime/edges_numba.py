@@ -11,10 +11,10 @@ instance, the crop is copied onto padded scratch tiles (values with the outside 
 frame replicated), the mask is packed to one bit per pixel, the 4-neighbour transitions and their Chebyshev
 dilation by ``band`` are computed as 64-pixel word operations, and only the band's pixels, found bit by bit,
 get a Sobel gradient, folded into the canvas (maximum; between equal gradients the smallest direction code).
-A canvas pixel that turns non-zero is recorded once, so the thinning (:func:`thin_touched`) visits only the
-edge pixels, and the canvases are cleared by visiting them again (:func:`clear_touched`) before their
-workspace goes back to a small pool. Work per instance scales with its box. Indices are unsigned so that the
-loops compile without negative-index checks.
+The canvas of the maxima is the map that is returned: it is zeroed just before the first batch, and a pixel
+that turns non-zero is recorded once, so the thinning (:func:`thin_touched`) visits only the edge pixels and
+works in place, leaving the pooled direction canvas zeroed (workspaces go back to a small pool). Work per
+instance scales with its box. Indices are unsigned so that the loops compile without negative-index checks.
 
 Imported only when an edge map is made with this engine (``fastsam_onnx`` itself never imports numba).
 The first use on a machine compiles the loops (a few seconds) and caches them on disk (numba's cache).
@@ -31,11 +31,11 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from .edges import _T1, _T2  # the direction codes' thresholds
 from .errors import BadArgumentError
 
-__all__ = ["NumbaCanvas", "POOL_BYTES", "batch_edges", "clear_touched", "margin", "thin_touched", "tile_sizes"]
+__all__ = ["NumbaCanvas", "POOL_BYTES", "batch_edges", "margin", "thin_touched", "tile_sizes"]
 
 _U = np.uint64
 _ONE, _ZERO, _ALL = np.uint64(1), np.uint64(0), np.uint64(0xFFFFFFFFFFFFFFFF)
-_B56, _B63 = np.uint64(56), np.uint64(63)
+_B32, _B56, _B63, _LOW32 = np.uint64(32), np.uint64(56), np.uint64(63), np.uint64(0xFFFFFFFF)
 _HALF, _MINUS_ONE, _ZERO32, _ONE32 = np.float32(0.5), np.float32(-1), np.float32(0), np.float32(1)
 
 
@@ -92,11 +92,11 @@ def batch_edges(vals, masks, table, b, mag, dirc, touched, n, pt, pb, M, T, R): 
     vals: float32 and masks: uint8 (0/1), the crops one after the other (row-major); table: (k, 6) int64 rows
     (offset into vals/masks, h, w, x0, y0, kind), each crop inside the canvas at column x0, row y0, its values
     tanh(logit / 2) for kind 1 (outside value -1, gradient halved) or probabilities for kind 0 (0, 1). mag
-    (H + 2, W + 2) float32 and dirc (H + 2, W + 2) uint8: the canvases of an (H, W) image with a 1-px frame
-    (kept zero), updated in place; b: the band (pixels). Each canvas pixel that turns non-zero is written (flat
-    framed index) to ``touched[n]``, ``touched[n + 1]``, ...: room for the sum of (h + 2 b + 2) (w + 2 b + 2) is
-    needed. pt (float32), pb (uint64; its bytes: the mask tile), M, T, R (uint64): scratch of at least
-    :func:`tile_sizes` for the largest crop."""
+    (H, W) float32 and dirc (H, W) uint8: the canvases of an (H, W) image (zeros at first), updated in place;
+    b: the band (pixels). Each canvas pixel that turns non-zero is written as ``row << 32 | column`` (uint64) to
+    ``touched[n]``, ``touched[n + 1]``, ...: room for the sum of (h + 2 b + 2) (w + 2 b + 2) is needed. pt
+    (float32), pb (uint64; its bytes: the mask tile), M, T, R (uint64): scratch of at least :func:`tile_sizes`
+    for the largest crop."""
     for j in range(table.shape[0]):
         off, h, w = table[j, 0], table[j, 1], table[j, 2]
         logits = table[j, 5] == 1
@@ -109,13 +109,13 @@ def batch_edges(vals, masks, table, b, mag, dirc, touched, n, pt, pb, M, T, R): 
 @njit(cache=True, nogil=True, inline="always")
 def _instance(tf, mf, h, w, x0, y0, fill, scale, b, mag, dirc, touched, n, pt, pb, M, T, R):  # pragma: no cover
     """One instance of :func:`batch_edges`: tf, mf its flat values and mask."""
-    H, W = mag.shape[0] - 2, mag.shape[1] - 2
+    H, W = mag.shape
     U = _U
     e = 2 * b + 2
     r = b + 1  # the band reaches r px past the crop
     LH, LW = h + 2 * e, w + 2 * e  # the value tile; the mask tiles' rows: nw words of 64 pixels
     nw = (LW + 63) // 64
-    uLW, uW, ue = U(LW), U(W + 2), U(e)
+    uLW, uW, ue = U(LW), U(W), U(e)
     pm = pb.view(np.uint8)
     for i in range(U(LH * 8 * nw)):
         pb[i] = _ZERO
@@ -168,7 +168,8 @@ def _instance(tf, mf, h, w, x0, y0, fill, scale, b, mag, dirc, touched, n, pt, p
     magf, dirf = mag.ravel(), dirc.ravel()
     for ly in range(ry0, ry1):
         lo, hi = max(ly - b, e - 1), min(ly + b + 1, e + h + 1)  # the rows of R that reach this one
-        o0 = U(y0 - e + ly + 1) * uW + U(x0 - e + 1)  # canvas index of tile column 0 (the canvas's frame)
+        yc = U(y0 - e + ly)  # the canvas row; tile column 0 is canvas column x0 - e (unsigned: wraps, then back)
+        o0, t0 = yc * uW + U(x0 - e), (yc << _B32) + U(x0 - e)
         q0 = U(ly) * uLW
         for i in range(nw):
             word = _ZERO
@@ -195,7 +196,7 @@ def _instance(tf, mf, h, w, x0, y0, fill, scale, b, mag, dirc, touched, n, pt, p
                 code = np.uint8(1 + nh + nv + 2 * opp * (nh - nv))  # edges.edge_directions' codes 1-4
                 if mg > cur:
                     if cur == 0:
-                        touched[n] = o
+                        touched[n] = t0 + lx
                         n += 1
                     magf[o] = mg
                     dirf[o] = code
@@ -204,40 +205,47 @@ def _instance(tf, mf, h, w, x0, y0, fill, scale, b, mag, dirc, touched, n, pt, p
     return n
 
 
-@njit(cache=True, nogil=True)
-def thin_touched(mag, dirc, touched, out):  # pragma: no cover - compiled
-    """Non-maximum suppression of :func:`fastsam_onnx.edges.thin_edges` on the framed canvases of
-    :func:`batch_edges`, visiting only the ``touched`` pixels (flat framed indices, each once), into ``out``
-    ((H, W) float32 zeros): the kept values divided by the largest. Returns that largest (0 if none)."""
-    uW2, W = _U(mag.shape[1]), out.shape[1]
-    magf, dirf, outf = mag.ravel(), dirc.ravel(), out.ravel()
-    # the neighbour offsets at +(dy, dx) of direction codes 0-4 (see edges._DY, _DX); the frame is 0
-    offs = np.array([0, 1, mag.shape[1] + 1, mag.shape[1], mag.shape[1] - 1], np.uint64)
-    kept = np.empty(touched.shape[0], np.uint64)
-    k = 0
-    top = np.float32(0)
-    for j in range(touched.shape[0]):  # (without branches: the outcome is a coin toss)
-        q = _U(touched[j])
-        v = magf[q]
-        off = offs[dirf[q]]
-        keep = (v > magf[q + off]) & (v >= magf[q - off])
-        kept[k] = q
-        k += np.int64(keep)
-        top = max(top, v if keep else np.float32(0))
-    for j in range(k):
-        q = kept[j]
-        y, x = q // uW2, q % uW2
-        outf[(y - _ONE) * _U(W) + x - _ONE] = magf[q] / top
-    return top
+@njit(cache=True, nogil=True, inline="always")
+def _near(magf, y, x, dy, dx, H, W):  # pragma: no cover - compiled
+    """The canvas value at (y + dy, x + dx), 0 outside the image."""
+    yy, xx = y + dy, x + dx
+    return magf[yy * W + xx] if 0 <= yy < H and 0 <= xx < W else np.float32(0)
 
 
 @njit(cache=True, nogil=True)
-def clear_touched(mag, dirc, touched):  # pragma: no cover - compiled
-    """The canvases back to zeros: only the ``touched`` pixels were ever written."""
+def thin_touched(mag, dirc, touched):  # pragma: no cover - compiled
+    """Non-maximum suppression of :func:`fastsam_onnx.edges.thin_edges` on the canvases of :func:`batch_edges`,
+    in place, visiting only the ``touched`` pixels (``row << 32 | column``, each once): ``mag`` becomes the map
+    (the kept values divided by the largest, the others 0) and ``dirc`` zeros again. Returns that largest (0 if
+    none)."""
+    H, W = mag.shape
+    uW = _U(W)
     magf, dirf = mag.ravel(), dirc.ravel()
+    # the neighbour offsets at +(dy, dx) of direction codes 0-4 (see edges._DY, _DX)
+    offs = np.array([0, 1, W + 1, W, W - 1], np.uint64)
+    dys, dxs = np.array([0, 0, 1, 1, 1], np.int64), np.array([0, 1, 1, 0, -1], np.int64)
+    top = np.float32(0)
+    for j in range(touched.shape[0]):  # decide first (the values untouched), marking the decision in dirc
+        t = touched[j]
+        y, x = t >> _B32, t & _LOW32
+        q = y * uW + x
+        v, d = magf[q], dirf[q]
+        if y - _ONE < _U(H - 2) and x - _ONE < _U(W - 2):  # inside the 1-px image frame (unsigned: 0 wraps up)
+            off = offs[d]
+            a, c = magf[q + off], magf[q - off]
+        else:  # on the frame: outside the image counts as 0
+            dy, dx = dys[d], dxs[d]
+            a, c = _near(magf, np.int64(y), np.int64(x), dy, dx, H, W), _near(magf, np.int64(y), np.int64(x), -dy, -dx, H, W)
+        keep = ((v > a) & (v >= c)) | (d == 0)
+        dirf[q] = np.uint8(keep)
+        top = max(top, v if keep else np.float32(0))
+    scale = top if top > 0 else np.float32(1)
     for j in range(touched.shape[0]):
-        magf[touched[j]] = 0
-        dirf[touched[j]] = 0
+        t = touched[j]
+        q = (t >> _B32) * uW + (t & _LOW32)
+        magf[q] = magf[q] / scale if dirf[q] else np.float32(0)
+        dirf[q] = 0
+    return top
 
 
 #: workspaces (canvases, buffers) kept for the next edge map of the same size, at most this many bytes in all
@@ -250,21 +258,21 @@ _pool_lock = threading.Lock()
 
 
 class _Workspace:
-    """What one edge map of an (H, W) image works in: the zeroed canvases (mag float32, direction uint8, with a
-    1-px frame), the batch buffers (crop values and masks, end to end), the scratch tiles (grown to the largest
-    crop) and the touched-pixel list (grown as needed)."""
+    """What one edge map of an (H, W) image works in, besides the map itself: the zeroed (H, W) uint8 direction
+    canvas, the batch buffers (crop values and masks, end to end), the scratch tiles (grown to the largest crop)
+    and the touched-pixel list (grown as needed)."""
 
     def __init__(self, shape: tuple[int, int]):
         H, W = shape
         self.shape = shape
-        self.mag, self.dir = np.zeros((H + 2, W + 2), np.float32), np.zeros((H + 2, W + 2), np.uint8)
+        self.dir = np.zeros((H, W), np.uint8)
         size = min(BATCH_PIXELS, max(H * W, 1 << 16))
         self.vals, self.masks = np.empty(size, np.float32), np.empty(size, np.bool_)
         self.tiles = (np.empty(0, np.float32),) + tuple(np.empty(0, np.uint64) for _ in range(4))
-        self.touched = np.empty(min(H * W, 1 << 16), np.int64)
+        self.touched = np.empty(min(H * W, 1 << 16), np.uint64)
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.mag, self.dir, self.vals, self.masks, self.touched, *self.tiles))
+        return sum(a.nbytes for a in (self.dir, self.vals, self.masks, self.touched, *self.tiles))
 
     def fit_tiles(self, h: int, w: int, band: int) -> None:
         """Scratch tiles for (h, w) crops (with some headroom)."""
@@ -277,7 +285,7 @@ class _Workspace:
     def fit_touched(self, n: int, more: int) -> None:
         """Room for ``more`` entries after the first ``n`` of the touched list."""
         if n + more > self.touched.size:
-            grown = np.empty(max(n + more, 2 * self.touched.size), np.int64)
+            grown = np.empty(max(n + more, 2 * self.touched.size), np.uint64)
             grown[:n] = self.touched[:n]
             self.touched = grown
 
@@ -319,17 +327,17 @@ def _spans(table: np.ndarray) -> list[tuple[int, int]]:
 class NumbaCanvas:
     """The numba engine of :class:`fastsam_onnx.edges.EdgeCanvas` for an (H, W) image. :meth:`add` writes each
     crop's values (tanh(logit / 2) for logits, while they are in the cache) and mask into the batch buffers;
-    a full batch, and :meth:`finish`, run them in one compiled call (:func:`batch_edges`); :meth:`finish`
-    thins and normalises. The workspace comes from a small pool (at most :data:`POOL_BYTES`) and goes back
-    to it with its canvases zeroed."""
+    a full batch, and :meth:`finish`, run them in one compiled call (:func:`batch_edges`) that folds them into
+    the map itself (the maxima); :meth:`finish` thins and normalises it in place. The workspace comes from a
+    small pool (at most :data:`POOL_BYTES`) and goes back to it with its direction canvas zeroed."""
 
     def __init__(self, shape: tuple[int, int], band: int):
         self.shape, self.band = shape, band
         self._ws = _take(shape)
+        self._mag: np.ndarray | None = None  # the maxima, then (finish) the map: made by the first batch
         self._n = 0  # touched pixels so far
         self._rows: list[tuple[int, int, int, int, int, int]] = []  # batch_edges' table
         self._pos = 0  # batch buffer pixels used
-        self._map: np.ndarray | None = None  # the finished map
 
     def add(self, x0: int, y0: int, values: np.ndarray, mask: np.ndarray, logits: bool) -> None:
         """One instance: (h, w) float32 logits (``logits``) or probabilities and its (h, w) bool mask, a crop
@@ -364,19 +372,20 @@ class NumbaCanvas:
         ws.fit_tiles(int(table[:, 1].max()), int(table[:, 2].max()), self.band)
         r2, (H, W) = 2 * self.band + 2, self.shape  # (at most every pixel of the image, once)
         ws.fit_touched(self._n, min(int(((table[:, 1] + r2) * (table[:, 2] + r2)).sum()), H * W - self._n))
-        self._n = batch_edges(ws.vals, ws.masks.view(np.uint8), table, self.band, ws.mag, ws.dir, ws.touched, self._n,
+        if self._mag is None:  # (zeroed just before the first fold: then partly still in the cache)
+            self._mag = np.zeros(self.shape, np.float32)
+        self._n = batch_edges(ws.vals, ws.masks.view(np.uint8), table, self.band, self._mag, ws.dir, ws.touched, self._n,
                               *ws.tiles)
 
-    def finish(self, out: np.ndarray) -> None:
-        """The thinned, normalised map into ``out`` ((H, W) float32 zeros); the workspace back to the pool (the
-        canvas is then finished: :meth:`add` raises, a second :meth:`finish` gives the same map)."""
+    def finish(self) -> np.ndarray:
+        """The (H, W) float32 map, thinned and normalised; the workspace back to the pool (the canvas is then
+        finished: :meth:`add` raises, a second :meth:`finish` gives a copy of the same map)."""
         if self._ws is None:
-            out[...] = self._map
-            return
+            return self._mag.copy()
         self._run()
-        ws = self._ws
-        touched = ws.touched[: self._n]
-        thin_touched(ws.mag, ws.dir, touched, out)
-        clear_touched(ws.mag, ws.dir, touched)
+        ws, self._ws = self._ws, None
+        if self._mag is None:  # no instance
+            self._mag = np.zeros(self.shape, np.float32)
+        thin_touched(self._mag, ws.dir, ws.touched[: self._n])
         _give_back(ws)
-        self._ws, self._map = None, out
+        return self._mag
