@@ -21,9 +21,13 @@ def test_figures_and_table_of_a_bundle(tmp_path, capsys):
         assert f[f"polygons_{e}_ratio"] > 0 and f[f"polygons_{e}_ms"] > 0
     for e in f["edge_engines"]:
         assert f[f"edges_{e}_ratio"] > 0 and f[f"edges_in_pass_{e}_ms"] < f[f"postprocess_with_edges_{e}_ms"]
+    for loop in [f"edges_{e}" for e in f["edge_engines"]] + ["polygons"]:  # each with its own baseline rounds
+        assert f[f"postprocess_{loop}_ms"] > 0
+    assert f["segment_engine"] in f["edge_engines"] and f["segment_edges_ratio"] > 0  # end to end, segment()'s timings
+    assert 0 < f["segment_edges_ms"] and 0 < f["segment_postprocess_ms"]
     assert f["proposals_instances"] >= f["instances"] and f["proposals_crops_mb"] > 0
     table = capsys.readouterr().out
-    assert "### custom" in table and "≤ 50%" in table and "≤ 20%" in table
+    assert "### custom" in table and "≤ 50%" in table and "≤ 20%" in table and "end to end" in table
     with pytest.raises(SystemExit, match="--image"):
         outputs.main(["--model", str(demo_bundle())])
 
