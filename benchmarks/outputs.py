@@ -220,8 +220,8 @@ def markdown(f: dict[str, Any], machine: str) -> str:
         rows.append((f"polygons (`result.polygons()`), {POLYGON_ENGINE_NAMES[e]}", f[f"polygons_{e}_ms"],
                      f[f"polygons_{e}_ratio"], GOALS["polygons"]))
     rows.append(("polygons, epsilon 0.005 (default engine)", f["polygons_eps_ms"], f["polygons_eps_ratio"], None))
-    rows.append((f"end to end: postprocess of `segment(edges=True)`, right after the network's run", f["segment_postprocess_ms"],
-                 None, None))
+    rows.append(("end to end: postprocess of `segment(edges=True)`, right after the network's run",
+                 f["segment_postprocess_ms"], None, None))
     rows.append((f"end to end: its edge part, {f['segment_engine']} engine (÷ the row above)", f["segment_edges_ms"],
                  f["segment_edges_ratio"], GOALS["edges"]))
     lines = [

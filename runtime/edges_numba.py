@@ -234,8 +234,8 @@ def thin_touched(mag, dirc, touched):  # pragma: no cover - compiled
             off = offs[d]
             a, c = magf[q + off], magf[q - off]
         else:  # on the frame: outside the image counts as 0
-            dy, dx = dys[d], dxs[d]
-            a, c = _near(magf, np.int64(y), np.int64(x), dy, dx, H, W), _near(magf, np.int64(y), np.int64(x), -dy, -dx, H, W)
+            iy, ix, dy, dx = np.int64(y), np.int64(x), dys[d], dxs[d]
+            a, c = _near(magf, iy, ix, dy, dx, H, W), _near(magf, iy, ix, -dy, -dx, H, W)
         keep = ((v > a) & (v >= c)) | (d == 0)
         dirf[q] = np.uint8(keep)
         top = max(top, v if keep else np.float32(0))
@@ -374,8 +374,8 @@ class NumbaCanvas:
         ws.fit_touched(self._n, min(int(((table[:, 1] + r2) * (table[:, 2] + r2)).sum()), H * W - self._n))
         if self._mag is None:  # (zeroed just before the first fold: then partly still in the cache)
             self._mag = np.zeros(self.shape, np.float32)
-        self._n = batch_edges(ws.vals, ws.masks.view(np.uint8), table, self.band, self._mag, ws.dir, ws.touched, self._n,
-                              *ws.tiles)
+        self._n = batch_edges(ws.vals, ws.masks.view(np.uint8), table, self.band, self._mag, ws.dir, ws.touched,
+                              self._n, *ws.tiles)
 
     def finish(self) -> np.ndarray:
         """The (H, W) float32 map, thinned and normalised; the workspace back to the pool (the canvas is then
