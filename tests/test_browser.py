@@ -1,10 +1,13 @@
 """The browser page in a real browser: Playwright for Python driving Debian's headless Chromium
 (/usr/bin/chromium, installed by .ci/run) against a real `fastsam-onnx serve` on 127.0.0.1 with the demo model.
 Opens models/demo/example.jpg, clicks a point and drags a box, and checks the masks drawn on the canvas and the
-JSON the page received. Saves the README's screenshot (docs/server-page.jpg: the page after "Everything")."""
+JSON the page received. Takes the README's screenshot (the page after "Everything"): into the test's temporary
+folder, or with ``FASTSAM_ONNX_SCREENSHOT=1`` onto docs/server-page.jpg (so that a test run leaves the tree as it
+was)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,7 @@ def _wait_status(page, prefix: str) -> str:
 
 
 @pytest.mark.slow
-def test_page_point_and_box_in_chromium():
+def test_page_point_and_box_in_chromium(tmp_path):
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium (.ci/run installs it with apt-get)")
     everything = FastSAM().segment(str(EXAMPLE))
@@ -83,6 +86,8 @@ def test_page_point_and_box_in_chromium():
             browser.close()
     from fastsam_onnx.fileio import atomic_write_bytes
 
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    atomic_write_bytes(SCREENSHOT, shot)
+    dest = SCREENSHOT if os.environ.get("FASTSAM_ONNX_SCREENSHOT") == "1" else tmp_path / SCREENSHOT.name
+    dest.parent.mkdir(exist_ok=True)
+    atomic_write_bytes(dest, shot)
+    assert dest.read_bytes() == shot
     assert shot[:3] == b"\xff\xd8\xff"
