@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from .edges import _T1, _T2  # the direction codes' thresholds
+from .edges import _DX, _DY, _T1, _T2  # the direction codes' neighbour offsets and thresholds
 from .errors import BadArgumentError
 
 __all__ = ["NumbaCanvas", "POOL_BYTES", "batch_edges", "margin", "thin_touched", "tile_sizes"]
@@ -221,9 +221,7 @@ def thin_touched(mag, dirc, touched):  # pragma: no cover - compiled
     H, W = mag.shape
     uW = _U(W)
     magf, dirf = mag.ravel(), dirc.ravel()
-    # the neighbour offsets at +(dy, dx) of direction codes 0-4 (see edges._DY, _DX)
-    offs = np.array([0, 1, W + 1, W, W - 1], np.uint64)
-    dys, dxs = np.array([0, 0, 1, 1, 1], np.int64), np.array([0, 1, 1, 0, -1], np.int64)
+    offs = (_DY * W + _DX).astype(np.uint64)  # the flat neighbour offsets at +(dy, dx) of direction codes 0-4
     top = np.float32(0)
     for j in range(touched.shape[0]):  # decide first (the values untouched), marking the decision in dirc
         t = touched[j]
@@ -234,7 +232,7 @@ def thin_touched(mag, dirc, touched):  # pragma: no cover - compiled
             off = offs[d]
             a, c = magf[q + off], magf[q - off]
         else:  # on the frame: outside the image counts as 0
-            iy, ix, dy, dx = np.int64(y), np.int64(x), dys[d], dxs[d]
+            iy, ix, dy, dx = np.int64(y), np.int64(x), _DY[d], _DX[d]
             a, c = _near(magf, iy, ix, dy, dx, H, W), _near(magf, iy, ix, -dy, -dx, H, W)
         keep = ((v > a) & (v >= c)) | (d == 0)
         dirf[q] = np.uint8(keep)
@@ -372,9 +370,7 @@ class NumbaCanvas:
         ws.fit_tiles(int(table[:, 1].max()), int(table[:, 2].max()), self.band)
         r2, (H, W) = 2 * self.band + 2, self.shape  # (at most every pixel of the image, once)
         ws.fit_touched(self._n, min(int(((table[:, 1] + r2) * (table[:, 2] + r2)).sum()), H * W - self._n))
-        if self._mag is None:  # (zeroed just before the first fold: then partly still in the cache)
-            self._mag = np.zeros(self.shape, np.float32)
-        self._n = batch_edges(ws.vals, ws.masks.view(np.uint8), table, self.band, self._mag, ws.dir, ws.touched,
+        self._n = batch_edges(ws.vals, ws.masks.view(np.uint8), table, self.band, self._canvas(), ws.dir, ws.touched,
                               self._n, *ws.tiles)
 
     def finish(self) -> np.ndarray:
@@ -384,8 +380,13 @@ class NumbaCanvas:
             return self._mag.copy()
         self._run()
         ws, self._ws = self._ws, None
-        if self._mag is None:  # no instance
-            self._mag = np.zeros(self.shape, np.float32)
-        thin_touched(self._mag, ws.dir, ws.touched[: self._n])
+        thin_touched(self._canvas(), ws.dir, ws.touched[: self._n])
         _give_back(ws)
+        return self._mag
+
+    def _canvas(self) -> np.ndarray:
+        """The (H, W) float32 canvas of the maxima, zeroed when first asked for (just before the first fold, so
+        that part of it is still in the cache; at :meth:`finish` when no instance came)."""
+        if self._mag is None:
+            self._mag = np.zeros(self.shape, np.float32)
         return self._mag

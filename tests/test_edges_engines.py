@@ -210,7 +210,7 @@ def test_a_finished_numba_canvas_gives_its_map_again_and_takes_no_more():
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 2), (2, 7), (3, 3), (6, 5)])
 def test_tiny_canvases_and_the_image_frame_give_the_numpy_map(shape):
-    """Canvases of 1-3 px a side: every edge pixel is on the image frame, where the in-place thinning of the
+    """Canvases of 1-9 px a side: (nearly) every edge pixel is on the image frame, where the in-place thinning of the
     numba engine reads its neighbours with bounds (outside the image counts as 0)."""
     rng = np.random.default_rng(sum(shape))
     H, W = shape
