@@ -3,16 +3,16 @@
 ``python -m fastsam_onnx.benchmarks.outputs [--case fastsam-s|demo|all] [--model BUNDLE --image IMG] [--reps 15]``
 runs the session once on the image, then times on the same network outputs, in ``reps`` rounds after 2 warm-up
 rounds (medians; ratios are the medians of the per-round ratios against the postprocess of the same loop, so
-that the machine's slower and faster spells hit both sides alike). Each edge engine, and the polygons, get a
-loop of their own that interleaves them with the baseline, as a process that uses one engine runs:
+that the machine's slower and faster spells hit both sides alike). The edge maps, and the polygons, get a
+loop of their own that interleaves them with the baseline:
 
 - ``postprocess``: :func:`fastsam_onnx.model.postprocess` (decode/NMS, masks, fix-up), the baseline;
 - ``postprocess + edges``: the same with ``edges_band`` (the edge map made from the logits as the masks are
   assembled: what ``segment(edges=True)`` and ``--edges`` do), and its edge part alone;
 - ``result.edges()`` recomputed from the kept prototypes (a result that was made without ``edges=True``), in the
-  numpy engine's loop;
-- ``result.polygons()`` (the contours of every mask) with each polygon engine (OpenCV's ``findContours`` on packed
-  canvases; the compiled tracer of the ``[fast]`` extra), and ``polygons(epsilon=0.005)`` with the default one;
+  edge loop;
+- ``result.polygons()`` (the contours of every mask: OpenCV's ``findContours`` on packed canvases), and
+  ``polygons(epsilon=0.005)``;
 - end to end: ``model.segment(image, edges=True)`` ``reps`` times, its own timings (postprocess, and the edge
   part apart): right after the network's run, when the caches hold the network's data;
 - the Python-heap peak (tracemalloc) of ``postprocess`` with max_det 1000 at conf 0.01 (proposals), against
@@ -38,9 +38,8 @@ import os
 import sys
 import tempfile
 import tracemalloc
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -67,7 +66,6 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
     Each ``*_ms`` is a median over the reps; each ratio the median of the per-round ratios against the
     postprocess of the same loop."""
     from fastsam_onnx import FastSAM
-    from fastsam_onnx.extras import resolve_engine
     from fastsam_onnx.image import load_image
     from fastsam_onnx.model import postprocess
 
@@ -78,44 +76,20 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
     o, p = out0[0], protos[0]
     kw = dict(conf=conf, iou=iou_default(), max_det=300, retina_masks=True)
     result = postprocess(o, p, lb, **kw)
-    engines = ["numpy", "numba"] if resolve_engine("edge", "auto") == "numba" else ["numpy"]
-    polygon_engines = ["opencv", "numba"] if resolve_engine("polygon", "auto") == "numba" else ["opencv"]
-    edge_part: dict[str, list[float]] = {e: [] for e in engines}
+    edge_part: list[float] = []
 
     def baseline() -> None:
         postprocess(o, p, lb, **kw)
 
-    def with_edges(engine: str) -> Callable[[], None]:
-        def run() -> None:
-            with engine_setting("edge", engine):
-                r = postprocess(o, p, lb, edges_band=1, **kw)
-            edge_part[engine].append(r._edges["ms"])
+    def with_edges() -> None:
+        edge_part.append(postprocess(o, p, lb, edges_band=1, **kw)._edges["ms"])
 
-        return run
-
-    def recomputed() -> None:
-        with engine_setting("edge", "numpy"):
-            result.edges()
-
-    def polygons(engine: str) -> Callable[[], None]:
-        def run() -> None:
-            with engine_setting("polygon", engine):
-                result.polygons()
-
-        return run
-
-    # one loop per edge engine, as a process that uses that engine runs (the numpy engine's large temporary
-    # canvases, freed between the calls, would otherwise leave the next call's map on fresh pages), and one for
-    # the polygons
-    loops: dict[str, dict[str, Callable[[], Any]]] = {}
-    for e in engines:
-        loops[f"edges_{e}"] = {"postprocess": baseline, f"postprocess_with_edges_{e}": with_edges(e)}
-    loops["edges_numpy"]["edges_recomputed"] = recomputed
-    loops["polygons"] = {"postprocess": baseline, **{f"polygons_{e}": polygons(e) for e in polygon_engines},
-                         "polygons_eps": lambda: result.polygons(epsilon=0.005)}
+    loops: dict[str, dict[str, Callable[[], Any]]] = {
+        "edges": {"postprocess": baseline, "postprocess_with_edges": with_edges, "edges_recomputed": result.edges},
+        "polygons": {"postprocess": baseline, "polygons": result.polygons,
+                     "polygons_eps": lambda: result.polygons(epsilon=0.005)},
+    }
     figures: dict[str, Any] = {
-        "edge_engines": engines,
-        "polygon_engines": polygon_engines,
         "instances": len(result),
         "conf": conf,
         "band_pixel_share": band_share(result),
@@ -125,9 +99,8 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
     }
     for loop, calls in loops.items():
         t = interleaved_ms(calls, reps)
-        engine = loop.removeprefix("edges_")
-        if engine in edge_part:
-            t[f"edges_in_pass_{engine}"] = edge_part[engine][-reps:]
+        if loop == "edges":
+            t["edges_in_pass"] = edge_part[-reps:]
         base = np.array(t.pop("postprocess"))
         figures[f"postprocess_{loop}_ms"] = float(np.median(base))
         for name, ms in t.items():
@@ -146,51 +119,17 @@ def measure(model_path: str | os.PathLike[str], image: str | os.PathLike[str], r
 
 
 def segment_loop(model: Any, img: np.ndarray, reps: int, kw: dict[str, Any], warmup: int = 2) -> dict[str, Any]:
-    """End to end, as users call it: ``model.segment(img, edges=True)`` (the default edge engine) ``reps`` times
-    after ``warmup``; its own timings split the postprocess from the edge part. Right after the network's run
-    the caches hold its data, not ours, so both parts are slower than in the loops above."""
-    from fastsam_onnx.edges import resolve_engine
-
+    """End to end, as users call it: ``model.segment(img, edges=True)`` ``reps`` times after ``warmup``; its own
+    timings split the postprocess from the edge part. Right after the network's run the caches hold its data,
+    not ours, so both parts are slower than in the loops above."""
     times = []
     for i in range(warmup + reps):
         timings = model.segment(img, edges=True, **kw).timings
         if i >= warmup:
             times.append((timings["postprocess"], timings["edges"]))
     t = np.array(times)
-    return {"segment_engine": resolve_engine(), "segment_postprocess_ms": float(np.median(t[:, 0])),
-            "segment_edges_ms": float(np.median(t[:, 1])), "segment_edges_ratio": float(np.median(t[:, 1] / t[:, 0]))}
-
-
-#: how the tables name the edge engines (:func:`fastsam_onnx.edges.resolve_engine`)
-ENGINE_NAMES = {
-    "numba": "numba engine (`[fast]`; the default when installed)",
-    "numpy": "numpy engine (the base install's default)",
-}
-
-
-#: how the tables name the polygon engines (:func:`fastsam_onnx.polygons.crops_polygons`)
-POLYGON_ENGINE_NAMES = {
-    "numba": "numba engine (`[fast]`; the default when installed)",
-    "opencv": "OpenCV engine (the base install's default)",
-}
-
-
-@contextmanager
-def engine_setting(stage: str, engine: str) -> Iterator[None]:
-    """``$FASTSAM_ONNX_EDGES`` (stage "edge") or ``$FASTSAM_ONNX_POLYGONS`` ("polygon") set to ``engine`` for the
-    block, then restored."""
-    from fastsam_onnx.extras import ENGINE_VARIABLES
-
-    variable = ENGINE_VARIABLES[stage]
-    old = os.environ.get(variable)
-    os.environ[variable] = engine
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[variable]
-        else:
-            os.environ[variable] = old
+    return {"segment_postprocess_ms": float(np.median(t[:, 0])), "segment_edges_ms": float(np.median(t[:, 1])),
+            "segment_edges_ratio": float(np.median(t[:, 1] / t[:, 0]))}
 
 
 def iou_default() -> float:
@@ -208,26 +147,21 @@ def band_share(result: Any) -> float:
 
 def markdown(f: dict[str, Any], machine: str) -> str:
     """The README table of :func:`measure`'s figures."""
-    rows = [("our everything-mode postprocess (baseline)", f["postprocess_ms"], None, None)]
-    for e in f["edge_engines"]:
-        rows.append((f"edges, in the same pass (`segment(edges=True)`, `--edges`), {ENGINE_NAMES[e]}",
-                     f[f"edges_in_pass_{e}_ms"], f[f"edges_{e}_ratio"], GOALS["edges"]))
-    rows += [
-        ("edges, recomputed later (`result.edges()`), numpy engine", f["edges_recomputed_ms"],
-         f["edges_recomputed_ratio"], None),
+    rows = [
+        ("our everything-mode postprocess (baseline)", f["postprocess_ms"], None, None),
+        ("edges, in the same pass (`segment(edges=True)`, `--edges`)", f["edges_in_pass_ms"], f["edges_ratio"],
+         GOALS["edges"]),
+        ("edges, recomputed later (`result.edges()`)", f["edges_recomputed_ms"], f["edges_recomputed_ratio"], None),
+        ("polygons (`result.polygons()`)", f["polygons_ms"], f["polygons_ratio"], GOALS["polygons"]),
+        ("polygons, epsilon 0.005", f["polygons_eps_ms"], f["polygons_eps_ratio"], None),
+        ("end to end: postprocess of `segment(edges=True)`, right after the network's run",
+         f["segment_postprocess_ms"], None, None),
+        ("end to end: its edge part (÷ the row above)", f["segment_edges_ms"], f["segment_edges_ratio"], GOALS["edges"]),
     ]
-    for e in f["polygon_engines"]:
-        rows.append((f"polygons (`result.polygons()`), {POLYGON_ENGINE_NAMES[e]}", f[f"polygons_{e}_ms"],
-                     f[f"polygons_{e}_ratio"], GOALS["polygons"]))
-    rows.append(("polygons, epsilon 0.005 (default engine)", f["polygons_eps_ms"], f["polygons_eps_ratio"], None))
-    rows.append(("end to end: postprocess of `segment(edges=True)`, right after the network's run",
-                 f["segment_postprocess_ms"], None, None))
-    rows.append((f"end to end: its edge part, {f['segment_engine']} engine (÷ the row above)", f["segment_edges_ms"],
-                 f["segment_edges_ratio"], GOALS["edges"]))
     lines = [
         f"Measured on {machine}; {f['image']} at input {f['input']}, conf {f['conf']}, {f['instances']} instances "
-        f"(boundary pixels: {f['band_pixel_share']:.1%} of the box pixels); medians of {f['reps']} rounds. Each edge "
-        "engine, and the polygons, run in a loop of their own with the postprocess, the calls interleaved in each "
+        f"(boundary pixels: {f['band_pixel_share']:.1%} of the box pixels); medians of {f['reps']} rounds. The edge "
+        "maps, and the polygons, run in a loop of their own with the postprocess, the calls interleaved in each "
         "round; ratios are the medians of the per-round ratios against that loop's postprocess.",
         "",
         "| what | ms | ÷ postprocess | goal |",

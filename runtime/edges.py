@@ -39,14 +39,12 @@ import cv2
 import numpy as np
 
 from .errors import BadArgumentError
-from .extras import ENGINES as _ENGINES
-from .extras import resolve_engine as _resolve_engine
 from .masks import Axis, input_axes, protos_hwc, rescale_crop, retina_axes, span_logits, unpad_axes
 
 if TYPE_CHECKING:
     from .result import Result
 
-__all__ = ["BAND", "ENGINES", "EdgeCanvas", "resolve_engine", "thin_edges", "result_edges", "edge_directions"]
+__all__ = ["BAND", "EdgeCanvas", "thin_edges", "result_edges", "edge_directions"]
 
 #: default half-width of the kept strip around each instance's boundary, pixels
 BAND = 1
@@ -59,18 +57,6 @@ BATCH_PIXELS = 1 << 22
 _DY = np.array([0, 0, 1, 1, 1], dtype=np.int64)
 _DX = np.array([0, 1, 1, 0, -1], dtype=np.int64)
 _T1, _T2 = np.float32(np.tan(np.pi / 8)), np.float32(np.tan(3 * np.pi / 8))
-
-
-#: ``engine`` values of :class:`EdgeCanvas`: "numpy" (the base install's), "numba" (compiled loops, the ``[fast]``
-#: extra: the same maps, about 3x faster; the first use on a machine compiles for a few seconds), or
-#: "auto" (numba when it is installed, else numpy); the default comes from ``$FASTSAM_ONNX_EDGES``, else "auto"
-ENGINES = _ENGINES["edge"]
-
-
-def resolve_engine(engine: str | None = None) -> str:
-    """The edge engine to use: ``engine``, else ``$FASTSAM_ONNX_EDGES``, else "auto"; "auto" is numba when
-    importable, else numpy. Raises :class:`BadArgumentError` for an unknown name or for "numba" without numba."""
-    return _resolve_engine("edge", engine)
 
 
 def check_band(band) -> int:
@@ -97,29 +83,20 @@ class EdgeCanvas:
     """Pixel-wise maximum of per-instance boundary gradients on one (H, W) canvas; :meth:`finish` thins
     and normalises.
 
-    With the numpy engine, ``add``/``add_logits`` only keep a reference to each instance's crop. The work runs
+    ``add``/``add_logits`` only keep a reference to each instance's crop. The work runs
     in batches: the pending crops, each with a margin of ``2 * band + 3`` px, are laid out on shelves as wide as the
     canvas (:func:`shelf_pack`), so that every step is one OpenCV/numpy call over all of the batch's
     instances: the probability (sigmoid), its Sobel gradient, the band (one morphological gradient of
     the masks), the band pixels (one ``flatnonzero``), and the pixel-wise maximum into the canvas
     (``np.maximum.at``). A batch runs once its packed tiles reach ``BATCH_PIXELS``; work and memory scale with
-    the boxes' areas (about 13 bytes per packed pixel while a batch runs). With ``engine`` "numba"
-    (:func:`resolve_engine`; the default when numba is installed) the crops go to
-    :class:`fastsam_onnx.edges_numba.NumbaCanvas` instead: compiled calls, the same map.
+    the boxes' areas (about 13 bytes per packed pixel while a batch runs).
     """
 
-    def __init__(self, shape: tuple[int, int], band: int = BAND, engine: str | None = None):
+    def __init__(self, shape: tuple[int, int], band: int = BAND):
         self.shape = (int(shape[0]), int(shape[1]))
         self.band = check_band(band)
         H, W = self.shape
-        self.engine = resolve_engine(engine)
         self.seconds = 0.0
-        self._numba = None
-        if self.engine == "numba":  # crops gathered as they come, run in compiled batches
-            from .edges_numba import NumbaCanvas
-
-            self._numba = NumbaCanvas(self.shape, self.band)
-            return
         r = self.band + 1  # transition pixels (a cross) dilated by the band: one gradient with this kernel
         k = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
         k[0, 0] = k[0, -1] = k[-1, 0] = k[-1, -1] = 0
@@ -154,9 +131,6 @@ class EdgeCanvas:
             cy0, cx0 = max(-y0, 0), max(-x0, 0)
             values, mask = values[cy0 : H - y0, cx0 : W - x0], mask[cy0 : H - y0, cx0 : W - x0]
             x0, y0 = x0 + cx0, y0 + cy0
-        if self._numba is not None:
-            self._numba.add(x0, y0, values, mask, logits)
-            return
         if self._pending and logits != self._pending_kind:
             self._run()
         self._pending.append((x0, y0, values, mask))
@@ -225,8 +199,6 @@ class EdgeCanvas:
 
     def finish(self) -> np.ndarray:
         """The (H, W) float32 edge map in [0, 1]: thinned (:func:`thin_edges`), divided by its maximum."""
-        if self._numba is not None:
-            return self._numba.finish()
         H, W = self.shape
         out = np.zeros((H, W), np.float32)
         self._run()

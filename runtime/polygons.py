@@ -12,9 +12,7 @@ instance JSON stays the exact mask.
 crops are shelf-packed, each with a border of zero pixels, into a few uint8 canvases of about ``_STRIP_PX``
 pixels (larger crops alone), one ``cv2.findContours`` call per canvas, and the contours go back to their crops
 by position. OpenCV's raster scan restricted to one tile is that tile's own scan, so start points, orientation
-and order are those of the per-mask call (the tests check it vertex for vertex). With the ``[fast]`` extra it
-runs OpenCV's border following as compiled loops instead (:mod:`fastsam_onnx.polygons_numba`, the "numba"
-engine, about twice as fast), with the same output; ``$FASTSAM_ONNX_POLYGONS`` picks the engine.
+and order are those of the per-mask call (the tests check it vertex for vertex).
 """
 
 from __future__ import annotations
@@ -27,13 +25,8 @@ import cv2
 import numpy as np
 
 from .errors import BadArgumentError
-from .extras import ENGINES as _ENGINES
-from .extras import resolve_engine
 
-__all__ = ["ENGINES", "Polygon", "crops_polygons", "mask_polygons"]
-
-#: ``engine`` values of :func:`crops_polygons`: "auto", "opencv", "numba"
-ENGINES = _ENGINES["polygon"]
+__all__ = ["Polygon", "crops_polygons", "mask_polygons"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +116,7 @@ def _check_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def crops_polygons(
-    crops: Sequence[tuple[int, int, np.ndarray]], epsilon: float = 0.0, min_points: int = 3, engine: str | None = None
+    crops: Sequence[tuple[int, int, np.ndarray]], epsilon: float = 0.0, min_points: int = 3
 ) -> list[list[Polygon]]:
     """Polygons of many mask crops at once: the same as ``[mask_polygons(m, epsilon, (x0, y0), min_points)
     for x0, y0, m in crops]``, vertex for vertex, with one ``cv2.findContours`` call per packed canvas.
@@ -132,14 +125,8 @@ def crops_polygons(
     is at column x0, row y0 of the image (pixels). Crops of size 0 or with no pixel on give ``[]``. The packed
     canvases hold at most about twice the crops' total area (with their one-pixel borders) plus one canvas,
     whatever the image size. Returns per crop its polygons, largest exterior first, in image pixels.
-
-    engine: "opencv" (the packed canvases above), "numba" (:mod:`fastsam_onnx.polygons_numba`: OpenCV's tracing
-    as compiled loops, crop by crop, the same polygons; the ``[fast]`` extra) or "auto" (numba when installed);
-    default ``$FASTSAM_ONNX_POLYGONS``, else "auto". Offsets that are not integers or pass 2**24 go the
-    OpenCV way.
     """
     eps = _check_epsilon(epsilon)
-    compiled = resolve_engine("polygon", engine) == "numba"
     crops = list(crops)
     masks = [_check_mask(m) for _, _, m in crops]
     out: list[list[Polygon]] = [[] for _ in masks]
@@ -151,12 +138,6 @@ def crops_polygons(
     dim = max(map(max, shapes)) + 2  # |x|, |y| in a padded crop stay below it
     bound = float(np.abs(offs).max()) + dim  # and in the image
     exact = bound < 1 << 24 and bool((offs == np.round(offs)).all())  # integer image x, y, exact in float32
-    if compiled and exact:
-        from .polygons_numba import numba_polygons
-
-        for i, ps in zip(live, numba_polygons([masks[i] for i in live], offs.astype(np.int64), eps, min_points)):
-            out[i] = ps
-        return out
     tiles, tops, keys, strips = _layout(shapes)
     contours: list[np.ndarray] = []
     hiers = []

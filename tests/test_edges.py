@@ -193,7 +193,7 @@ def test_batches_count_the_margins_so_wide_bands_on_many_small_crops_stay_bounde
         return real_pack(sizes, width)
 
     monkeypatch.setattr(edges, "shelf_pack", spy)
-    c = EdgeCanvas((300, 300), band=8, engine="numpy")  # a margin of 19 px around every 3 x 3 crop: 41² px per tile
+    c = EdgeCanvas((300, 300), band=8)  # a margin of 19 px around every 3 x 3 crop: 41² px per tile
     m = np.zeros((3, 3), bool)
     m[1, 1] = True
     for x, y in np.random.default_rng(0).integers(0, 297, (400, 2)).tolist():
@@ -201,7 +201,7 @@ def test_batches_count_the_margins_so_wide_bands_on_many_small_crops_stay_bounde
     e = c.finish()
     assert e.max() == 1 and e.shape == (300, 300)
     assert len(packed) >= 10 and max(packed) <= (1 << 16) + 41 * 41  # not one batch of 400 × 41² px
-    whole = EdgeCanvas((300, 300), band=8, engine="numpy")  # the same crops in one batch, in reverse order: the same map
+    whole = EdgeCanvas((300, 300), band=8)  # the same crops in one batch, in reverse order: the same map
     monkeypatch.setattr(edges, "BATCH_PIXELS", 1 << 30)
     for x, y in np.random.default_rng(0).integers(0, 297, (400, 2)).tolist()[::-1]:
         whole.add(x, y, m.astype(np.float32), m)
@@ -220,7 +220,7 @@ def test_map_does_not_depend_on_the_instances_order_nor_batches(monkeypatch):
     maps = []
     for batch, order in ((1 << 22, 1), (1 << 12, 1), (1 << 12, -1)):
         monkeypatch.setattr(edges, "BATCH_PIXELS", batch)
-        c = EdgeCanvas((200, 240), engine="numpy")
+        c = EdgeCanvas((200, 240))
         for x0, y0, m in crops[::order]:
             c.add(x0, y0, m.astype(np.float32), m)
         maps.append(c.finish())

@@ -12,16 +12,6 @@ from fastsam_onnx.masks import MaskCrop
 from fastsam_onnx.polygons import crops_polygons, mask_polygons
 
 
-@pytest.fixture(params=["opencv", "numba"])
-def engine(request, monkeypatch):
-    """Every bulk test runs with each polygon engine (``$FASTSAM_ONNX_POLYGONS``): the per-mask function
-    (OpenCV) is the reference of both."""
-    if request.param == "numba":
-        pytest.importorskip("numba")
-    monkeypatch.setenv("FASTSAM_ONNX_POLYGONS", request.param)
-    return request.param
-
-
 def _fill(shape, polygons):
     """Rasterise polygons (exteriors on, holes off) the way annotation tools draw them."""
     out = np.zeros(shape, np.uint8)
@@ -152,7 +142,7 @@ def _crops(rng, masks, spread=1000):
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.005, 0.02])
-def test_bulk_matches_per_mask_on_smooth_masks_and_edge_cases(eps, engine):
+def test_bulk_matches_per_mask_on_smooth_masks_and_edge_cases(eps):
     rng = np.random.default_rng(1)
     masks = [_smooth(rng, int(rng.integers(1, 90)), int(rng.integers(1, 90))) for _ in range(150)]
     masks += [_smooth(rng, int(rng.integers(20, 200)), int(rng.integers(20, 200))) for _ in range(30)]
@@ -165,7 +155,7 @@ def test_bulk_matches_per_mask_on_smooth_masks_and_edge_cases(eps, engine):
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.005, 0.02])
-def test_bulk_matches_per_mask_on_ragged_noise(eps, engine):
+def test_bulk_matches_per_mask_on_ragged_noise(eps):
     rng = np.random.default_rng(2)
     masks = [_ragged(rng, int(rng.integers(1, 120)), int(rng.integers(1, 120))) for _ in range(60)]
     crops = _crops(rng, masks)
@@ -175,7 +165,7 @@ def test_bulk_matches_per_mask_on_ragged_noise(eps, engine):
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.005])
-def test_bulk_matches_per_mask_on_very_different_sizes(eps, engine):
+def test_bulk_matches_per_mask_on_very_different_sizes(eps):
     """Big crops that get a canvas of their own (wider or taller than a strip), thin ones, many small ones in
     several strips, in any order."""
     rng = np.random.default_rng(3)
@@ -190,7 +180,7 @@ def test_bulk_matches_per_mask_on_very_different_sizes(eps, engine):
 
 
 @pytest.mark.parametrize("min_points", [1, 2, 5, 12])
-def test_bulk_min_points(min_points, engine):
+def test_bulk_min_points(min_points):
     rng = np.random.default_rng(4)
     masks = [_ragged(rng, 40, 50) for _ in range(8)] + [_smooth(rng, 30, 30) for _ in range(8)] + _edge_cases()
     crops = _crops(rng, masks)
@@ -198,7 +188,7 @@ def test_bulk_min_points(min_points, engine):
         _assert_same(crops_polygons(crops, eps, min_points), _per_mask(crops, eps, min_points))
 
 
-def test_bulk_offsets_large_fractional_and_non_bool(engine):
+def test_bulk_offsets_large_fractional_and_non_bool():
     """Offsets past int16 (64-bit shoelace), fractional or past float32's integers (the two-step vertex sum
     of mask_polygons), negative ones, and masks of other dtypes."""
     rng = np.random.default_rng(5)
@@ -217,7 +207,7 @@ def test_bulk_offsets_large_fractional_and_non_bool(engine):
     _assert_same(crops_polygons(crops), _per_mask(crops))
 
 
-def test_bulk_empty_and_result_polygons(engine):
+def test_bulk_empty_and_result_polygons():
     assert crops_polygons([]) == []
     empty = [MaskCrop(0, 0, np.zeros((0, 0), bool)), MaskCrop(5, 5, np.zeros((9, 9), bool))]
     assert crops_polygons(empty) == [[], []]
@@ -234,7 +224,7 @@ def test_bulk_empty_and_result_polygons(engine):
     _assert_same(crops_polygons(c for c in crops), _per_mask(crops))  # any iterable of crops
 
 
-def test_bulk_one_huge_crop(engine):
+def test_bulk_one_huge_crop():
     n = 4512
     yy, xx = np.ogrid[:n, :n]
     m = (xx - 2000) ** 2 + (yy - 2300) ** 2 < 2100**2
@@ -275,7 +265,7 @@ def test_packing_stays_proportional_to_the_crops():
                 assert x >= 1 and y >= 1 and x + w + 1 <= width and y + h + 1 <= rows
 
 
-def test_bulk_perimeter_is_cv2_arclength(engine):
+def test_bulk_perimeter_is_cv2_arclength():
     """The bulk tolerance of the simplification: exactly cv2.arcLength of every traced contour."""
     rng = np.random.default_rng(7)
     contours = []

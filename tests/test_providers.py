@@ -443,31 +443,6 @@ def test_doctor_reports_build_providers_libraries_and_timing(tiny_onnx, capsys):
         assert "CUDAExecutionProvider: unavailable" in out
 
 
-def test_doctor_reports_the_edge_and_polygon_engines(tiny_onnx, monkeypatch, capsys):
-    pytest.importorskip("numba", reason="the numba engine is the [fast] extra (installed by the dev extra and CI)")
-    args = ["doctor", "--model", str(tiny_onnx.parent), "--runs", "1"]
-    monkeypatch.delenv("FASTSAM_ONNX_EDGES", raising=False)
-    monkeypatch.delenv("FASTSAM_ONNX_POLYGONS", raising=False)
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "edge maps: numba engine (default auto;" in out and "polygons: numba engine (default auto;" in out
-    monkeypatch.setenv("FASTSAM_ONNX_POLYGONS", "opencv")
-    assert main(args) == 0
-    assert "polygons: opencv engine (FASTSAM_ONNX_POLYGONS=opencv)\n" in capsys.readouterr().out
-    monkeypatch.delenv("FASTSAM_ONNX_POLYGONS")
-    monkeypatch.setenv("FASTSAM_ONNX_EDGES", "numpy")
-    assert main(args) == 0
-    assert "edge maps: numpy engine (FASTSAM_ONNX_EDGES=numpy)" in capsys.readouterr().out
-    monkeypatch.setenv("FASTSAM_ONNX_EDGES", "gpu")
-    assert main(args) == 0  # doctor reports, whatever it finds
-    assert "edge maps: error: $FASTSAM_ONNX_EDGES must be one of" in capsys.readouterr().out
-    monkeypatch.setenv("FASTSAM_ONNX_EDGES", "auto")
-    monkeypatch.setattr("fastsam_onnx.extras.missing_modules", lambda *m: list(m))  # as without [fast]
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "numpy engine (FASTSAM_ONNX_EDGES=auto; pip install 'fastsam-onnx[fast]'" in out
-    assert "polygons: opencv engine (default auto; pip install 'fastsam-onnx[fast]'" in out
-
 
 def test_doctor_without_a_demo_bundle(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr("fastsam_onnx.models.demo_bundle", lambda: tmp_path / "demo")

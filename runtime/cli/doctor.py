@@ -1,7 +1,7 @@
 """``fastsam-onnx doctor [--model DIR]``: what this machine's onnxruntime can run, and how fast.
 
 Prints the onnxruntime version and build (CPU or GPU package), the providers it offers, whether the
-CUDA / cuDNN / TensorRT shared libraries load, the FASTSAM_ONNX_* settings, the edge maps' and polygons' engines, and for each
+CUDA / cuDNN / TensorRT shared libraries load, the FASTSAM_ONNX_* settings, and for each
 provider whether it really creates a session for the model (default: the shipped demo bundle) with the median
 time of a few ``session.run`` calls on a zero input; a note when a static graph would run on the CPU provider
 (slower than a dynamic graph on photos that are not square). Exits 0 whatever it finds.
@@ -19,27 +19,6 @@ import numpy as np
 
 #: providers doctor never times (not compute devices)
 _SKIP = ("AzureExecutionProvider",)
-
-
-def _engine(stage: str) -> str:
-    """Which engine ``stage`` ("edge" maps or "polygon"s) uses here (its ``$FASTSAM_ONNX_*`` variable, the
-    ``[fast]`` extra), in words."""
-    from ..errors import FastSAMError
-    from ..extras import ENGINE_VARIABLES, ENGINES, resolve_engine
-
-    variable = ENGINE_VARIABLES[stage]
-    setting = os.environ.get(variable)
-    where = f"{variable}={setting}" if setting else "default auto"
-    try:
-        engine = resolve_engine(stage)
-    except FastSAMError as e:
-        return f"error: {e}"
-    if engine == "numba":
-        return f"numba engine ({where}; compiled on this machine's first use, then cached)"
-    base = ENGINES[stage][1]
-    gain = {"edge": "about 3x", "polygon": "about 2x"}[stage]
-    hint = "" if setting == base else f"; pip install 'fastsam-onnx[fast]' for the compiled engine, {gain} faster"
-    return f"{base} engine ({where}{hint})"
 
 
 def add_parser(sub) -> None:
@@ -98,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
     settings = {k: os.environ[k] for k in ENV_VARS if os.environ.get(k)}
     print(f"settings: {', '.join(f'{k}={v}' for k, v in settings.items()) if settings else 'no FASTSAM_ONNX_* variables set'}")
     print(f"cache: {default_cache_dir()} (TensorRT engines under tensorrt/)")
-    print(f"edge maps: {_engine('edge')}")
-    print(f"polygons: {_engine('polygon')}")
 
     path, shape = _model(args.model)
     if path is None:
