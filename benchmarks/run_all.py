@@ -43,7 +43,7 @@ from fastsam_onnx.benchmarks.children import (  # noqa: E402
 )
 from fastsam_onnx.benchmarks.figures import evaluate_goals  # noqa: E402
 from fastsam_onnx.benchmarks.machine import busy_notes, installed_size, load_average, usable_cores  # noqa: E402
-from fastsam_onnx.benchmarks.output import new_report, write_report  # noqa: E402
+from fastsam_onnx.benchmarks.report_files import new_report, write_report  # noqa: E402
 from fastsam_onnx.progress import Progress  # noqa: E402
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fastsam_onnx.clip_tokenizer import BPE_NAME
+from fastsam_onnx.clip.tokenizer import BPE_NAME
 from fastsam_onnx.manifest import FORMAT_VERSION, MANIFEST_NAME, sha256_file
 
 from . import ExportError

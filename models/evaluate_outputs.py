@@ -32,7 +32,7 @@ from .evaluate import heldout_scenes
 def write_dataset(out: Path, n_images: int = 50, seed: int = 12345, size: int = 512) -> Path:
     """Write the held-out scenes, their boundaries and COCO annotations under ``out``; returns ``out``."""
     from fastsam_onnx.metrics import labels_to_boundaries
-    from fastsam_onnx.proposals import crop_rle
+    from fastsam_onnx.outputs.proposals import crop_rle
 
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "boundaries").mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,7 @@ def write_dataset(out: Path, n_images: int = 50, seed: int = 12345, size: int = 
 def evaluate(out: Path, model: Any, conf: float | None = None, iou: float | None = None, max_det: int | None = None) -> dict[str, Any]:
     """ODS/OIS of ``model.edges`` and box/mask AR of its proposals on the data set written at ``out``."""
     from fastsam_onnx.metrics import boundary_counts, ods_ois, proposal_recall
-    from fastsam_onnx.proposals import CONF, IOU, MAX_DET, proposal_records
+    from fastsam_onnx.outputs.proposals import CONF, IOU, MAX_DET, proposal_records
 
     conf, iou, max_det = CONF if conf is None else conf, IOU if iou is None else iou, MAX_DET if max_det is None else max_det
     coco = json.loads((out / "annotations.json").read_text())

@@ -28,9 +28,9 @@ def _title(img: np.ndarray, text: str) -> np.ndarray:
 def render(n_proposals: int = 30) -> np.ndarray:
     """(h, 3w + gaps, 3) BGR uint8: overlay | edges | proposals of the demo model on the example image."""
     from fastsam_onnx import FastSAM
-    from fastsam_onnx.draw import draw_overlay
+    from fastsam_onnx.outputs.draw import draw_overlay
     from fastsam_onnx.models import demo_bundle
-    from fastsam_onnx.proposals import CONF, MAX_DET, proposal_records
+    from fastsam_onnx.outputs.proposals import CONF, MAX_DET, proposal_records
 
     model = FastSAM()
     path = str(demo_bundle() / "example.jpg")

@@ -146,7 +146,7 @@ def crop_masks(
     is (len(ay.idx), len(ax.idx))). Returns one :class:`MaskCrop` per box, or ``None`` where the mask is
     empty (the reference drops those detections). Work and memory per box scale with the box's area.
     ``sink(x0, y0, logits, mask)``, when given, sees each non-empty box's resized (h, w) float32 logits
-    and its mask before the logits are dropped (edge maps use them: :mod:`fastsam_onnx.edges`); the masks
+    and its mask before the logits are dropped (edge maps use them: :mod:`fastsam_onnx.outputs.edges`); the masks
     are the same either way.
     """
     out: list[MaskCrop | None] = []

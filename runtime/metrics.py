@@ -104,7 +104,7 @@ def boundary_counts(
     edge: (H, W) float map in [0, 1]; gts: one (H, W) bool boundary map per annotator; thresholds: a
     number K (``linspace(1/(K+1), 1 - 1/(K+1), K)``, BSDS's) or the thresholds themselves. thin: thin
     each thresholded map (:func:`thin_binary`) as BSDS does — K distance transforms; without it (the
-    default, for maps that are one pixel wide already, as :func:`fastsam_onnx.edges` makes them) the counts
+    default, for maps that are one pixel wide already, as :func:`fastsam_onnx.outputs.edges` makes them) the counts
     of all thresholds come from one grey dilation and sorting, the same figures for such maps.
     """
     edge = np.asarray(edge, dtype=np.float32)
@@ -183,7 +183,7 @@ def proposal_recall(gt: Any, results: list[dict[str, Any]], iou_type: str = "bbo
     """Class-agnostic average recall of proposals with pycocotools' ``COCOeval`` (``useCats = 0``).
 
     gt: a ``pycocotools.coco.COCO`` or the path of a COCO annotations JSON; results: COCO result records
-    (:func:`fastsam_onnx.proposals.proposal_records`); iou_type: "bbox" or "segm". Returns ``{"AR@10": ...,
+    (:func:`fastsam_onnx.outputs.proposals.proposal_records`); iou_type: "bbox" or "segm". Returns ``{"AR@10": ...,
     "AR@100": ..., "AR@1000": ..., "AR_small", "AR_medium", "AR_large"}`` (sizes at the largest max_dets),
     each the recall averaged over IoU 0.50:0.05:0.95, from ``eval['recall']`` (COCOeval's ``summarize``
     prints fixed indices that assume maxDets (1, 10, 100)). None where no ground truth falls in a range.

@@ -16,7 +16,7 @@ from .fixup import fastsam_fixup, scale_boxes
 from .image import MAX_PIXELS, ImageLike, load_image
 from .letterbox import Letterbox, letterbox, letterbox_geometry, to_tensor
 from .manifest import resolve_fastsam
-from .edges import BAND
+from .outputs.edges import BAND
 from .masks import crop_masks, input_axes, retina_axes
 from .prompts import apply_prompts
 from .nms import decode
@@ -24,7 +24,7 @@ from .result import Result
 from .session import OnnxSession, ProviderSpec
 
 if TYPE_CHECKING:
-    from .clip import CLIP
+    from .clip.model import CLIP
 
 
 def default_model() -> Path:
@@ -222,7 +222,7 @@ class FastSAM:
     def edges(self, image: ImageLike, **kwargs) -> np.ndarray:
         """The edge map of everything found in ``image``: (h0, w0) float32 in [0, 1], original size.
 
-        SAM's zero-shot edge recipe on FastSAM's instances (see :mod:`fastsam_onnx.edges`): per instance
+        SAM's zero-shot edge recipe on FastSAM's instances (see :mod:`fastsam_onnx.outputs.edges`): per instance
         the Sobel gradient of its mask probability (sigmoid of the logits, upsampled as the masks are, zero
         outside its box crop) within ``edges.BAND`` px of its own boundary, the pixel-wise maximum, thinned
         by non-maximum suppression along the gradient, divided by its maximum. ``kwargs`` are
@@ -236,7 +236,7 @@ class FastSAM:
         """The CLIP model for text prompts, loaded on first use (default: the shipped demo CLIP)."""
         with self._clip_lock:  # threads sharing this object load CLIP once
             if not hasattr(self, "_clip"):
-                from .clip import CLIP
+                from .clip.model import CLIP
 
                 spec = self._clip_spec
                 if isinstance(spec, CLIP):
@@ -311,7 +311,7 @@ def postprocess(
     mask_shape = lb.orig_shape if retina_masks else lb.input_shape
     canvas = sink = None
     if edges_band is not None:
-        from .edges import EdgeCanvas, LetterboxedSink
+        from .outputs.edges import EdgeCanvas, LetterboxedSink
 
         te = time.perf_counter()
         canvas = EdgeCanvas(lb.orig_shape, edges_band)

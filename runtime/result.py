@@ -10,10 +10,10 @@ import numpy as np
 
 from .errors import BadArgumentError
 from .masks import MaskCrop, rescale_crops, unpad_axes
-from .rle import encode_rle
+from .outputs.rle import encode_rle
 
 if TYPE_CHECKING:
-    from .polygons import Polygon
+    from .outputs.polygons import Polygon
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Result:
     prompt_scores: list[dict[str, float]] | None = None
     _clip_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _clip_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
-    # edge maps (fastsam_onnx.edges): (protos (32, mh, mw), coeffs (N, 32), retina) kept by postprocess, and
+    # edge maps (fastsam_onnx.outputs.edges): (protos (32, mh, mw), coeffs (N, 32), retina) kept by postprocess, and
     # the everything-mode map computed in the same pass by segment(edges=True): {band: (h0, w0) float32}
     _logits: tuple | None = field(default=None, init=False, repr=False, compare=False)
     _edges: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -211,8 +211,8 @@ class Result:
     def edges(self, band: int = 1) -> np.ndarray:
         """Edge map of this result's instances: (h0, w0) float32 in [0, 1] at the original image size
         (Sobel of each instance's mask probability within ``band`` px of its boundary, maximum over
-        instances, non-maximum suppression, divided by the maximum). See :mod:`fastsam_onnx.edges`."""
-        from .edges import check_band, result_edges
+        instances, non-maximum suppression, divided by the maximum). See :mod:`fastsam_onnx.outputs.edges`."""
+        from .outputs.edges import check_band, result_edges
 
         band = check_band(band)
         hit = self._edges.get(band)
@@ -221,8 +221,8 @@ class Result:
     def polygons(self, epsilon: float = 0.0) -> list[list["Polygon"]]:
         """Per instance, its mask as polygons (outer contours with their holes) in original-image pixels,
         largest part first; ``epsilon``: simplification relative to each contour's perimeter (X-AnyLabeling's
-        ``epsilon_factor``). See :mod:`fastsam_onnx.polygons`."""
-        from .polygons import crops_polygons
+        ``epsilon_factor``). See :mod:`fastsam_onnx.outputs.polygons`."""
+        from .outputs.polygons import crops_polygons
 
         return crops_polygons(self.original_crops(), epsilon)
 

@@ -15,7 +15,7 @@ import pytest
 from clip_fixtures import clip_cache, tiny_clip_bundle, tiny_clip_checkpoint  # noqa: F401  (fixtures)
 from torchfree import blocker_source
 
-from fastsam_onnx.benchmarks import cases, figures, output, timing, update_readme
+from fastsam_onnx.benchmarks import cases, figures, report_files, timing, update_readme
 from fastsam_onnx.benchmarks.cases import PROMPTS, STAGES
 from fastsam_onnx.cli import main
 from fastsam_onnx.models import demo_bundle
@@ -123,7 +123,7 @@ def test_bench_cli_ours_and_reference(tiny, tiny_clip_bundle, tiny_clip_checkpoi
 
 def test_readme_section(tmp_path):
     """update_readme renders the section from a results.json and replaces only the marked block."""
-    report = output.new_report({"reps": 1, "warmup": 0})
+    report = report_files.new_report({"reps": 1, "warmup": 0})
     report["cases"].append({"name": "demo", "labels": {"retina": True}, "reference": None,
                             "ours": {"instances": 3, "stages": {k: timing.summarize([1.0, 2.0]) for k in STAGES},
                                      "bare_run": timing.summarize([1.0])}})
@@ -191,7 +191,7 @@ def test_benchmark_modules_import_heavy_packages_lazily():
     from torchfree import run_blocked
 
     names = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem != "__init__")
-    assert {"cases", "timing", "reference", "children", "machine", "figures", "report", "plots", "output"} <= set(names)
+    assert {"cases", "timing", "reference", "children", "machine", "figures", "report", "plots", "report_files"} <= set(names)
     code = ("_BLOCKED = _BLOCKED + ('matplotlib',)\nimport importlib\n"
             f"for n in {names!r}:\n    importlib.import_module('fastsam_onnx.benchmarks.' + n)\nreport()\n")
     got = run_blocked(code)

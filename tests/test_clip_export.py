@@ -22,7 +22,7 @@ from clip_fixtures import (  # noqa: F401  (fixtures)
 )
 from fastsam_onnx.cli import main
 from fastsam_onnx.clip import CLIP
-from fastsam_onnx.clip_preprocess import MEAN, STD
+from fastsam_onnx.clip.preprocess import MEAN, STD
 from fastsam_onnx.errors import BadArgumentError, BadImageError, BadModelError
 from fastsam_onnx.manifest import FORMAT_VERSION, sha256_file
 

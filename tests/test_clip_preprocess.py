@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastsam_onnx.clip_preprocess import MEAN, STD, preprocess, preprocess_batch, resized_size
+from fastsam_onnx.clip.preprocess import MEAN, STD, preprocess, preprocess_batch, resized_size
 from fastsam_onnx.errors import BadImageError
 
 with warnings.catch_warnings():

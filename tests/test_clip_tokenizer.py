@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from fastsam_onnx.clip_tokenizer import BPE_NAME, ClipTokenizer
+from fastsam_onnx.clip.tokenizer import BPE_NAME, ClipTokenizer
 from fastsam_onnx.errors import BadArgumentError, BadModelError
 
 with warnings.catch_warnings():

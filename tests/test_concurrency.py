@@ -113,7 +113,7 @@ def test_clip_loads_once_and_text_cache_is_thread_safe():
 
 
 def test_lazy_clip_property_is_created_once(small, monkeypatch):
-    import fastsam_onnx.clip as clip_mod
+    import fastsam_onnx.clip.model as clip_mod
 
     made = []
 

@@ -26,7 +26,7 @@ pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
 
 from fastsam_onnx.distributed import decode_bytes, list_source, segment_dataset, to_result_json  # noqa: E402
-from fastsam_onnx.distributed.output import PartWriter, part_files, read_results  # noqa: E402
+from fastsam_onnx.distributed.parts import PartWriter, part_files, read_results  # noqa: E402
 from fastsam_onnx.distributed.rows import row_of, to_table  # noqa: E402
 from fastsam_onnx.distributed.source import load_source, read_uri  # noqa: E402
 from fastsam_onnx.distributed.worker import Segmenter  # noqa: E402

@@ -1,4 +1,4 @@
-"""Edge maps (fastsam_onnx.edges): shape and range, the band, the thinning, the CLI flag, memory."""
+"""Edge maps (fastsam_onnx.outputs.edges): shape and range, the band, the thinning, the CLI flag, memory."""
 
 import tracemalloc
 
@@ -8,7 +8,7 @@ import pytest
 
 from fastsam_onnx import FastSAM
 from fastsam_onnx.cli import main
-from fastsam_onnx.edges import EdgeCanvas, edge_directions, thin_edges
+from fastsam_onnx.outputs.edges import EdgeCanvas, edge_directions, thin_edges
 from fastsam_onnx.errors import BadArgumentError
 from fastsam_onnx.letterbox import letterbox_geometry
 from fastsam_onnx.model import postprocess
@@ -169,7 +169,7 @@ def test_edges_proposals_and_evaluate_modules_are_torch_and_pycocotools_free(tmp
 
     code = r"""
 import sys
-import fastsam_onnx, fastsam_onnx.edges, fastsam_onnx.proposals, fastsam_onnx.metrics, fastsam_onnx.cli.evaluate
+import fastsam_onnx, fastsam_onnx.outputs.edges, fastsam_onnx.outputs.proposals, fastsam_onnx.metrics, fastsam_onnx.cli.evaluate
 from fastsam_onnx.cli import build_parser, main
 build_parser()
 heavy = sorted({m.split('.')[0] for m in sys.modules} & {'pycocotools', 'matplotlib', 'fastapi', 'ray'})
@@ -182,7 +182,7 @@ report(heavy=heavy, status=status)
 
 
 def test_batches_count_the_margins_so_wide_bands_on_many_small_crops_stay_bounded(monkeypatch):
-    from fastsam_onnx import edges
+    from fastsam_onnx.outputs import edges
 
     monkeypatch.setattr(edges, "BATCH_PIXELS", 1 << 16)
     packed = []
@@ -209,7 +209,7 @@ def test_batches_count_the_margins_so_wide_bands_on_many_small_crops_stay_bounde
 
 
 def test_map_does_not_depend_on_the_instances_order_nor_batches(monkeypatch):
-    from fastsam_onnx import edges
+    from fastsam_onnx.outputs import edges
 
     rng = np.random.default_rng(3)
     crops = []

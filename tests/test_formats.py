@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fastsam_onnx import BadArgumentError, FastSAM, Result
-from fastsam_onnx.formats import (
+from fastsam_onnx.outputs.formats import (
     DEFAULT_EPSILON, annotation_path, check_unique_outputs, labelme_json, read_annotation, write_annotation, yolo_text,
 )
 from fastsam_onnx.masks import MaskCrop

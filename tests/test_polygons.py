@@ -7,9 +7,9 @@ import pytest
 
 from fastsam_onnx import BadArgumentError, FastSAM
 from fastsam_onnx.models import example_image
-from fastsam_onnx import polygons as P
+from fastsam_onnx.outputs import polygons as P
 from fastsam_onnx.masks import MaskCrop
-from fastsam_onnx.polygons import crops_polygons, mask_polygons
+from fastsam_onnx.outputs.polygons import crops_polygons, mask_polygons
 
 
 def _fill(shape, polygons):

@@ -1,4 +1,4 @@
-"""Object proposals (fastsam_onnx.proposals): COCO result records pycocotools reads, CLI, memory."""
+"""Object proposals (fastsam_onnx.outputs.proposals): COCO result records pycocotools reads, CLI, memory."""
 
 import contextlib
 import io
@@ -14,7 +14,7 @@ from fastsam_onnx.cli import main
 from fastsam_onnx.letterbox import letterbox_geometry
 from fastsam_onnx.model import postprocess
 from fastsam_onnx.models import demo_bundle
-from fastsam_onnx.proposals import CONF, MAX_DET, crop_rle, proposal_records
+from fastsam_onnx.outputs.proposals import CONF, MAX_DET, crop_rle, proposal_records
 
 EXAMPLE = demo_bundle() / "example.jpg"
 mask_utils = pytest.importorskip("pycocotools.mask")

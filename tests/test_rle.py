@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fastsam_onnx.rle import decode_rle, encode_rle
+from fastsam_onnx.outputs.rle import decode_rle, encode_rle
 
 mask_utils = pytest.importorskip("pycocotools.mask")
 

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-import fastsam_onnx.clip as clip_mod
+import fastsam_onnx.clip.model as clip_mod
 import fastsam_onnx.manifest as manifest_mod
 import fastsam_onnx.session as session_mod
 from fastsam_onnx import FastSAM, Result

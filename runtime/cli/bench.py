@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmarks.children import available_memory, cold_start, reference_cold_start, run_case
     from ..benchmarks.figures import GOAL_SETTING, evaluate_goals
     from ..benchmarks.machine import installed_size, load_average, usable_cores
-    from ..benchmarks.output import new_report, write_report
+    from ..benchmarks.report_files import new_report, write_report
     from ..benchmarks.report import render_markdown
     from ..image import read_image
     from ..manifest import resolve_fastsam

@@ -4,7 +4,7 @@ SOURCE: a folder (recursively, as the folder mode lists it), an image file, a UR
 (``s3://bucket/photos/``), or a ``.txt`` file of paths / URIs, one per line. Without ``--address`` a local Ray
 instance sized to this machine is started (and stopped at the end); ``--address auto|HOST:PORT`` joins a running
 cluster. ``--workers`` actors each hold one model and use ``--threads-per-worker`` CPUs; rows stream back to this
-process and are written as parts (:mod:`fastsam_onnx.distributed.output`). Per-image failures are rows with an
+process and are written as parts (:mod:`fastsam_onnx.distributed.parts`). Per-image failures are rows with an
 ``error`` (reported on one line, counted; exit status 1, as the folder mode); errors that would fail every image
 stop the run with exit status 2; Ctrl-C keeps the parts written so far (130). ``--skip-existing`` reads the paths
 already in RESULTS and segments only the others.
@@ -54,7 +54,7 @@ def check_engine(args: argparse.Namespace) -> str:
 
 def _check_args(args: argparse.Namespace) -> str:
     """Refuse options that do not apply; return the output format."""
-    from ..distributed.output import output_format, part_files
+    from ..distributed.parts import output_format, part_files
     from . import UsageError
     from .segment import check_options
 
@@ -144,7 +144,7 @@ def run_ray(args: argparse.Namespace, prompts: dict) -> int:
 
     from .. import FastSAM
     from ..distributed import segment_dataset
-    from ..distributed.output import PartWriter, existing_paths
+    from ..distributed.parts import PartWriter, existing_paths
     from .segment_many import check_output_dir, plural, segment_kwargs
     from . import UsageError
 

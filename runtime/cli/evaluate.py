@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
         k.add_argument("-q", "--quiet", action="store_true", help="no progress output")
         k.set_defaults(run=run)
     pr, ed = kinds.choices["proposals"], kinds.choices["edges"]
-    from ..proposals import CONF, IOU, MAX_DET
+    from ..outputs.proposals import CONF, IOU, MAX_DET
 
     pr.add_argument("--gt", type=Path, required=True, help="COCO annotations JSON (instances)")
     pr.add_argument("--results", type=Path, help="COCO result records to evaluate instead of running the model")
@@ -103,7 +103,7 @@ def _proposals(args: argparse.Namespace) -> dict:
     from pycocotools.coco import COCO
 
     from ..metrics import proposal_recall
-    from ..proposals import proposal_records
+    from ..outputs.proposals import proposal_records
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):

@@ -4,7 +4,7 @@ Outputs (at least one): ``--out-dir DIR`` one JSON per image (``a/b.jpg`` → ``
 ``--overlays DIR`` one overlay PNG per image (``DIR/a/b.jpg.png``), ``--coco FILE`` one COCO-style JSON of all
 images. Output locations are checked before the first image; every file is written atomically. With
 ``--format labelme|yolo`` the ``--out-dir`` files are labelme JSON (``a/b.json``, imagePath relative to it) or
-YOLO-seg txt (``a/b.txt``) instead (:mod:`fastsam_onnx.formats`); two images with one stem in one folder are
+YOLO-seg txt (``a/b.txt``) instead (:mod:`fastsam_onnx.outputs.formats`); two images with one stem in one folder are
 refused before the first image, since both would write the same file.
 
 Any per-image failure (a typed error such as an undecodable file, or anything else the image triggers, e.g. an
@@ -80,7 +80,7 @@ def add_to_coco(coco: dict[str, list], file_name: str, data: dict[str, Any]) -> 
 
 def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
     """Segment every image under ``args.image``; returns 0 (all done), 1 (some failed) or 130 (Ctrl-C)."""
-    from ..draw import draw_overlay
+    from ..outputs.draw import draw_overlay
     from ..errors import BadArgumentError, BadModelError, BadPromptError, ProviderError
     from ..fileio import atomic_imwrite, atomic_write_json
     from . import UsageError
@@ -89,7 +89,7 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
     images = list_images(folder, exclude=(args.out_dir, args.overlays))
     if not images:
         raise UsageError(f"no images under {clean(folder)} (extensions: .jpg .png .bmp .tif .webp ...)")
-    from ..formats import DEFAULT_EPSILON, annotation_path, check_unique_outputs, read_annotation, write_annotation
+    from ..outputs.formats import DEFAULT_EPSILON, annotation_path, check_unique_outputs, read_annotation, write_annotation
 
     fmt = getattr(args, "format", "coco")  # --out-dir files: coco (result JSON), labelme JSON or YOLO-seg txt
     eps = DEFAULT_EPSILON if getattr(args, "epsilon", None) is None else args.epsilon
@@ -138,7 +138,7 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
             if args.coco is not None:
                 add_to_coco(coco, str(rel), data)
                 if props is not None:  # COCO result records, image_id = the image's id in the COCO dict
-                    from ..proposals import proposal_records
+                    from ..outputs.proposals import proposal_records
 
                     props += proposal_records(result, len(coco["images"]), args.proposals)
             done += 1

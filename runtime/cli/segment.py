@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
         help="folder: skip images whose outputs exist (JSON that parses; with --coco it is read back into the COCO file)",
     )
     b.add_argument("--max-frames", type=int, default=None, help="video/camera: stop after this many frames (>= 1)")
-    from .outputs import add_output_arguments
+    from .edges_proposals import add_output_arguments
 
     add_output_arguments(p)  # --edges, --proposals
     g = p.add_argument_group("prompts (each repeatable; only the selected instances are kept)")
@@ -74,7 +74,7 @@ def add_parser(sub) -> None:
         help="original = one text, one mask; all = every instance whose CLIP cosine similarity >= --text-threshold",
     )
     g.add_argument("--text-threshold", type=float, default=None, metavar="T", help="--text-mode all: cosine similarity in [-1, 1] (demo CLIP: ~0.65)")
-    a = p.add_argument_group("annotation files (see fastsam_onnx.formats)")
+    a = p.add_argument_group("annotation files (see fastsam_onnx.outputs.formats)")
     a.add_argument(
         "--format", choices=["coco", "labelme", "yolo"], default="coco",
         help="what --json (one image) and --out-dir (folder: a/b.jpg.json, a/b.json, a/b.txt) hold: "
@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
         return run_ray(args, gather_prompts(args))
     kind = kind_of(args.image)
     check_options(args, kind)
-    from .outputs import check_outputs
+    from .edges_proposals import check_outputs
 
     check_outputs(args, kind)  # --edges, --proposals
     prompts = gather_prompts(args)
@@ -293,18 +293,18 @@ def run(args: argparse.Namespace) -> int:
     model = FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict)
     if kind != "image":
         return (run_folder if kind == "folder" else run_video)(args, model, prompts)
-    from ..draw import draw_overlay
+    from ..outputs.draw import draw_overlay
     from ..fileio import atomic_imwrite
-    from ..formats import DEFAULT_EPSILON, write_annotation, write_embeddings
+    from ..outputs.formats import DEFAULT_EPSILON, write_annotation, write_embeddings
     from .segment_many import segment_kwargs
 
     result = model.segment(args.image, edges=args.edges is not None, **segment_kwargs(args, prompts))
     embeddings = None if args.embeddings is None else result.embeddings(model.clip)  # before any file is written
     dest = args.json
     try:  # atomic: a failed write (disk full, ...) leaves any previous file as it was
-        if dest is not None and args.proposals is not None:  # COCO result records (fastsam_onnx.cli.outputs)
+        if dest is not None and args.proposals is not None:  # COCO result records (fastsam_onnx.cli.edges_proposals)
             from ..fileio import atomic_write_json
-            from ..proposals import proposal_records
+            from ..outputs.proposals import proposal_records
 
             atomic_write_json(dest, proposal_records(result, 1, args.proposals))
         elif dest is not None:
@@ -315,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
             write_embeddings(dest, embeddings)
         dest = args.edges
         if dest is not None:
-            from .outputs import write_edge_map
+            from .edges_proposals import write_edge_map
 
             write_edge_map(dest, result.edges())
         dest = args.out

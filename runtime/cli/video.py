@@ -38,7 +38,7 @@ def run_video(args: argparse.Namespace, model, prompts: dict) -> int:
     by Ctrl-C, the usual end of a camera stream: the frames so far are kept)."""
     import cv2
 
-    from ..draw import draw_overlay
+    from ..outputs.draw import draw_overlay
     from . import UsageError
 
     camera = args.image.isdigit() and not Path(args.image).exists()

@@ -22,7 +22,7 @@ def overlay_png(result: Result) -> str:
     """The overlay (masks in distinct colours with outlines, boxes, scores) as base64 PNG."""
     import cv2
 
-    from ..draw import draw_overlay
+    from ..outputs.draw import draw_overlay
 
     ok, buf = cv2.imencode(".png", draw_overlay(result))
     if not ok:  # pragma: no cover - encoding a BGR uint8 image does not fail

@@ -24,7 +24,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .errors import BadArgumentError
+from ..errors import BadArgumentError
 
 __all__ = ["Polygon", "crops_polygons", "mask_polygons"]
 

@@ -5,7 +5,7 @@
 
 ``--proposals [N]`` (N default 1000): object-proposal mode. Up to N instances ranked by score, conf 0.01
 (when ``--conf`` is left at its default 0.4) and ``--iou`` as given (default 0.9), written as COCO *result*
-records (:mod:`fastsam_onnx.proposals`) — one image: to ``--json`` (image_id 1); a folder: to ``--coco``
+records (:mod:`fastsam_onnx.outputs.proposals`) — one image: to ``--json`` (image_id 1); a folder: to ``--coco``
 (one list for the whole folder, image_id = the image's id in the COCO file, i.e. its position + 1).
 """
 
@@ -23,9 +23,9 @@ SEGMENT_DEFAULT_CONF = 0.4
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
     """The ``--edges`` and ``--proposals`` options of ``segment``."""
-    from ..proposals import CONF, MAX_DET
+    from ..outputs.proposals import CONF, MAX_DET
 
-    g = p.add_argument_group("edge maps and object proposals (see fastsam_onnx.cli.outputs)")
+    g = p.add_argument_group("edge maps and object proposals (see fastsam_onnx.cli.edges_proposals)")
     g.add_argument("--edges", type=Path, metavar="EDGES.png",
                    help="one image: write its edge map (16-bit PNG/TIFF, 8-bit for other image types, .npy float32)")
     g.add_argument("--proposals", type=int, nargs="?", const=MAX_DET, default=None, metavar="N",
@@ -61,7 +61,7 @@ def check_outputs(args: argparse.Namespace, kind: str) -> None:
         raise UsageError("--proposals writes COCO result records: it does not combine with --format labelme/yolo")
     if kind == "folder" and args.skip_existing:
         raise UsageError("--proposals does not combine with --skip-existing (the per-image JSON holds no proposals)")
-    from ..proposals import CONF
+    from ..outputs.proposals import CONF
 
     args.max_det = args.proposals
     if args.conf == SEGMENT_DEFAULT_CONF:

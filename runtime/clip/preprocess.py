@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import BadImageError
+from ..errors import BadImageError
 
 IMAGE_RESOLUTION = 224
 MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .result import Result
+    from ..result import Result
 
 __all__ = ["CONF", "IOU", "MAX_DET", "proposal_records", "crop_rle", "rle_string"]
 

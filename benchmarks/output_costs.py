@@ -1,6 +1,6 @@
 """What the extra outputs cost: edge maps and polygons against our everything-mode post-processing.
 
-``python -m fastsam_onnx.benchmarks.outputs [--case fastsam-s|demo|all] [--model BUNDLE --image IMG] [--reps 15]``
+``python -m fastsam_onnx.benchmarks.output_costs [--case fastsam-s|demo|all] [--model BUNDLE --image IMG] [--reps 15]``
 runs the session once on the image, then times on the same network outputs, in ``reps`` rounds after 2 warm-up
 rounds (medians; ratios are the medians of the per-round ratios against the postprocess of the same loop, so
 that the machine's slower and faster spells hit both sides alike). The edge maps, and the polygons, get a
@@ -215,7 +215,7 @@ def default_model() -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fastsam_onnx.benchmarks.outputs", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m fastsam_onnx.benchmarks.output_costs", description=__doc__.split("\n")[0])
     ap.add_argument("--case", choices=("fastsam-s", "demo", "all"), default="all", help="which case (default: all)")
     ap.add_argument("--model", help="a bundle of your own (with --image) instead of the cases")
     ap.add_argument("--image", help="the image for --model")

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import BadArgumentError, BadModelError
+from ..errors import BadArgumentError, BadModelError
 
 BPE_NAME = "bpe_simple_vocab_16e6.txt.gz"
 CONTEXT_LENGTH = 77

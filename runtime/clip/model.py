@@ -16,11 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .clip_preprocess import preprocess_batch
-from .clip_tokenizer import BPE_NAME, ClipTokenizer
-from .errors import BadArgumentError, BadModelError
-from .manifest import bundle_file, read_manifest, resolve_name
-from .session import OnnxSession, ProviderSpec
+from .preprocess import preprocess_batch
+from .tokenizer import BPE_NAME, ClipTokenizer
+from ..errors import BadArgumentError, BadModelError
+from ..manifest import bundle_file, read_manifest, resolve_name
+from ..session import OnnxSession, ProviderSpec
 
 CLIP_IMAGE_ONNX = "clip_image.onnx"
 CLIP_TEXT_ONNX = "clip_text.onnx"

@@ -7,7 +7,7 @@ import colorsys
 import cv2
 import numpy as np
 
-from .result import Result
+from ..result import Result
 
 
 def palette(n: int) -> np.ndarray:
@@ -44,7 +44,7 @@ def draw_overlay(result: Result, image: np.ndarray | None = None, alpha: float =
 
 def _unletterbox(mask: np.ndarray, orig_shape: tuple[int, int]) -> np.ndarray:
     """Letterboxed (H, W) bool mask → (h0, w0) bool, removing the centred padding (nearest neighbour)."""
-    from .letterbox import letterbox_geometry
+    from ..letterbox import letterbox_geometry
 
     lb = letterbox_geometry(orig_shape, mask.shape)
     inner = mask[lb.top : lb.top + lb.new_h, lb.left : lb.left + lb.new_w].astype(np.uint8)

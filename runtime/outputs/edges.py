@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Sequence
 import cv2
 import numpy as np
 
-from .errors import BadArgumentError
-from .masks import Axis, input_axes, protos_hwc, rescale_crop, retina_axes, span_logits, unpad_axes
+from ..errors import BadArgumentError
+from ..masks import Axis, input_axes, protos_hwc, rescale_crop, retina_axes, span_logits, unpad_axes
 
 if TYPE_CHECKING:
-    from .result import Result
+    from ..result import Result
 
 __all__ = ["BAND", "EdgeCanvas", "thin_edges", "result_edges", "edge_directions"]
 

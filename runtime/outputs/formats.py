@@ -26,9 +26,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import BadArgumentError
-from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .result import Result
+from ..errors import BadArgumentError
+from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..result import Result
 
 __all__ = [
     "FORMATS", "DEFAULT_EPSILON", "LABELME_VERSION", "labelme_json", "yolo_text", "annotation_path",
