@@ -18,7 +18,7 @@ Recipe:
     1. Data: ``--scenes`` scenes ``synth.make_scene(numpy.random.default_rng([DATA_TAG, seed, i]))``
        (512 px), a random stream of its own (the FastSAM demo data uses integer seeds, the held-out
        evaluations ``[seed, i]`` seed pairs).  Every ground-truth instance is cropped exactly as a
-       text prompt crops it (:func:`fastsam_onnx.prompts.text_crops`: the instance's box, black
+       text prompt crops it (:func:`fastsam_onnx.clip.crops.text_crops`: the instance's box, black
        outside its mask, RGB), once from the exact ground truth and once perturbed the way a
        predicted mask differs from it (box grown by 0-6 px per side, mask dilated or eroded by
        1-2 px, or both), so that it also copes with FastSAM's masks.  Crops go through the clip
@@ -156,8 +156,8 @@ def gt_boxes_and_crops(masks: Sequence[np.ndarray]):
 
 def scene_crops(image: np.ndarray, masks: Sequence[np.ndarray]) -> Tuple[List[np.ndarray], List[int]]:
     """RGB crops of the ground-truth instances, made exactly as a text prompt makes them
-    (:func:`fastsam_onnx.prompts.text_crops`), and their instance indices."""
-    from fastsam_onnx.prompts import text_crops
+    (:func:`fastsam_onnx.clip.crops.text_crops`), and their instance indices."""
+    from fastsam_onnx.clip.crops import text_crops
 
     boxes, crops = gt_boxes_and_crops(masks)
     return text_crops(image, boxes, crops)
@@ -186,7 +186,7 @@ def perturb_mask(mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray
 def perturbed_crops(image: np.ndarray, masks: Sequence[np.ndarray], rng: np.random.Generator) -> List[np.ndarray]:
     """One perturbed text-prompt crop (:func:`perturb_mask`) per instance, RGB uint8."""
     from fastsam_onnx.masks import MaskCrop
-    from fastsam_onnx.prompts import text_crops
+    from fastsam_onnx.clip.crops import text_crops
 
     out = []
     for mask in masks:
