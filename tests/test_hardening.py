@@ -9,10 +9,10 @@ peak RSS of 592 MB (286 MB of it the image).
 from __future__ import annotations
 
 import json
-import resource
 import shutil
 import struct
-import time
+import subprocess
+import sys
 import zlib
 
 import cv2
@@ -173,23 +173,34 @@ def test_non_contiguous_and_read_only_arrays(model, photo):
 # --- the pixel limit -----------------------------------------------------------------------------------
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+PEAK_CODE = """
+import json, sys
+import numpy as np
+from fastsam_onnx import FastSAM
+from fastsam_onnx.errors import BadImageError
 
+def peak_mb():  # this process's own high-water mark of resident memory
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("no VmHWM")
 
-def test_20000_squared_array_is_refused_without_copying(model):
-    """Decision: 20000 × 20000 (400 MP) is refused by MAX_PIXELS = 100 MP. ``np.zeros`` pages are only
-    mapped, never touched, so the peak RSS shows whether the runtime copied or converted the array."""
-    assert MAX_PIXELS == 100_000_000
-    before = _rss_mb()
-    huge = np.zeros((20000, 20000, 3), np.uint8)
-    t0 = time.perf_counter()
-    with pytest.raises(BadImageError, match="over the limit"):
-        model.segment(huge)
-    with pytest.raises(BadImageError, match="max_pixels"):
-        model.segment(huge[..., 0])
-    assert time.perf_counter() - t0 < 1
-    assert _rss_mb() - before < 50
+model = FastSAM(sys.argv[1])
+huge = np.zeros((20000, 20000, 3), np.uint8)  # pages mapped, never touched
+out = {}
+for name, image in (("array", huge), ("channel", huge[..., 0]), ("file", sys.argv[2])):
+    before = peak_mb()
+    try:
+        model.segment(image)
+        out[name] = {"error": None}
+    except BadImageError as e:
+        out[name] = {"error": str(e)}
+    out[name]["growth_mb"] = peak_mb() - before
+before = peak_mb()
+touched = np.ones((100 << 20,), np.uint8)  # the control: a real 100 MiB copy shows
+out["control_growth_mb"] = peak_mb() - before
+print(json.dumps(out))
+"""
 
 
 def _png_header(w: int, h: int) -> bytes:
@@ -200,13 +211,26 @@ def _png_header(w: int, h: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
-def test_20000_squared_file_is_refused_from_its_header(model, tmp_path):
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads VmHWM from /proc/self/status")
+def test_20000_squared_image_is_refused_without_copying(demo, tmp_path):
+    """Decision: 20000 × 20000 (400 MP) is refused by MAX_PIXELS = 100 MP, as an array (3 channels, and one
+    channel's strided view) and as a file (from its header). Measured in a fresh child process, so that the
+    peak resident memory (VmHWM) is this refusal's alone: ``np.zeros`` pages are only mapped, never touched,
+    so a copy or conversion of the array (≥ 400 MB), or a decode of the file, would raise the peak; a real
+    100 MiB copy in the same process shows that the measure sees one."""
+    assert MAX_PIXELS == 100_000_000
     path = tmp_path / "huge.png"
     path.write_bytes(_png_header(20000, 20000))
-    before = _rss_mb()
-    with pytest.raises(BadImageError, match="20000 x 20000"):
-        model.segment(path)
-    assert _rss_mb() - before < 50
+    r = subprocess.run([sys.executable, "-c", PEAK_CODE, str(demo), str(path)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "over the limit" in (out["array"]["error"] or ""), out
+    assert "max_pixels" in (out["channel"]["error"] or ""), out
+    assert "20000 x 20000" in (out["file"]["error"] or ""), out
+    for name in ("array", "channel", "file"):
+        assert out[name]["growth_mb"] < 50, out
+    assert out["control_growth_mb"] > 90, out
 
 
 def test_jpeg_header_is_read(photo, tmp_path):
@@ -222,7 +246,8 @@ def test_max_pixels_is_adjustable(demo):
     small = FastSAM(demo, max_pixels=100)
     with pytest.raises(BadImageError):
         small.segment(np.zeros((11, 10, 3), np.uint8))
-    assert len(small.segment(np.zeros((10, 10, 3), np.uint8)).masks) >= 0
+    r = small.segment(np.zeros((10, 10, 3), np.uint8))  # exactly at the limit: segmented, not refused
+    assert r.orig_shape == (10, 10) and r.masks.shape == (len(r), 10, 10)
     FastSAM(demo, max_pixels=None).segment(np.zeros((10, 10, 3), np.uint8))
 
 
@@ -310,12 +335,11 @@ def test_bundle_without_hash_loads(bundle_copy):
         FastSAM(bundle_copy)
 
 
-def test_verification_cost(demo):
-    """Hashing the demo graph once per load: measured ~17 ms for 4.25 MB on the CI machine."""
+def test_verification_checks_the_recorded_hash(demo):
+    """Loading hashes the graph against the manifest (measured ~17 ms for the demo's 4.25 MB on the CI
+    machine; reported, not asserted): the recorded hash is the file's, and verification passes on it."""
     m = json.loads((demo / "manifest.json").read_text())
-    t0 = time.perf_counter()
     verify_bundle_file(demo / "fastsam.onnx", m)
-    assert time.perf_counter() - t0 < 1.0
     assert m["sha256"]["onnx"] == sha256_file(demo / "fastsam.onnx")
 
 

@@ -61,7 +61,8 @@ def test_demo_model(demo, export_bundle, assets, dynamic):
     for image in (demo / "example.jpg", assets / "bus.jpg"):
         for retina in (True, False):
             ref = _reference(reference_model, image, imgsz, retina)
-            assert_parity(ref, model.segment(image, imgsz=imgsz, retina_masks=retina, **SETTINGS), min_instances=0)
+            # (the demo model finds 13 instances on example.jpg and 15 on bus.jpg at its 512: parity on them)
+            assert_parity(ref, model.segment(image, imgsz=imgsz, retina_masks=retina, **SETTINGS), min_instances=10)
     # the demo model must find its own world's objects
     assert len(model.segment(demo / "example.jpg", **SETTINGS)) >= 3
 

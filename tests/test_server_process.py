@@ -5,7 +5,7 @@ loopback."""
 
 from __future__ import annotations
 
-import base64
+import os
 import select
 import signal
 import socket
@@ -14,8 +14,6 @@ import sys
 import threading
 import time
 
-import cv2
-import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -25,8 +23,6 @@ from serverkit import EXAMPLE, free_port, rss_bytes, serve_process  # noqa: E402
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
     return subprocess.run([sys.executable, "-m", "fastsam_onnx", "serve", *args], capture_output=True, text=True,
                           timeout=60, env={**os.environ, **(env or {})})
 
@@ -76,36 +72,79 @@ def test_chunked_upload_is_refused_while_streaming():
         assert sent < 16 << 20, f"sent {sent >> 20} MiB before the 413"
 
 
-def _big_image() -> bytes:
-    im = cv2.resize(cv2.imread(str(EXAMPLE)), (3000, 3000), interpolation=cv2.INTER_NEAREST)
-    return cv2.imencode(".png", im)[1].tobytes()
+#: a sitecustomize for the served process: every ``FastSAM.segment`` call touches $HOLD_ENTERED, then waits
+#: (at most 120 s) until $HOLD_RELEASE exists, so the test decides when the request in flight may finish
+HOLD = """
+import os, time
+import fastsam_onnx
+
+_segment = fastsam_onnx.FastSAM.segment
+
+def _held(self, *args, **kwargs):
+    open(os.environ["HOLD_ENTERED"], "w").close()
+    for _ in range(12000):
+        if os.path.exists(os.environ["HOLD_RELEASE"]):
+            break
+        time.sleep(0.01)
+    return _segment(self, *args, **kwargs)
+
+fastsam_onnx.FastSAM.segment = _held
+"""
 
 
-def test_sigterm_lets_in_flight_requests_finish():
-    data = _big_image()
-    with serve_process("--drain-seconds", "60") as (proc, url):
+def _refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def test_sigterm_lets_in_flight_requests_finish(tmp_path):
+    """SIGTERM while a request is held inside ``segment`` (by construction: it cannot finish before the test
+    releases it): the server stops listening but keeps running, the request is still unanswered; once released
+    it completes with 200 and the process exits 0."""
+    site, entered, release = tmp_path / "site", tmp_path / "entered", tmp_path / "release"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HOLD)
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p),
+           "HOLD_ENTERED": str(entered), "HOLD_RELEASE": str(release)}
+    with serve_process("--drain-seconds", "60", env=env) as (proc, url):
+        port = int(url.rsplit(":", 1)[1])
         results = []
 
         def request():
             try:
-                results.append(httpx.post(url + "/v1/segment", files={"image": ("big.png", data)}, timeout=120).status_code)
+                r = httpx.post(url + "/v1/segment", files={"image": ("e.jpg", EXAMPLE.read_bytes())}, timeout=120)
+                results.append((r.status_code, len(r.json().get("instances", []))))
             except httpx.HTTPError as e:
                 results.append(repr(e))
 
         t = threading.Thread(target=request)
         t.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # wait until the request is being served
-            info = httpx.get(url + "/v1/info", timeout=5).json()["load"]
-            if info["running"] >= 1:
+        for _ in range(3000):  # hang guard: 30 s
+            if entered.exists():
                 break
-            time.sleep(0.02)
+            time.sleep(0.01)
         else:
-            pytest.fail("the request never started")
+            pytest.fail("the request never reached segment")
+        assert httpx.get(url + "/v1/info", timeout=5).json()["load"]["running"] == 1
+        assert results == [] and t.is_alive()  # held: still running when the signal arrives
         proc.send_signal(signal.SIGTERM)
+        for _ in range(300):  # the signal is taken: no new connections (hang guard: about 30 s)
+            if _refuses_connections(port):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the server still accepts connections after SIGTERM")
+        time.sleep(1)  # (only makes the check stricter: a server that gave up on the request would be gone by now)
+        assert proc.poll() is None and results == [] and t.is_alive()  # draining: alive, the request unanswered
+        release.touch()
         t.join(120)
-        assert proc.wait(60) == 0
-        assert results == [200]
+        assert proc.wait(60) == 0, proc.stderr.read()
+        assert len(results) == 1 and results[0][0] == 200 and results[0][1] > 0, results
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from fastsam_onnx import FastSAM
 from fastsam_onnx.cli import main
 from fastsam_onnx.download import DownloadError, cache_dir, download, fetch_checkpoint
 from fastsam_onnx.errors import BadModelError, FastSAMError
+from fastsam_onnx.image import read_image
 from fastsam_onnx.models import registry
 from fastsam_onnx.models.registry import MODELS, ModelDescription, ModelSource, find_model
 
@@ -325,7 +326,11 @@ def test_fetch_cli_exports(fake_zoo, server, tmp_path, capsys):
             "fastsam-s", "fastsam", ModelSource(server.url, SHA, len(PAYLOAD), "test"), recipe={"imgsz": 64, "dynamic": True}
         )
         assert main(["fetch", "fastsam-s", "--quiet"]) == 0
-        assert len(FastSAM("fastsam-s").segment(os.fspath(demo_bundle() / "example.jpg"))) >= 0
+        fetched = FastSAM("fastsam-s")
+        assert fetched.dynamic and fetched.imgsz == (64, 64)  # the recipe's export, not the demo bundle's graph
+        example = read_image(os.fspath(demo_bundle() / "example.jpg"))
+        r = fetched.segment(example)
+        assert r.orig_shape == example.shape[:2] and r.masks.shape == (len(r), *example.shape[:2])
         assert main(["fetch", "fastsam-s"]) == 0  # already fetched
         assert "already fetched" in capsys.readouterr().out
     finally:

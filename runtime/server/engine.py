@@ -83,7 +83,8 @@ class Engine:
         self._running = 0  # calls running in a worker
         self._lock = threading.Lock()
         self._inflight: dict[str, asyncio.Future] = {}
-        self.counts = {"segment_runs": 0, "prompt_runs": 0, "busy": 0, "deadline": 0}
+        #: runs made, requests answered from the result cache or from a run in flight, refusals
+        self.counts = {"segment_runs": 0, "prompt_runs": 0, "cache_hits": 0, "shared_runs": 0, "busy": 0, "deadline": 0}
         if model is not None:
             self.ready.set()
 
@@ -189,9 +190,13 @@ class Engine:
         key = self.image_id(data, settings)
         hit = self.cache.get(key)
         if hit is not None:
+            with self._lock:
+                self.counts["cache_hits"] += 1
             return key, hit, True
         pending = self._inflight.get(key)
         if pending is not None:  # the same image and settings are being segmented: share that run
+            with self._lock:
+                self.counts["shared_runs"] += 1
             return key, await asyncio.shield(pending), True
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
