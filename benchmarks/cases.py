@@ -1,6 +1,6 @@
 """What is measured: the :class:`Case` spec a child process runs, the suite's case table, prompts and images.
 
-A case is one model, one image and one setting; :func:`plan` lists the suite's cases (``run_all``) and
+A case is one model, one image and one setting; :func:`plan` lists the suite's cases (``tools/run_benchmarks.py``) and
 :func:`default_prompts` derives the prompts from the image size alone, so both sides get the same ones.
 """
 
@@ -119,8 +119,8 @@ def ultralytics_asset(name: str) -> Path | None:
 
 
 def plan(args: Any) -> list[dict[str, Any]]:
-    """The suite's cases in order, from ``run_all``'s options (models, sizes, images, retina, no_prompts,
-    no_large): per (shape, size, image, masks) one group (the reference, then our precision variants), then the
+    """The suite's cases in order, from ``tools/run_benchmarks.py``'s options (models, sizes, images, retina,
+    no_prompts, no_large): per (shape, size, image, masks) one group (the reference, then our precision variants), then the
     4512 × 4512 photograph."""
     items = []
     for shape in args.models:

@@ -14,7 +14,7 @@ from .figures import (
 )
 from .machine import machine_line
 
-#: The README section lies between these markers (see :mod:`.update_readme`).
+#: The README section lies between these markers (see ``tools/update_readme.py``).
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 RESULTS_LINK = "benchmarks/results/results.md"
 
@@ -174,7 +174,7 @@ def section(report: dict[str, Any], results_link: str = RESULTS_LINK) -> str:
          f"{s.get('warmup', '?')} warm-up runs. The reference is ultralytics {(report.get('reference_versions') or {}).get('ultralytics', '?')} "
          f"`FastSAM.predict` on PyTorch {(report.get('reference_versions') or {}).get('torch', '?')} (CPU) with the same "
          f"image, weights and settings. Weights are test-made (FastSAM-s/-x architectures). All figures: "
-         f"[{results_link}]({results_link}); reproduce with `python benchmarks/run_all.py`.", ""]
+         f"[{results_link}]({results_link}); reproduce with `python tools/run_benchmarks.py`.", ""]
     la = m.get("load_average")
     cores = m.get("usable_cores") or 0
     if la and cores and la[0] > cores:

@@ -1,4 +1,5 @@
-"""The model zoo: the demo bundle shipped with the package, and the recipes that made it."""
+"""The model zoo: the demo bundles shipped with the package, the zoo registry, the synthetic demo world and its
+held-out evaluations. The recipes that trained the demo models live in the repository's ``tools/`` (not installed)."""
 
 from __future__ import annotations
 

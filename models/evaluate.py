@@ -7,7 +7,7 @@ one good proposal; extra proposals are not penalised, as in FastSAM's "everythin
 
 Held-out scenes are ``synth.make_scene(np.random.default_rng([seed, i]), size)``, i = 0..n-1: a
 seed *sequence* ``[seed, i]``, a different random stream from the integer seeds that
-:func:`synth.write_yolo_dataset` uses for training/validation scenes.
+the training data set (``tools/demo_dataset.py``, repository only) uses for training/validation scenes.
 
 Usage::
 

@@ -16,33 +16,24 @@ sizes and coordinates are in pixels, ``x`` is the column and ``y`` the row.
 Public API:
     * :func:`make_scene` -- one random :class:`Scene` from a ``numpy.random.Generator``.
     * :func:`scene_for_seed` -- the scene of an integer seed (what the data sets use).
-    * :func:`mask_to_polygon` -- a mask as one YOLO-style polygon (outer contours, holes joined).
-    * :func:`write_yolo_dataset` -- an ultralytics YOLO-seg data set (images, labels, data.yaml).
-    * :func:`render_example` -- a single demo image.
+    * :func:`shape_mask` -- one shape rasterised (:mod:`fastsam_onnx.models.shapes`).
+
+The training recipes' YOLO-seg data set writer and the demo image live in the repository's
+``tools/demo_dataset.py`` (not installed).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
-__all__ = [
-    "COLORS",
-    "SHAPES",
-    "Scene",
-    "make_scene",
-    "scene_for_seed",
-    "shape_mask",
-    "mask_to_polygon",
-    "polygon_to_mask",
-    "write_yolo_dataset",
-    "render_example",
-]
+from .shapes import SHAPES, shape_mask
+
+__all__ = ["COLORS", "SHAPES", "Scene", "make_scene", "scene_for_seed", "shape_mask"]
 
 #: Named object colours, BGR uint8 base values (the hue a person would name without hesitation).
 COLORS: Dict[str, Tuple[int, int, int]] = {
@@ -57,20 +48,6 @@ COLORS: Dict[str, Tuple[int, int, int]] = {
     "white": (245, 245, 245),
     "black": (22, 22, 22),
 }
-
-#: Shape words, one per drawable shape.
-SHAPES: Tuple[str, ...] = (
-    "circle",
-    "ellipse",
-    "square",
-    "rectangle",
-    "triangle",
-    "diamond",
-    "pentagon",
-    "hexagon",
-    "star",
-    "ring",
-)
 
 #: Object textures (modulations of the named colour).
 TEXTURES: Tuple[str, ...] = ("flat", "noise", "gradient", "stripes", "spots")
@@ -113,99 +90,6 @@ class Scene:
         for i, m in enumerate(self.masks):
             out[m] = i + 1
         return out
-
-
-# --------------------------------------------------------------------------------------------
-# Shapes
-# --------------------------------------------------------------------------------------------
-
-
-def _regular_polygon(n: int, r: float, phase: float) -> np.ndarray:
-    """``(n, 2)`` float vertices of a regular n-gon of circumradius ``r`` around the origin."""
-    a = phase + np.arange(n) * 2.0 * np.pi / n
-    return np.stack([r * np.cos(a), r * np.sin(a)], axis=1)
-
-
-def _star(points: int, r_out: float, r_in: float, phase: float) -> np.ndarray:
-    """``(2*points, 2)`` float vertices of a star around the origin."""
-    a = phase + np.arange(2 * points) * np.pi / points
-    rr = np.where(np.arange(2 * points) % 2 == 0, r_out, r_in)
-    return np.stack([rr * np.cos(a), rr * np.sin(a)], axis=1)
-
-
-def _rot(pts: np.ndarray, angle: float) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    return pts @ np.array([[c, s], [-s, c]])
-
-
-def shape_mask(
-    shape: str,
-    canvas_hw: Tuple[int, int],
-    center: Tuple[float, float],
-    radius: float,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Rasterise one shape.
-
-    Args:
-        shape: a word of :data:`SHAPES`.
-        canvas_hw: ``(H, W)`` of the output mask, pixels.
-        center: ``(x, y)`` centre, pixels (may lie outside the canvas).
-        radius: characteristic radius (half the size of the object's longer side), pixels.
-        rng: random generator for the shape's free parameters (rotation, aspect, ...).
-
-    Returns:
-        ``(H, W)`` ``bool`` mask of the full (unoccluded) shape, clipped to the canvas.
-    """
-    h, w = canvas_hw
-    m = np.zeros((h, w), np.uint8)
-    cx, cy = center
-    shift = 4  # sub-pixel vertex precision for cv2 drawing
-    sc = float(1 << shift)
-
-    def poly(pts: np.ndarray) -> None:
-        p = np.round((pts + np.array([cx, cy])) * sc).astype(np.int32)
-        cv2.fillPoly(m, [p], 1, lineType=cv2.LINE_8, shift=shift)
-
-    angle = float(rng.uniform(0, 2 * np.pi))
-    if shape == "circle":
-        cv2.circle(m, (int(round(cx * sc)), int(round(cy * sc))), int(round(radius * sc)), 1, -1, cv2.LINE_8, shift)
-    elif shape == "ellipse":
-        ar = float(rng.uniform(1.5, 2.4))
-        axes = (int(round(radius * sc)), int(round(radius / ar * sc)))
-        cv2.ellipse(
-            m, (int(round(cx * sc)), int(round(cy * sc))), axes, math.degrees(angle), 0, 360, 1, -1, cv2.LINE_8, shift
-        )
-    elif shape == "square":
-        # Rotation kept within +-20 degrees so a square never reads as a "diamond".
-        a = float(rng.uniform(-0.35, 0.35))
-        s = radius / math.sqrt(2.0)
-        poly(_rot(np.array([[-s, -s], [s, -s], [s, s], [-s, s]]), a))
-    elif shape == "rectangle":
-        ar = float(rng.uniform(1.6, 2.6))
-        a, b = radius * 0.95, radius * 0.95 / ar
-        poly(_rot(np.array([[-a, -b], [a, -b], [a, b], [-a, b]]), angle))
-    elif shape == "triangle":
-        poly(_regular_polygon(3, radius, angle))
-    elif shape == "diamond":
-        # An elongated rhombus standing roughly upright.
-        a = float(rng.uniform(-0.3, 0.3))
-        wr = float(rng.uniform(0.5, 0.7))
-        poly(_rot(np.array([[0, -radius], [radius * wr, 0], [0, radius], [-radius * wr, 0]]), a))
-    elif shape == "pentagon":
-        poly(_regular_polygon(5, radius, angle))
-    elif shape == "hexagon":
-        poly(_regular_polygon(6, radius, angle))
-    elif shape == "star":
-        n = int(rng.integers(5, 7))
-        poly(_star(n, radius, radius * float(rng.uniform(0.45, 0.55)), angle))
-    elif shape == "ring":
-        c = (int(round(cx * sc)), int(round(cy * sc)))
-        cv2.circle(m, c, int(round(radius * sc)), 1, -1, cv2.LINE_8, shift)
-        cv2.circle(m, c, int(round(radius * float(rng.uniform(0.45, 0.6)) * sc)), 0, -1, cv2.LINE_8, shift)
-    else:
-        raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
-    return m.astype(bool)
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,170 +339,3 @@ def make_scene(
 def scene_for_seed(seed: int, size: int = 512) -> Scene:
     """The scene of one integer seed: ``make_scene(np.random.default_rng(seed), size)``."""
     return make_scene(np.random.default_rng(seed), size)
-
-
-# --------------------------------------------------------------------------------------------
-# Labels
-# --------------------------------------------------------------------------------------------
-
-
-def _join_contours(contours: Sequence[np.ndarray]) -> np.ndarray:
-    """Join closed contours into one polygon with zero-width "keyhole" bridges.
-
-    Each further contour is spliced in at the vertex pair nearest to the polygon built so far:
-    the path walks to that vertex, jumps to the contour, goes once around it, and jumps back.
-    The bridge is traversed in both directions so it encloses no area; holes (which
-    ``cv2.findContours`` orients opposite to outer contours) stay holes under both the even-odd
-    and the non-zero fill rule, and separate parts stay filled.
-
-    Args:
-        contours: closed contours, each ``(K_i, 2)`` pixel coordinates.
-
-    Returns:
-        ``(K, 2)`` polygon vertices.
-    """
-    poly = np.asarray(contours[0], np.float64).reshape(-1, 2)
-    for c in contours[1:]:
-        c = np.asarray(c, np.float64).reshape(-1, 2)
-        d = ((poly[:, None, :] - c[None, :, :]) ** 2).sum(-1)
-        i, j = np.unravel_index(int(np.argmin(d)), d.shape)
-        loop = np.concatenate([c[j:], c[: j + 1]], axis=0)  # around c, back to its start
-        poly = np.concatenate([poly[: i + 1], loop, poly[i:]], axis=0)
-    return poly
-
-
-def mask_to_polygon(mask: np.ndarray, epsilon: float = 0.7) -> np.ndarray:
-    """One polygon describing a (possibly multi-part, holed) binary mask.
-
-    The contours come from ``cv2.findContours(..., RETR_CCOMP, CHAIN_APPROX_NONE)``, are simplified
-    with ``cv2.approxPolyDP(epsilon)`` and, when there are several (parts or holes), joined with
-    zero-width bridges (:func:`_join_contours`), largest outer contour first.  This is the single
-    polygon per instance that the ultralytics YOLO-seg label format expects.
-
-    Vertices are the pixel centres of boundary pixels (OpenCV's convention), so rasterising the
-    polygon with ``cv2.fillPoly`` (what ultralytics does, :func:`polygon_to_mask`) gives back the
-    mask up to the ``epsilon`` simplification.
-
-    Args:
-        mask: ``(H, W)`` bool mask with at least one pixel set.
-        epsilon: ``approxPolyDP`` tolerance, pixels.
-
-    Returns:
-        ``(K, 2)`` float64 ``(x, y)`` vertices in pixels; empty ``(0, 2)`` for an empty mask.
-    """
-    m = np.ascontiguousarray(mask.astype(np.uint8))
-    contours, hierarchy = cv2.findContours(m, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return np.zeros((0, 2), np.float64)
-    parts = []
-    for c in contours:
-        a = cv2.approxPolyDP(c, epsilon, True) if len(c) > 4 else c
-        parts.append((abs(cv2.contourArea(c)), a.reshape(-1, 2).astype(np.float64)))
-    # Outer contours (no parent) first, largest first; holes after their outers.
-    top = hierarchy[0][:, 3] < 0
-    order = sorted(range(len(parts)), key=lambda k: (not top[k], -parts[k][0]))
-    return _join_contours([parts[k][1] for k in order])
-
-
-def polygon_to_mask(polygon: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
-    """Rasterise a pixel polygon the way ultralytics does (``cv2.fillPoly`` of int32 vertices).
-
-    Args:
-        polygon: ``(K, 2)`` ``(x, y)`` vertices, pixels.
-        hw: ``(H, W)`` of the output.
-
-    Returns:
-        ``(H, W)`` bool mask.
-    """
-    out = np.zeros(hw, np.uint8)
-    if len(polygon):
-        cv2.fillPoly(out, [np.asarray(polygon, np.int32).reshape(-1, 1, 2)], 1)
-    return out.astype(bool)
-
-
-def _yolo_label_lines(scene: Scene) -> List[str]:
-    """YOLO-seg label lines (class 0, normalised polygon) for every instance of a scene."""
-    h, w = scene.image.shape[:2]
-    lines = []
-    for m in scene.masks:
-        poly = mask_to_polygon(m)
-        if len(poly) < 3:
-            continue
-        xy = poly / np.array([w, h], np.float64)
-        xy = np.clip(xy, 0.0, 1.0)
-        lines.append("0 " + " ".join(f"{v:.5f}" for v in xy.reshape(-1)))
-    return lines
-
-
-def write_yolo_dataset(
-    root: Path,
-    n_train: int,
-    n_val: int,
-    seed: int,
-    size: int = 512,
-    *,
-    progress: Optional[Callable[[int, int], None]] = None,
-) -> Path:
-    """Write an ultralytics YOLO-seg data set of synthetic scenes.
-
-    Layout::
-
-        root/images/{train,val}/NNNNNN.png   (size x size BGR, lossless)
-        root/labels/{train,val}/NNNNNN.txt   ("0 x1 y1 x2 y2 ..." per instance, normalised 0..1)
-        root/data.yaml                       (path, train, val, nc: 1, names: {0: object})
-
-    Scene ``i`` of the training split uses seed ``seed * 1_000_003 + i`` and the validation
-    split ``seed * 1_000_003 + 500_000 + i``, so the set is a pure function of
-    ``(n_train, n_val, seed, size)`` and held-out sets only need a different ``seed``.
-
-    Args:
-        root: output folder (created; existing files of the same names are overwritten).
-        n_train: number of training images.
-        n_val: number of validation images.
-        seed: data set seed.
-        size: image side, pixels.
-        progress: optional ``callback(done, total)``.
-
-    Returns:
-        path of ``root/data.yaml``.
-    """
-    root = Path(root)
-    total = n_train + n_val
-    done = 0
-    for split, n, offset in (("train", n_train, 0), ("val", n_val, 500_000)):
-        img_dir = root / "images" / split
-        lbl_dir = root / "labels" / split
-        img_dir.mkdir(parents=True, exist_ok=True)
-        lbl_dir.mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            scene = scene_for_seed(seed * 1_000_003 + offset + i, size)
-            name = f"{i:06d}"
-            cv2.imwrite(str(img_dir / f"{name}.png"), scene.image)
-            (lbl_dir / f"{name}.txt").write_text("\n".join(_yolo_label_lines(scene)) + "\n")
-            done += 1
-            if progress is not None:
-                progress(done, total)
-    yaml_path = root / "data.yaml"
-    yaml_path.write_text(
-        f"# Synthetic FastSAM demo world: seed={seed} size={size} n_train={n_train} n_val={n_val}\n"
-        f"path: {root.resolve()}\n"
-        "train: images/train\n"
-        "val: images/val\n"
-        "nc: 1\n"
-        "names:\n"
-        "  0: object\n"
-    )
-    return yaml_path
-
-
-def render_example(seed: int = 7, size: int = 512) -> np.ndarray:
-    """A single demo image: a busy scene (8-12 objects) of the demo world.
-
-    Args:
-        seed: scene seed.
-        size: image side, pixels.
-
-    Returns:
-        ``(size, size, 3)`` BGR uint8 image.
-    """
-    return make_scene(np.random.default_rng(seed), size, n_objects=(8, 12)).image

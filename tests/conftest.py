@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the repository-only tools (not installed: recipes, suite runners), imported by their module names
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tools"))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from fastsam_onnx.models import demo_bundle  # noqa: E402
@@ -26,7 +28,7 @@ def demo() -> Path:
     """The shipped demo bundle."""
     d = demo_bundle()
     if not (d / "fastsam.onnx").is_file():
-        pytest.fail(f"demo bundle missing at {d}: run python -m fastsam_onnx.models.train_demo")
+        pytest.fail(f"demo bundle missing at {d}: run python tools/train_demo.py --out models/demo")
     return d
 
 

@@ -1,4 +1,4 @@
-"""The output-cost benchmark (fastsam_onnx.benchmarks.output_costs): its figures and tables, not its timings."""
+"""The output-cost benchmark (tools/bench_outputs.py, repository only): its figures and tables, not its timings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import cv2
 import pytest
 
-from fastsam_onnx.benchmarks import output_costs as outputs
+import bench_outputs as outputs  # tools/ (conftest puts it on sys.path)
 from fastsam_onnx.models import demo_bundle
 
 

@@ -1,8 +1,9 @@
-"""The shipped demo model: quality on a held-out synthetic set, and the recipe that made it."""
+"""The shipped demo model: quality on a held-out synthetic set, and the recipe that made it (tools/train_demo.py)."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from fastsam_onnx.models.evaluate import evaluate_bundle
 
 #: stated in README.md: mean best mask IoU per ground-truth instance on 50 held-out scenes
 QUALITY_BAR = 0.8
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_is_the_default_model(demo):
@@ -33,7 +35,7 @@ def test_recipe_runs_end_to_end(tmp_path):
     """``--quick`` exercises every step of the recipe (data, training, export, example) in seconds."""
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "fastsam_onnx.models.train_demo", "--out", str(out), "--work", str(tmp_path / "work"), "--quick"],
+        [sys.executable, str(ROOT / "tools" / "train_demo.py"), "--out", str(out), "--work", str(tmp_path / "work"), "--quick"],
         capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -45,7 +45,7 @@ PHOTO_TEXTS = [
 def demo_clip():
     d = demo_clip_bundle()
     if not (d / "manifest.json").is_file():
-        pytest.fail(f"demo CLIP bundle missing at {d}: run python -m fastsam_onnx.models.train_clip_demo --out runs/clip-demo")
+        pytest.fail(f"demo CLIP bundle missing at {d}: run python tools/train_clip_demo.py --out runs/clip-demo")
     return d
 
 
@@ -62,7 +62,7 @@ def test_demo_clip_heldout_top1(demo_clip, record_property):
 
 def test_heldout_scenes_are_not_training_scenes():
     from fastsam_onnx.models.evaluate import heldout_scenes
-    from fastsam_onnx.models.train_clip_demo import training_scene
+    from train_clip_demo import training_scene  # tools/
 
     held = heldout_scenes(3, HELDOUT_SEED)
     for i in range(3):
@@ -70,7 +70,7 @@ def test_heldout_scenes_are_not_training_scenes():
 
 
 def test_demo_clip_manifest(demo_clip):
-    from fastsam_onnx.models.train_clip_demo import DIMS
+    from train_clip_demo import DIMS  # tools/
 
     m = json.loads((demo_clip / "manifest.json").read_text())
     assert (m["kind"], m["embed_dim"], m["image_resolution"], m["context_length"], m["vocab_size"]) == (
@@ -84,7 +84,7 @@ def test_demo_clip_manifest(demo_clip):
 
 def test_train_clip_demo_quick(tmp_path):
     """The recipe end to end in a few seconds: train, fp16 state dict that clip.load accepts, export, evaluate."""
-    from fastsam_onnx.models.train_clip_demo import main
+    from train_clip_demo import main  # tools/
 
     assert main(["--out", str(tmp_path), "--quick", "--eval-images", "2"]) == 0
     log = json.loads((tmp_path / "train_log.json").read_text())

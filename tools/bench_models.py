@@ -1,7 +1,7 @@
 """The suite's models: test-made checkpoints and the bundles exported from them, made once and kept.
 
 The checkpoints come from ``tests/modelmaker.py`` and ``tests/clip_fixtures.py``, so the suite runs from a
-checkout of the repository (with the ``[export]`` extra). Every FastSAM export says ``dynamic=`` explicitly.
+checkout of the repository (with the ``[export]`` extra): a repository tool, ``tools/`` is not installed. Every FastSAM export says ``dynamic=`` explicitly.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .cases import IMAGES, SHAPES, ultralytics_asset
+from fastsam_onnx.benchmarks.cases import IMAGES, SHAPES, ultralytics_asset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """What the extra outputs cost: edge maps and polygons against our everything-mode post-processing.
 
-``python -m fastsam_onnx.benchmarks.output_costs [--case fastsam-s|demo|all] [--model BUNDLE --image IMG] [--reps 15]``
+``python tools/bench_outputs.py [--case fastsam-s|demo|all] [--model BUNDLE --image IMG] [--reps 15]``
 runs the session once on the image, then times on the same network outputs, in ``reps`` rounds after 2 warm-up
 rounds (medians; ratios are the medians of the per-round ratios against the postprocess of the same loop, so
 that the machine's slower and faster spells hit both sides alike). The edge maps, and the polygons, get a
@@ -20,7 +20,7 @@ loop of their own that interleaves them with the baseline:
 
 Cases (both by default; made once under ``$FASTSAM_BENCH_WORK`` or /tmp/fastsam-onnx-bench, needs ``[export]``):
 
-- ``fastsam-s``: the FastSAM-s-shaped test bundle at 1024 (dynamic graph, :mod:`fastsam_onnx.benchmarks.bundles`)
+- ``fastsam-s``: the FastSAM-s-shaped test bundle at 1024 (dynamic graph, ``tools/bench_models.py``)
   on bus.jpg. Its weights are test-made and untrained, so its masks are ragged noise: the worst case.
 - ``demo``: the shipped demo checkpoint exported at 1024 (dynamic graph): its outputs have exactly FastSAM-s's
   shapes at 1024 ((37, 21504) and (32, 256, 256) for a square input), which is all the post-processing sees,
@@ -49,7 +49,7 @@ GOALS = {"edges": 0.50, "polygons": 0.20}
 def interleaved_ms(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 2) -> dict[str, list[float]]:
     """Wall times in ms of every ``fns`` entry over ``reps`` rounds (after ``warmup`` untimed rounds), the
     calls interleaved within each round, so that a slower or faster spell of the machine hits all alike."""
-    from .timing import time_calls
+    from fastsam_onnx.benchmarks.timing import time_calls
 
     for _ in range(warmup):
         for fn in fns.values():
@@ -206,7 +206,7 @@ def demo_1024(work: Path) -> tuple[Path, Path]:
 
 def default_model() -> Path:
     """The FastSAM-s-shaped test bundle at 1024, dynamic fp32 (made on first use; needs ``[export]``)."""
-    from .bundles import Models
+    from bench_models import Models  # tools/, beside this script
 
     bundle = Models(work_dir()).bundle("s", 1024, "fp32-dyn")
     if bundle is None:
@@ -215,7 +215,7 @@ def default_model() -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fastsam_onnx.benchmarks.output_costs", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python tools/bench_outputs.py", description=__doc__.split("\n")[0])
     ap.add_argument("--case", choices=("fastsam-s", "demo", "all"), default="all", help="which case (default: all)")
     ap.add_argument("--model", help="a bundle of your own (with --image) instead of the cases")
     ap.add_argument("--image", help="the image for --model")
@@ -223,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--conf", type=float, default=0.4, help="confidence threshold (default 0.4)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     a = ap.parse_args(argv)
-    from .cases import ultralytics_asset
-    from .machine import machine_info, machine_line
+    from fastsam_onnx.benchmarks.cases import ultralytics_asset
+    from fastsam_onnx.benchmarks.machine import machine_info, machine_line
 
     if a.model:
         if not a.image:

@@ -9,10 +9,10 @@
 * throughput (requests/s) of ``/v1/segment`` with 1, 2 and 4 concurrent clients (``--concurrency`` workers).
 
 Default model: the FastSAM-s-shaped test-made bundle at 1024 (static) and the ViT-B/32-shaped CLIP, made by
-:mod:`fastsam_onnx.benchmarks.bundles` under ``--work``; ``--demo`` uses the shipped demo model instead.
+``tools/bench_models.py`` under ``--work``; ``--demo`` uses the shipped demo model instead.
 The server runs as a child process on 127.0.0.1 (a free port); timings are medians over ``--reps``.
 
-    python -m fastsam_onnx.benchmarks.server [--demo] [--reps 10] [--json out.json]
+    python tools/bench_server.py [--demo] [--reps 10] [--json out.json]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _free_port() -> int:
 
 def _ms(fn: Callable[[], Any], reps: int) -> list[float]:
     """Wall times of ``reps`` calls of ``fn``, ms, no warm-up (:func:`fastsam_onnx.benchmarks.timing.time_calls`)."""
-    from .timing import time_calls
+    from fastsam_onnx.benchmarks.timing import time_calls
 
     return time_calls(fn, reps, warmup=0)
 
@@ -61,7 +61,7 @@ def _models(args: argparse.Namespace) -> tuple[str | None, str | None, Path]:
         return None, None, image or demo_bundle() / "example.jpg"
     if args.model:
         return args.model, args.clip, image
-    from fastsam_onnx.benchmarks.bundles import Models
+    from bench_models import Models  # tools/, beside this script
 
     models = Models(args.work, log=lambda t: print(t, file=sys.stderr, flush=True))
     bundle = models.bundle("s", 1024, "fp32")

@@ -1,9 +1,10 @@
 """The README's picture of the example image: its overlay, its edge map and its object proposals, side by side.
 
-``python -m fastsam_onnx.models.pictures [--out docs/example-outputs.jpg] [--proposals 30]`` runs the shipped demo
+``python tools/readme_picture.py [--out docs/example-outputs.jpg] [--proposals 30]`` runs the shipped demo
 model on ``models/demo/example.jpg`` and writes one image of three panels: every instance (``segment``'s overlay),
 the edge map (``FastSAM.edges``, inverted: dark lines on white) and the top proposals (``segment --proposals``:
-conf 0.01, boxes drawn best score last so the best are on top, brighter for a higher rank).
+conf 0.01, boxes drawn best score last so the best are on top, brighter for a higher rank). A repository tool
+(``tools/`` is not installed): it rewrites the README's picture in ``docs/``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def render(n_proposals: int = 30) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fastsam_onnx.models.pictures", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python tools/readme_picture.py", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "example-outputs.jpg", help="PNG or JPEG (default: docs/example-outputs.jpg)")
     p.add_argument("--proposals", type=int, default=30, help="proposals drawn (default 30)")
     a = p.parse_args(argv)

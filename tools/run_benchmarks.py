@@ -13,11 +13,11 @@ Writes ``benchmarks/results/results.json``, ``results.md`` and PNG plots (``--ou
 once and kept under ``--work`` (default: ``$FASTSAM_BENCH_WORK`` or /tmp/fastsam-onnx-bench). Needs a checkout
 of the repository (the test-made models come from tests/) and the [dev] extra.
 
-    python benchmarks/run_all.py                       # everything (an hour or more on 2 cores)
-    python benchmarks/run_all.py --quick               # s, 640, bus.jpg, fp32, 2 runs: a smoke run
-    python benchmarks/run_all.py --models s --sizes 1024 --images bus.jpg   # the goal setting only
+    python tools/run_benchmarks.py                     # everything (an hour or more on 2 cores)
+    python tools/run_benchmarks.py --quick             # s, 640, bus.jpg, fp32, 2 runs: a smoke run
+    python tools/run_benchmarks.py --models s --sizes 1024 --images bus.jpg   # the goal setting only
 
-(``python -m fastsam_onnx.benchmarks.run_all`` is the same command.)
+A repository tool (``tools/`` is not installed); ``fastsam-onnx bench`` is the installed command for one case.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from fastsam_onnx.benchmarks.bundles import ROOT, Models  # noqa: E402
+from bench_models import ROOT, Models  # noqa: E402  (tools/, beside this script)
 from fastsam_onnx.benchmarks.cases import (  # noqa: E402
     HEADLINE, HEADLINE_INT8, IMAGES, LARGE, LARGE_CASE, PRECISIONS, SHAPES, TEXTS, Case, default_prompts,
     fixed_notes, plan, ultralytics_asset,
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     missing = reference_available()
     if missing:
-        print(f"run_all.py needs the [export] extra (test-made models, the reference): {missing}", file=sys.stderr)
+        print(f"tools/run_benchmarks.py needs the [export] extra (test-made models, the reference): {missing}", file=sys.stderr)
         return 2
     items = plan(args)
     total = sum((0 if args.no_reference else 1) + (1 if it["resize"] else len(args.precisions)) for it in items)

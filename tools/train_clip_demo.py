@@ -11,8 +11,11 @@ CLIP checkpoint.
 
 Usage::
 
-    python -m fastsam_onnx.models.train_clip_demo --out runs/clip-demo          # the shipped model
-    python -m fastsam_onnx.models.train_clip_demo --out /tmp/cd --quick         # CI smoke test (seconds)
+    python tools/train_clip_demo.py --out runs/clip-demo          # the shipped model
+    python tools/train_clip_demo.py --out /tmp/cd --quick         # CI smoke test (seconds)
+
+A repository tool (``tools/`` is not installed), with its data in ``tools/clip_demo_data.py``; needs the
+``[export]`` extra.
 
 Recipe:
     1. Data: ``--scenes`` scenes ``synth.make_scene(numpy.random.default_rng([DATA_TAG, seed, i]))``
@@ -69,17 +72,17 @@ import math
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
-from . import synth
+# tools/, beside this script
+from clip_demo_data import (  # noqa: F401  (training_scene, caption: the recipe's data, used by the tests)
+    COLOR_TEMPLATES, COLORS, DATA_TAG, FULL_TEMPLATES, SHAPE_TEMPLATES, SHAPES, Preprocess, _import_clip,
+    build_dataset, caption, training_scene,
+)
 
-#: Entropy tag of the training scenes: ``default_rng([DATA_TAG, seed, i])``.
-DATA_TAG = 0xC11D
 CHECKPOINT_NAME = "clip-demo.pt"
 
 #: The demo CLIP's architecture (``clip.model.CLIP`` arguments).  Heads must be width // 64, which is
@@ -101,163 +104,6 @@ DIMS = dict(
 DEFAULTS = dict(seed=0, scenes=1500, steps=1500, scenes_per_batch=12, lr=2e-3, weight_decay=0.05, warmup=100)
 #: ``--quick``: a smoke test of the whole recipe (seconds).
 QUICK = dict(scenes=6, steps=4, scenes_per_batch=3, warmup=1)
-
-COLORS: Tuple[str, ...] = tuple(synth.COLORS)
-SHAPES: Tuple[str, ...] = tuple(synth.SHAPES)
-
-FULL_TEMPLATES = ("{c} {s}", "a {c} {s}", "the {c} {s}", "a photo of a {c} {s}", "a {c} {s} shape", "{c} {s} object")
-COLOR_TEMPLATES = ("{c}", "{c} object", "a {c} object", "the {c} one", "something {c}", "{c} thing")
-SHAPE_TEMPLATES = ("{s}", "a {s}", "the {s}", "a {s} shape", "{s} object", "a photo of a {s}")
-
-
-def _article(text: str) -> str:
-    """``"a orange"`` → ``"an orange"`` (the one English rule the templates need)."""
-    words = text.split(" ")
-    for i, w in enumerate(words[:-1]):
-        if w == "a" and words[i + 1][:1] in "aeiou":
-            words[i] = "an"
-    return " ".join(words)
-
-
-def caption(template: str, color: str = "", shape: str = "") -> str:
-    """A template filled with a colour and/or shape word, with the right article."""
-    return _article(template.format(c=color, s=shape))
-
-
-def _import_clip():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pkg_resources deprecation inside clip
-        import clip
-        import clip.model
-
-    return clip
-
-
-# --------------------------------------------------------------------------------------------
-# Crops
-# --------------------------------------------------------------------------------------------
-
-
-def gt_boxes_and_crops(masks: Sequence[np.ndarray]):
-    """Ground-truth instance masks → ((N, 4) float32 xyxy boxes, MaskCrops), as a result holds them.
-
-    The box is the mask's pixel extent ``[x0, y0, x1 + 1, y1 + 1]``.
-    """
-    from fastsam_onnx.masks import MaskCrop
-
-    boxes, crops = [], []
-    for m in masks:
-        ys, xs = np.nonzero(m)
-        x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
-        boxes.append([x0, y0, x1, y1])
-        crops.append(MaskCrop(x0, y0, np.ascontiguousarray(m[y0:y1, x0:x1])))
-    return np.asarray(boxes, np.float32).reshape(-1, 4), crops
-
-
-def scene_crops(image: np.ndarray, masks: Sequence[np.ndarray]) -> Tuple[List[np.ndarray], List[int]]:
-    """RGB crops of the ground-truth instances, made exactly as a text prompt makes them
-    (:func:`fastsam_onnx.clip.crops.text_crops`), and their instance indices."""
-    from fastsam_onnx.clip.crops import text_crops
-
-    boxes, crops = gt_boxes_and_crops(masks)
-    return text_crops(image, boxes, crops)
-
-
-def perturb_mask(mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
-    """A predicted-looking version of a ground-truth mask and its box: the mask dilated or eroded
-    by 1-2 px (or left alone), the box its extent grown by 0-6 px per side (clipped to the image)."""
-    h, w = mask.shape
-    m = mask.astype(np.uint8)
-    op = int(rng.integers(3))
-    k = int(rng.integers(1, 3)) * 2 + 1
-    if op == 1:
-        m = cv2.dilate(m, np.ones((k, k), np.uint8))
-    elif op == 2:
-        eroded = cv2.erode(m, np.ones((k, k), np.uint8))
-        if eroded.sum() > 150:
-            m = eroded
-    ys, xs = np.nonzero(m)
-    g = rng.integers(0, 7, 4)
-    box = (max(0, int(xs.min()) - int(g[0])), max(0, int(ys.min()) - int(g[1])),
-           min(w, int(xs.max()) + 1 + int(g[2])), min(h, int(ys.max()) + 1 + int(g[3])))
-    return m.astype(bool), box
-
-
-def perturbed_crops(image: np.ndarray, masks: Sequence[np.ndarray], rng: np.random.Generator) -> List[np.ndarray]:
-    """One perturbed text-prompt crop (:func:`perturb_mask`) per instance, RGB uint8."""
-    from fastsam_onnx.masks import MaskCrop
-    from fastsam_onnx.clip.crops import text_crops
-
-    out = []
-    for mask in masks:
-        m, (x1, y1, x2, y2) = perturb_mask(mask, rng)
-        crop = MaskCrop(x1, y1, m[y1:y2, x1:x2])
-        imgs, keep = text_crops(image, np.array([[x1, y1, x2, y2]], np.float32), [crop])
-        out.append(imgs[0])
-    return out
-
-
-class Preprocess:
-    """``clip.clip._transform(n_px)`` split in two: the PIL part (resize, centre crop, RGB) per crop,
-    stored as uint8, and its ToTensor + Normalize tail applied to whole batches (same arithmetic)."""
-
-    def __init__(self, n_px: int):
-        import torch
-        from torchvision.transforms import Compose
-
-        clip = _import_clip()
-        self.full = clip.clip._transform(n_px)
-        self.pil = Compose(self.full.transforms[:3])
-        norm = self.full.transforms[-1]
-        self.mean = torch.tensor(norm.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(norm.std, dtype=torch.float32).view(1, 3, 1, 1)
-
-    def crop_uint8(self, rgb: np.ndarray) -> np.ndarray:
-        from PIL import Image
-
-        return np.asarray(self.pil(Image.fromarray(rgb)), dtype=np.uint8)
-
-    def batch(self, u8: np.ndarray):
-        """(B, R, R, 3) uint8 → (B, 3, R, R) float32, normalised like the clip preprocess."""
-        import torch
-
-        x = torch.from_numpy(u8).permute(0, 3, 1, 2).contiguous().float().div(255)
-        return (x - self.mean) / self.std
-
-
-# --------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------
-
-
-def training_scene(seed: int, i: int, size: int = 512) -> synth.Scene:
-    """Training scene ``i`` of the data seed ``seed``."""
-    return synth.make_scene(np.random.default_rng([DATA_TAG, seed, i]), size)
-
-
-def build_dataset(
-    n_scenes: int, seed: int, pre: Preprocess, progress: Optional[Callable[[int, int], None]] = None
-) -> Dict[str, np.ndarray]:
-    """Crops of ``n_scenes`` training scenes: ``exact`` and ``perturbed`` (N, R, R, 3) uint8, ``color``,
-    ``shape`` (N,) int64 word indices, ``scene`` (N,) int64 scene index of each crop."""
-    aug_rng = np.random.default_rng([DATA_TAG, seed, 1 << 30])
-    exact, pert, col, shp, scn = [], [], [], [], []
-    for i in range(n_scenes):
-        sc = training_scene(seed, i)
-        crops, keep = scene_crops(sc.image, sc.masks)
-        pcrops = perturbed_crops(sc.image, [sc.masks[k] for k in keep], aug_rng)
-        for c, p, k in zip(crops, pcrops, keep):
-            exact.append(pre.crop_uint8(c))
-            pert.append(pre.crop_uint8(p))
-            col.append(COLORS.index(sc.colors[k]))
-            shp.append(SHAPES.index(sc.shapes[k]))
-            scn.append(i)
-        if progress is not None:
-            progress(i + 1, n_scenes)
-    return {
-        "exact": np.stack(exact), "perturbed": np.stack(pert), "color": np.array(col, np.int64),
-        "shape": np.array(shp, np.int64), "scene": np.array(scn, np.int64),
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -425,7 +271,7 @@ def train(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m fastsam_onnx.models.train_clip_demo", description="Train and export the offline demo CLIP."
+        prog="python tools/train_clip_demo.py", description="Train and export the offline demo CLIP."
     )
     p.add_argument("--out", type=Path, required=True, help="working folder: clip-demo.pt and train_log.json")
     p.add_argument("--bundle", type=Path, help="export target (default: the package's models/clip-demo; OUT/clip-demo with --quick)")
@@ -451,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.no_export:
         from fastsam_onnx.export.clip import export_clip
 
-        from . import demo_clip_bundle
+        from fastsam_onnx.models import demo_clip_bundle
 
         bundle = args.bundle or (args.out / "clip-demo" if args.quick else demo_clip_bundle())
         t1 = time.perf_counter()
@@ -464,7 +310,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         shutil.copyfile(ckpt, bundle / CHECKPOINT_NAME)
         print(f"exported {bundle} ({stats['bundle_mb']} MB)")
         if args.eval_images > 0:
-            from .evaluate_text import text_accuracy_details
+            from fastsam_onnx.models.evaluate_text import text_accuracy_details
 
             t2 = time.perf_counter()
             d = text_accuracy_details(bundle, n_images=(4 if args.quick else args.eval_images))

@@ -2,26 +2,28 @@
 
 FastSAM is a one-class YOLOv8-seg model that proposes a mask for every object in an image.  The
 real FastSAM weights cannot be shipped or downloaded here, so the demo bundle is a tiny model of
-the same architecture (``models/demo.yaml``, ~1.0 M parameters) trained from scratch, fully
+the same architecture (``tools/demo.yaml``, ~1.0 M parameters) trained from scratch, fully
 offline, on the synthetic "demo world" of :mod:`fastsam_onnx.models.synth` (coloured geometric
 shapes on textured backgrounds).  The ONNX it exports has exactly the graph interface of a real
 FastSAM export, so the whole runtime can be exercised and tested without any download.
 
 Usage::
 
-    python -m fastsam_onnx.models.train_demo --out models/demo            # the shipped model
-    python -m fastsam_onnx.models.train_demo --out /tmp/demo --quick      # CI smoke test (~20 s)
+    python tools/train_demo.py --out models/demo            # the shipped model
+    python tools/train_demo.py --out /tmp/demo --quick      # CI smoke test (~20 s)
+
+A repository tool (``tools/`` is not installed): it needs the ``[export]`` extra (torch, ultralytics).
 
 Steps:
     1. write the synthetic data set (``--n-train`` + ``--n-val`` images, ``--size`` px) under
        ``--work`` (default ``runs/fastsam-demo``; reused when it already exists);
-    2. train ``ultralytics.YOLO(models/demo.yaml)`` on CPU with fixed seeds
+    2. train ``ultralytics.YOLO(tools/demo.yaml)`` on CPU with fixed seeds
        (``seed``, ``deterministic=True``), ``plots=False``, ``amp=False``, no network access;
     3. copy the best checkpoint to ``OUT/fastsam-demo.pt``;
     4. export it with the project's own export stage
        (``fastsam_onnx.export.fastsam.export_fastsam``) to ``OUT/fastsam.onnx`` + ``OUT/manifest.json``;
-    5. write ``OUT/example.jpg`` (:func:`synth.render_example`, seed 7) and, unless
-       ``--eval-images 0``, report the held-out mean best-mask IoU (:mod:`.evaluate`).
+    5. write ``OUT/example.jpg`` (:func:`demo_dataset.render_example`, seed 7) and, unless
+       ``--eval-images 0``, report the held-out mean best-mask IoU (:mod:`fastsam_onnx.models.evaluate`).
 
 Measured run of the shipped ``models/demo/`` (the defaults: ``--seed 0``; 800 train + 60 val
 scenes of 512 px; 12 epochs at imgsz 512, batch 16, ``nbs=16``, AdamW lr 0.002 chosen by
@@ -31,11 +33,11 @@ ultralytics' ``optimizer=auto``, 1 warm-up epoch, mosaic off for the last 3 epoc
 * data set generation: 63 s;
 * training: 2371 s (39.5 min) wall clock, while other jobs kept the load average at 5-7 on the
   2 cores; alone, the first epochs ran at ~2.6 s per batch of 16, i.e. ~27 min for the run;
-* model: 1,032,219 parameters (``models/demo.yaml``), checkpoint 2.3 MB (fp16),
+* model: 1,032,219 parameters (``tools/demo.yaml``), checkpoint 2.3 MB (fp16),
   ``fastsam.onnx`` 4.3 MB (fp32, 512x512 static, outputs (1, 37, 5376) and (1, 32, 128, 128));
 * validation split (60 scenes) after the last epoch: box mAP50-95 0.859, mask mAP50 0.992,
   mask mAP50-95 0.844;
-* held-out quality (:mod:`.evaluate`, 50 scenes never used in training, 407 instances;
+* held-out quality (:mod:`fastsam_onnx.models.evaluate`, 50 scenes never used in training, 407 instances;
   conf 0.4, iou 0.9, retina masks at imgsz 512): mean best-mask IoU per ground-truth instance
   **0.912** (98.0 % of instances >= 0.5, 96.3 % >= 0.75; 0.873 for instances under 1500 px,
   0.931 above 6000 px), the same with ``ultralytics.FastSAM(fastsam-demo.pt)`` and with the
@@ -61,7 +63,7 @@ from typing import Optional, Sequence
 # ultralytics must never try the network (weights, fonts, hub events) in this recipe.
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from . import synth  # noqa: E402
+import demo_dataset  # noqa: E402  (tools/, beside this script)
 
 MODEL_YAML = Path(__file__).resolve().with_name("demo.yaml")
 CHECKPOINT_NAME = "fastsam-demo.pt"
@@ -93,7 +95,7 @@ def build_dataset(work: Path, *, n_train: int, n_val: int, seed: int, size: int)
         if done == total or done % 200 == 0:
             print(f"[train_demo] data set {done}/{total} images", flush=True)
 
-    yaml_path = synth.write_yolo_dataset(root, n_train, n_val, seed, size, progress=progress)
+    yaml_path = demo_dataset.write_yolo_dataset(root, n_train, n_val, seed, size, progress=progress)
     stamp_file.write_text(json.dumps(stamp))
     print(f"[train_demo] data set written in {time.perf_counter() - t0:.0f} s", flush=True)
     return yaml_path
@@ -171,7 +173,7 @@ def export(weights: Path, out: Path, imgsz: int) -> Path:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fastsam_onnx.models.train_demo", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python tools/train_demo.py", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoint, ONNX bundle, example.jpg)")
     p.add_argument("--work", type=Path, default=Path("runs/fastsam-demo"), help="data set + training run folder")
     p.add_argument("--seed", type=int, default=None)
@@ -226,10 +228,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import cv2
 
-    cv2.imwrite(str(out / "example.jpg"), synth.render_example(7, cfg["size"]), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    cv2.imwrite(str(out / "example.jpg"), demo_dataset.render_example(7, cfg["size"]), [cv2.IMWRITE_JPEG_QUALITY, 95])
 
     if eval_images > 0:
-        from .evaluate import evaluate_bundle, ultralytics_segment_fn
+        from fastsam_onnx.models.evaluate import evaluate_bundle, ultralytics_segment_fn
 
         miou = evaluate_bundle(ultralytics_segment_fn(ckpt, imgsz=cfg["imgsz"]), n_images=eval_images, size=cfg["size"])
         print(f"[train_demo] held-out mean best-mask IoU ({eval_images} images, checkpoint): {miou:.4f}", flush=True)

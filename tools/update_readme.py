@@ -4,9 +4,9 @@ The section (written by :func:`fastsam_onnx.benchmarks.report.section`) lies bet
 ``<!-- bench:start -->`` and ``<!-- bench:end -->`` in README.md; without the markers the section is printed
 instead (paste it, with the markers, where it belongs).
 
-    python benchmarks/update_readme.py [--results benchmarks/results/results.json] [--readme README.md] [--print]
+    python tools/update_readme.py [--results benchmarks/results/results.json] [--readme README.md] [--print]
 
-(``python -m fastsam_onnx.benchmarks.update_readme`` is the same command.)
+A repository tool (``tools/`` is not installed).
 """
 
 from __future__ import annotations

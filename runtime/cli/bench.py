@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     report["goals"] = evaluate_goals(report, headline=name)
     report["notes"].append(
         f"goals are defined for {GOAL_SETTING}; this run: {name} (model {model}); int8 and 4512 × 4512 "
-        "goals are measured by benchmarks/run_all.py"
+        "goals are measured by tools/run_benchmarks.py (from a checkout of the repository)"
     )
     report["load_average_end"] = load_average()
     if args.out:
