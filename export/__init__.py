@@ -36,6 +36,14 @@ def missing_modules(kind: str, *, half: bool = False) -> list[str]:
     return missing(*required_modules(kind, half=half))
 
 
+def require(kind: str, *, half: bool = False) -> None:
+    """Raise :class:`~fastsam_onnx.errors.MissingExtraError` (the ``[export]`` extra) unless every module an
+    export of ``kind`` needs is installed; the exporters call it before they start."""
+    from ..extras import require_extra
+
+    require_extra("export", *required_modules(kind, half=half), what=f"fastsam_onnx.export ({kind})")
+
+
 def missing_message(kind: str, missing: list[str]) -> str:
     """One line: what is missing for an export of ``kind`` and the pip command that installs it."""
     pips = " ".join(PIP_NAMES.get(m, m) for m in missing)

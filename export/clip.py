@@ -26,7 +26,7 @@ import numpy as np
 from fastsam_onnx.clip.tokenizer import BPE_NAME
 from fastsam_onnx.manifest import FORMAT_VERSION, MANIFEST_NAME, sha256_file
 
-from . import ExportError
+from . import ExportError, require
 from .clip_weights import _import_clip, load_clip  # noqa: F401  # load_clip: public here too
 from .fastsam import STEPS, _io_spec, _progress, _replace_dir, _versions, quiet_tools
 
@@ -190,8 +190,10 @@ def export_clip(
     With ``FASTSAM_ONNX_OFFLINE=1`` a model name is only read from the clip module's cache file
     (``download_root/ViT-B-32.pt``), never downloaded. Third-party warnings and log lines are silenced.
     Raises :class:`ExportError` when the weights cannot be downloaded or loaded, for a bad option, or
-    when PyTorch and onnxruntime disagree (cosine below MIN_COSINE, or MIN_COSINE_INT8 for int8).
+    when PyTorch and onnxruntime disagree (cosine below MIN_COSINE, or MIN_COSINE_INT8 for int8);
+    :class:`~fastsam_onnx.errors.MissingExtraError` without the ``[export]`` extra.
     """
+    require("clip")
     with quiet_tools():
         return _export_clip(weights, out, opset, int8, download_root, progress)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from fastsam_onnx.manifest import FASTSAM_ONNX, FORMAT_VERSION, MANIFEST_NAME, sha256_file
 
-from . import ExportError
+from . import ExportError, require
 from .rewrite import dfl_last_axis, upsample_as_conv
 
 #: PyTorch vs onnxruntime check, element-wise: |onnx - torch| <= PARITY_ATOL + PARITY_RTOL * |torch|.
@@ -193,8 +193,10 @@ def export_fastsam(
     images (fp16 without ``calib``: ultralytics' bus.jpg and zidane.jpg).
     progress(step, text): called as each step starts (``STEPS``, one more for fp16/int8); report(text): one-line
     results and warnings (the variant's accuracy). Third-party warnings and log lines are silenced.
-    Raises :class:`ExportError` for a bad checkpoint or option, or a PyTorch/onnxruntime disagreement.
+    Raises :class:`ExportError` for a bad checkpoint or option, or a PyTorch/onnxruntime disagreement;
+    :class:`~fastsam_onnx.errors.MissingExtraError` without the ``[export]`` extra.
     """
+    require("fastsam", half=half)
     with quiet_tools():
         return _export_fastsam(weights, out, imgsz, dynamic, opset, batch, half, int8, calib, progress, report)
 

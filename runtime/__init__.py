@@ -9,6 +9,7 @@ from .errors import (
     DownloadError,
     FastSAMError,
     ImageTooLargeError,
+    MissingExtraError,
     ProviderError,
 )
 from .manifest import UnverifiedModelWarning
@@ -27,6 +28,7 @@ __all__ = [
     "BadPromptError",
     "ProviderError",
     "DownloadError",
+    "MissingExtraError",
     "UnverifiedModelWarning",
     "__version__",
 ]

@@ -34,3 +34,22 @@ class ProviderError(FastSAMError, RuntimeError):
 
 class DownloadError(FastSAMError, RuntimeError):
     """A download failed: offline, HTTP error, interrupted transfer or checksum mismatch."""
+
+
+class MissingExtraError(FastSAMError, ImportError):
+    """An optional extra of the package is not installed: one line naming the extra and the command that installs it,
+    e.g. ``fastsam_onnx.server needs the [server] extra (missing: fastapi): pip install 'fastsam-onnx[server]'``.
+
+    Raised when a module that needs the extra is imported (``fastsam_onnx.server``) or when a function that needs
+    it is called (:func:`fastsam_onnx.distributed.segment_dataset`, the exporters); an :class:`ImportError`, so
+    ``except ImportError`` still catches it. ``extra``: the extra's name; ``missing``: the import names not found.
+    """
+
+    def __init__(self, extra: str, missing: tuple[str, ...] | list[str] = (), what: str = "this"):
+        self.extra, self.missing, self.what = extra, tuple(missing), what
+        names = f" (missing: {', '.join(self.missing)})" if self.missing else ""
+        super().__init__(f"{what} needs the [{extra}] extra{names}: pip install 'fastsam-onnx[{extra}]'",
+                         name=self.missing[0] if self.missing else None)
+
+    def __reduce__(self):  # pickles (Ray, multiprocessing) with its own arguments, not the message
+        return type(self), (self.extra, self.missing, self.what)

@@ -1,6 +1,8 @@
 """Optional extras: which importable modules are missing, checked without importing anything heavy.
 
-The CLI turns a missing extra into one line and exit status 2 before work starts
+:func:`require_extra` raises :class:`~fastsam_onnx.errors.MissingExtraError` (one line: the extra and its ``pip
+install`` command) where a module or a function of the package needs an extra that is not installed; the CLI turns
+the same check into its one-line usage error, exit status 2, before work starts
 (:func:`fastsam_onnx.cli.extras.require`); the export stage and the benchmarks ask the same question here.
 """
 
@@ -8,7 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["EXTRA_OF", "extra_of", "missing_modules"]
+from .errors import MissingExtraError
+
+__all__ = ["EXTRA_OF", "extra_of", "missing_modules", "require_extra"]
 
 #: top-level module → the extra that installs it (names an ImportError that slipped past a check)
 EXTRA_OF = {m: "export" for m in ("torch", "torchvision", "ultralytics", "onnx", "onnxsim", "clip", "onnxconverter_common")}
@@ -32,3 +36,11 @@ def _importable(name: str) -> bool:
 def missing_modules(*modules: str) -> list[str]:
     """The names among ``modules`` (dotted names allowed) that cannot be imported here (find_spec only)."""
     return [m for m in modules if not _importable(m)]
+
+
+def require_extra(extra: str, *modules: str, what: str = "this") -> None:
+    """Raise :class:`~fastsam_onnx.errors.MissingExtraError` naming ``extra`` unless every module of ``modules``
+    can be imported (:func:`missing_modules`: nothing is imported). ``what``: who needs it, for the message."""
+    missing = missing_modules(*modules)
+    if missing:
+        raise MissingExtraError(extra, missing, what)

@@ -7,7 +7,8 @@ Only :func:`importlib.util.find_spec` is used: nothing heavy is imported by the 
 
 from __future__ import annotations
 
-from ..extras import extra_of, missing_modules
+from ..errors import MissingExtraError
+from ..extras import extra_of, missing_modules, require_extra
 
 __all__ = ["extra_of", "missing_modules", "require"]
 
@@ -18,11 +19,9 @@ def require(extra: str, *modules: str, what: str = "this command", hint: str = "
     extra: the extra's name (``"export"``, ``"server"``, ...); what: who needs it, for the message
     (``"fastsam-onnx export"``); hint: appended to the message (e.g. what to run after installing).
     """
-    missing = missing_modules(*modules)
-    if missing:
+    try:
+        require_extra(extra, *modules, what=what)
+    except MissingExtraError as e:  # the same line, as the CLI's usage error (exit status 2)
         from . import UsageError
 
-        raise UsageError(
-            f"{what} needs the [{extra}] extra (missing: {', '.join(missing)}): "
-            f"pip install 'fastsam-onnx[{extra}]'{hint}"
-        )
+        raise UsageError(f"{e}{hint}") from None

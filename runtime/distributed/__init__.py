@@ -100,8 +100,12 @@ def segment_dataset(
             labels, texts, point_mode, text_mode.
 
     Raises :class:`~fastsam_onnx.errors.BadArgumentError` for a bad count or a missing source; when the dataset
-    runs, errors that would fail every image (bad model, provider, prompt or setting) stop it.
+    runs, errors that would fail every image (bad model, provider, prompt or setting) stop it;
+    :class:`~fastsam_onnx.errors.MissingExtraError` without the ``[ray]`` extra.
     """
+    from ..extras import require_extra
+
+    require_extra("ray", "ray", "pyarrow", what="fastsam_onnx.distributed.segment_dataset")
     import ray
     import ray.data
 

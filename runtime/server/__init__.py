@@ -6,10 +6,15 @@
   :mod:`.schemas` — request bodies; :mod:`.render` — result JSON; :mod:`.anylabeling` — X-AnyLabeling's
   remote-server protocol; ``page/`` — the browser page (static HTML + JS, no CDN, no build step).
 
-``import fastsam_onnx`` never imports this package (nor FastAPI); importing it does.
+``import fastsam_onnx`` never imports this package (nor FastAPI). Without the ``[server]`` extra, importing it (or
+any of its modules) raises :class:`~fastsam_onnx.errors.MissingExtraError`, one line naming the extra.
 """
 
-from .engine import Engine, ServerConfig
+from ..extras import require_extra
+
+require_extra("server", "fastapi", "starlette", "pydantic", what="fastsam_onnx.server")
+
+from .engine import Engine, ServerConfig  # noqa: E402
 
 __all__ = ["Engine", "ServerConfig", "create_app"]
 
