@@ -143,7 +143,7 @@ def _prompt_timings(model, result, case: Case, notes: list[str]) -> dict[str, An
 def _text_timings(model, result, bundle: str, texts: list[str], reps: int, notes: list[str], profile: bool) -> dict[str, Any]:
     """The text prompt on ``result`` with the CLIP ``bundle``: the whole prompt, then its image and text encoders."""
     from fastsam_onnx.clip import CLIP
-    from fastsam_onnx.prompts import text_crops
+    from fastsam_onnx.clip.crops import text_crops
 
     out: dict[str, Any] = {}
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Metric (:func:`text_accuracy`): on held-out scenes, for every instance whose ``"<colour> <shape>"``
 caption is unique in its scene, the crops of all ground-truth instances of the scene (made exactly
-as a text prompt makes them: :func:`fastsam_onnx.prompts.text_crops`, the instance's box, black
+as a text prompt makes them: :func:`fastsam_onnx.clip.crops.text_crops`, the instance's box, black
 outside its mask, RGB) are scored against that caption with :class:`fastsam_onnx.clip.CLIP`
 (ONNX Runtime); a hit is when the best-scoring crop is the named instance.  Top-1 = hits / prompts.
 
@@ -59,7 +59,7 @@ def unique_captions(scene: synth.Scene) -> List[Tuple[str, int]]:
 def gt_text_crops(scene: synth.Scene) -> Tuple[List[np.ndarray], List[int]]:
     """The text-prompt crops of a scene's ground-truth instances (RGB uint8) and their instance indices."""
     from fastsam_onnx.masks import MaskCrop
-    from fastsam_onnx.prompts import text_crops
+    from fastsam_onnx.clip.crops import text_crops
 
     boxes, crops = [], []
     for m in scene.masks:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .progress import clean
+
 
 class FastSAMError(Exception):
     """Base class of the errors raised for bad input, bad models or bad settings."""
@@ -53,3 +55,12 @@ class MissingExtraError(FastSAMError, ImportError):
 
     def __reduce__(self):  # pickles (Ray, multiprocessing) with its own arguments, not the message
         return type(self), (self.extra, self.missing, self.what)
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one sanitized line: typed errors by message, others with their type name."""
+    text = " ".join(str(e).split())
+    if not isinstance(e, FastSAMError):
+        kind = type(e).__qualname__ if type(e).__module__ == "builtins" else f"{type(e).__module__}.{type(e).__qualname__}"
+        text = f"{kind}: {text}" if text else kind
+    return clean(text)

@@ -337,3 +337,20 @@ def load_image(image: ImageLike, max_pixels: int | None = MAX_PIXELS) -> np.ndar
     if isinstance(image, (str, os.PathLike)):
         return read_image(image, max_pixels)
     raise BadImageError(f"expected a path or a numpy array, got {type(image).__name__}")
+
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm", ".pnm"}
+"""File extensions (lower case) of the images a folder run picks up (CLI folder mode, distributed sources)."""
+
+
+def list_images(folder: Path, exclude: tuple[Path | None, ...] = ()) -> list[Path]:
+    """Image files under ``folder`` (recursively, by extension), sorted; files under any ``exclude``
+    folder (the run's own output folders, which may lie inside ``folder``) are left out."""
+    skip = [e.resolve() for e in exclude if e is not None]
+    out = []
+    for p in folder.rglob("*"):
+        if p.suffix.lower() in IMAGE_EXTS and p.is_file():
+            rp = p.resolve()
+            if not any(rp.is_relative_to(s) for s in skip):
+                out.append(p)
+    return sorted(out)

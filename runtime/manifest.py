@@ -23,7 +23,6 @@ MAX_MANIFEST_DEPTH = 32
 #: the largest side a manifest's ``imgsz`` may state (the pixel bound is ``model.MAX_INPUT_PIXELS``)
 MAX_IMGSZ_SIDE = 65536
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_shadow_warned: set[str] = set()
 
 
 class UnverifiedModelWarning(UserWarning):
@@ -150,7 +149,8 @@ def verify_bundle_file(path: Path, manifest: dict[str, Any], key: str = "onnx") 
     return True
 
 
-def _verify_or_warn(path: Path, manifest: dict[str, Any]) -> None:
+def verify_or_warn(path: Path, manifest: dict[str, Any]) -> None:
+    """:func:`verify_bundle_file`, with an :class:`UnverifiedModelWarning` when no digest is recorded."""
     if not verify_bundle_file(path, manifest):
         warnings.warn(
             f"{path}: the bundle's manifest records no SHA-256 for {path.name}; it is loaded unverified "
@@ -160,88 +160,24 @@ def _verify_or_warn(path: Path, manifest: dict[str, Any]) -> None:
         )
 
 
-def resolve_name(model: str | os.PathLike[str], what: str = "bundle") -> Path:
-    """A path, or a model-zoo name (``"fastsam-s"``, see :mod:`fastsam_onnx.models.registry`) → its path.
+def fastsam_bundle(p: Path, verify: bool = True) -> tuple[Path, dict[str, Any]]:
+    """A bundle directory or an .onnx file → (onnx path, manifest dict, empty when none).
 
-    An existing path wins over a zoo name of the same spelling: a valid bundle directory is used with a
-    warning (once per name and process) that it shadows the zoo model; anything else there raises
-    :class:`BadModelError` naming both. ``"./fastsam-s"`` picks the local path without a warning.
-    """
-    p = Path(model)
-    if not isinstance(model, str) or "/" in model or "\\" in model or model.endswith(".onnx"):
-        return p
-    if not p.exists():
-        return cached_bundle(model) or p
-    desc = _find_model(model)
-    if desc is None:
-        return p
-    zoo = desc.local if desc.local is not None else _cache_path(desc.name)
-    if not (p.is_dir() and (p / MANIFEST_NAME).is_file()):
-        raise BadModelError(
-            f"{model!r} names both a local path ({p.resolve()}, not a {what}: no {MANIFEST_NAME}) and the zoo "
-            f"model {desc.name!r}; rename the local path or pass the zoo bundle's path ({zoo})"
-        )
-    if p.resolve() != Path(zoo).resolve() and model not in _shadow_warned:
-        _shadow_warned.add(model)
-        warnings.warn(
-            f"./{model} is a local path; the zoo model of that name is used only when no such path exists — "
-            f"pass './{model}' to pick the local one without this warning, or {zoo} for the zoo model",
-            UserWarning,
-            stacklevel=user_stacklevel(),
-        )
-    return p
-
-
-def resolve_fastsam(model: str | os.PathLike[str], verify: bool = True) -> tuple[Path, dict[str, Any]]:
-    """A bundle directory, an .onnx file or a model-zoo name → (onnx path, manifest dict, empty when none).
-
-    A string that is no existing path but a registry name resolves to its bundle in the download cache
-    (see :func:`resolve_name` for a local path that shadows a zoo name).
     verify: check the .onnx file against the manifest's SHA-256 (see :func:`verify_bundle_file`); a
     bundle whose manifest records none loads with an :class:`UnverifiedModelWarning`.
+    Model-zoo names are resolved before, by :func:`fastsam_onnx.zoo.resolve_fastsam`.
     """
-    p = resolve_name(model)
     if p.is_dir():
         manifest = read_manifest(p)
         if manifest["kind"] != "fastsam":
             raise BadModelError(f"bundle {p} holds a {manifest['kind']!r} model, not a FastSAM model")
         onnx_path = bundle_file(p, manifest, "model_file", FASTSAM_ONNX)
         if verify:
-            _verify_or_warn(onnx_path, manifest)
+            verify_or_warn(onnx_path, manifest)
         return onnx_path, manifest
     if p.is_file():
         manifest = read_manifest(p.parent) if (p.parent / MANIFEST_NAME).is_file() else {}
         if verify and manifest.get("model_file", FASTSAM_ONNX) == p.name:
-            _verify_or_warn(p, manifest)
+            verify_or_warn(p, manifest)
         return p, manifest
     raise BadModelError(f"model not found: {p} (give a bundle directory or an .onnx file)")
-
-
-def _find_model(name: str):
-    try:
-        from .models.registry import find_model
-    except ImportError:  # the models package is optional in stripped installs
-        return None
-    return find_model(name)
-
-
-def _cache_path(name: str) -> Path:
-    from .download import cache_dir
-
-    return cache_dir() / name
-
-
-def cached_bundle(name: str) -> Path | None:
-    """The cached bundle directory of registry model ``name``; None when ``name`` is not a registry name.
-
-    Raises :class:`BadModelError` when ``name`` is known but not fetched yet.
-    """
-    desc = _find_model(name)
-    if desc is None:
-        return None
-    if desc.local is not None:
-        return desc.local
-    bundle = _cache_path(desc.name)
-    if not (bundle / MANIFEST_NAME).is_file():
-        raise BadModelError(f"model {desc.name!r} is not in the cache ({bundle}): run `fastsam-onnx fetch {desc.name}` first")
-    return bundle

@@ -15,7 +15,7 @@ from .errors import BadArgumentError, BadModelError
 from .fixup import fastsam_fixup, scale_boxes
 from .image import MAX_PIXELS, ImageLike, load_image
 from .letterbox import Letterbox, letterbox, letterbox_geometry, to_tensor
-from .manifest import resolve_fastsam
+from .zoo import resolve_fastsam
 from .outputs.edges import BAND
 from .masks import crop_masks, input_axes, retina_axes
 from .prompts import apply_prompts

@@ -167,10 +167,10 @@ class Result:
 
     def text_crop_embeddings(self, clip: Any) -> tuple[np.ndarray, list[int]]:
         """CLIP image embeddings of the crops text prompts compare with: ((K, D) float32 L2-normalised, the
-        instance index of each row). Crops as :func:`fastsam_onnx.prompts.text_crops` makes them (instances
+        instance index of each row). Crops as :func:`fastsam_onnx.clip.crops.text_crops` makes them (instances
         with masks over 100 px). Encoded once per CLIP object and kept on this result (thread-safe), so
         further text prompts on it cost only the text tower; ``clip`` needs ``encode_images(images)``."""
-        from .prompts import text_crops
+        from .clip.crops import text_crops
 
         key = id(clip)
         with self._clip_lock:  # one encoding per CLIP even when threads prompt the same result at once
@@ -186,11 +186,11 @@ class Result:
     def embeddings(self, clip: Any) -> np.ndarray:
         """(N, D) float32 CLIP image embeddings, L2-normalised (cosine similarity = dot product); row i is
         instance i (as in :meth:`to_json`). Each row encodes the instance's masked crop, the crop text prompts
-        use (:func:`fastsam_onnx.prompts.instance_crops`: its box, black outside its own mask), so
+        use (:func:`fastsam_onnx.clip.crops.instance_crops`: its box, black outside its own mask), so
         ``embeddings(clip) @ clip.encode_texts([t]).T`` are the text prompt's similarities. The text
         candidates' rows come from :meth:`text_crop_embeddings`; the small instances (masks <= 100 px) are
         encoded once more; the whole array is cached per CLIP object on this result. Returns a copy."""
-        from .prompts import instance_crops
+        from .clip.crops import instance_crops
 
         feats, keep = self.text_crop_embeddings(clip)
         key = ("all", id(clip))

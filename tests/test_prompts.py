@@ -89,7 +89,7 @@ def test_text_index_remap_past_skipped_masks():
 
 
 def test_text_crops_do_not_leak_neighbours():
-    from fastsam_onnx.prompts import text_crops
+    from fastsam_onnx.clip.crops import text_crops
 
     img = np.full((40, 40, 3), 200, np.uint8)
     img[:, :, 0] = 10  # B channel

@@ -234,7 +234,7 @@ def _reference_text_prompt(predictor, everything, clip, texts):
 
 def _our_text_prompt(model, everything, texts):
     """Our ``prompt(texts=...)``: (per-text picked instance index, (M, K) similarity, crops, keep)."""
-    from fastsam_onnx.prompts import text_crops
+    from fastsam_onnx.clip.crops import text_crops
 
     clip = model.clip
     selected = model.prompt(everything, texts=list(texts))
@@ -254,7 +254,7 @@ def _our_text_prompt(model, everything, texts):
 @pytest.mark.parametrize("case", PHOTO_CASES, ids=lambda c: f"{c[0][:-4]}-1of{c[1]}-{'retina' if c[2] else 'letterboxed'}")
 def test_text_selection_matches_ultralytics(detector, photo_results, clips, case, clip_name, record_property):
     from fastsam_onnx.masks import MaskCrop
-    from fastsam_onnx.prompts import text_crops
+    from fastsam_onnx.clip.crops import text_crops
 
     predictor, ref_all, ours_all = photo_results[case]
     ref_clip, our_clip = clips[clip_name]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import fastsam_onnx.clip.model as clip_mod
-import fastsam_onnx.manifest as manifest_mod
 import fastsam_onnx.session as session_mod
+import fastsam_onnx.zoo as zoo_mod
 from fastsam_onnx import FastSAM, Result
 from fastsam_onnx.errors import BadArgumentError, BadModelError, ProviderError
 from fastsam_onnx.manifest import UnverifiedModelWarning, sha256_file
@@ -379,7 +379,7 @@ def test_provider_fallback_warns_once(caplog):
 
 def test_local_folder_shadowing_a_zoo_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(manifest_mod, "_shadow_warned", set())
+    monkeypatch.setattr(zoo_mod, "_shadow_warned", set())
     shutil.copytree(demo_bundle(), tmp_path / "demo", ignore=shutil.ignore_patterns("*.pt", "*.jpg"))
     with pytest.warns(UserWarning, match=r"\./demo is a local path; the zoo model"):
         model = FastSAM("demo")

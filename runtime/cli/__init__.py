@@ -23,6 +23,7 @@ from . import bench, doctor, export, fetch, segment
 from . import serve  # FastAPI/uvicorn only inside serve.run()
 from . import evaluate  # pycocotools only inside evaluate.run()
 from .extras import extra_of
+from .usage import UsageError
 
 COMMANDS = {"segment": segment, "export": export, "bench": bench, "doctor": doctor, "fetch": fetch, "serve": serve, "evaluate": evaluate}
 _DEBUG_HELP = "print the full traceback of an error (also: FASTSAM_ONNX_DEBUG=1)"
@@ -47,10 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_parser(sub)
     _add_debug_flag(parser)
     return parser
-
-
-class UsageError(Exception):
-    """A command-line mistake: reported as one line with exit status 2."""
 
 
 def debug_enabled() -> bool:

@@ -58,7 +58,7 @@ def _default_image() -> Path:
 def _check(args: argparse.Namespace) -> None:
     """Refuse, before any measurement, what this install cannot do: a one-line UsageError each."""
     from ..benchmarks.children import plots_available, reference_available
-    from . import UsageError
+    from .usage import UsageError
 
     if args.reps < 1 or args.warmup < 0:
         raise UsageError("--reps must be >= 1 and --warmup >= 0")
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmarks.report_files import new_report, write_report
     from ..benchmarks.report import render_markdown
     from ..image import read_image
-    from ..manifest import resolve_fastsam
+    from ..zoo import resolve_fastsam
     from ..model import default_model
 
     if args.quick:

@@ -42,7 +42,7 @@ def add_ray_arguments(group) -> None:
 
 def check_engine(args: argparse.Namespace) -> str:
     """"local" or "ray"; refuse (UsageError) Ray options without ``--engine ray``."""
-    from . import UsageError
+    from .usage import UsageError
 
     engine = getattr(args, "engine", "local") or "local"
     if engine != "ray":
@@ -55,8 +55,8 @@ def check_engine(args: argparse.Namespace) -> str:
 def _check_args(args: argparse.Namespace) -> str:
     """Refuse options that do not apply; return the output format."""
     from ..distributed.parts import output_format, part_files
-    from . import UsageError
-    from .segment import check_options
+    from .options import check_options
+    from .usage import UsageError
 
     for dest in _NOT_WITH_RAY:
         if getattr(args, dest, None) not in (None, False):
@@ -82,7 +82,7 @@ def _check_args(args: argparse.Namespace) -> str:
 
 def _items(source: str, out: Path) -> list[tuple[str, str]]:
     from ..distributed.source import list_source
-    from . import UsageError
+    from .usage import UsageError
 
     p = Path(source)
     if p.suffix.lower() == ".txt" and p.is_file():
@@ -146,7 +146,7 @@ def run_ray(args: argparse.Namespace, prompts: dict) -> int:
     from ..distributed import segment_dataset
     from ..distributed.parts import PartWriter, existing_paths
     from .segment_many import check_output_dir, plural, segment_kwargs
-    from . import UsageError
+    from .usage import UsageError
 
     items = _items(args.image, args.out)
     if not items:

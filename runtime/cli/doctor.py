@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         ort_packages,
         unavailable_reason,
     )
-    from . import UsageError
+    from .usage import UsageError
 
     if args.runs < 1:
         raise UsageError(f"--runs must be >= 1, got {args.runs}")
@@ -109,7 +109,7 @@ def static_cpu_note(shape: tuple) -> str:
 
 def _model(spec: str | None):
     """The model to try → (onnx path, input shape) after printing what it is; (None, None) when absent."""
-    from ..manifest import resolve_fastsam
+    from ..zoo import resolve_fastsam
     from ..models import demo_bundle
 
     if spec is None:

@@ -35,7 +35,7 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_outputs(args: argparse.Namespace, kind: str) -> None:
     """Refuse (UsageError) ``--edges``/``--proposals`` where they do not apply; set the proposal settings."""
-    from . import UsageError
+    from .usage import UsageError
     from .segment_many import check_output_file
 
     if args.edges is not None:
@@ -81,6 +81,6 @@ def write_edge_map(path: Path, edges: np.ndarray) -> None:
     scale = 65535 if wide else 255
     img = np.rint(np.clip(edges, 0, 1) * scale).astype(np.uint16 if wide else np.uint8)
     if not atomic_imwrite(path, img):
-        from . import UsageError
+        from .usage import UsageError
 
         raise UsageError(f"cannot write edge map {clean(path)}")

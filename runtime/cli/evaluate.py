@@ -52,7 +52,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import UsageError
+    from .usage import UsageError
 
     if args.imgsz is not None and args.imgsz <= 0:
         raise UsageError(f"--imgsz must be a positive number of pixels, got {args.imgsz}")
@@ -86,7 +86,7 @@ def _model(args: argparse.Namespace):
 
 
 def _proposals(args: argparse.Namespace) -> dict:
-    from . import UsageError
+    from .usage import UsageError
     from .extras import require
 
     require("eval", "pycocotools", what="fastsam-onnx evaluate proposals")
@@ -154,7 +154,7 @@ def _read_map(path: Path) -> "np.ndarray":
 
 
 def _ground_truth(gt: Path, stem: str) -> list:
-    from . import UsageError
+    from .usage import UsageError
 
     if (gt / f"{stem}.png").is_file():
         return [_read_map(gt / f"{stem}.png") > 0]
@@ -172,9 +172,9 @@ def _ground_truth(gt: Path, stem: str) -> list:
 
 
 def _edges(args: argparse.Namespace) -> dict:
-    from . import UsageError
+    from ..image import list_images
     from ..metrics import boundary_counts, ods_ois
-    from .segment_many import list_images
+    from .usage import UsageError
 
     if not 0 < args.tolerance < 1:
         raise UsageError(f"--tolerance must be within (0, 1), got {args.tolerance}")

@@ -59,7 +59,7 @@ def add_parser(sub) -> None:
 def _require(kind: str, *, half: bool = False) -> None:
     """UsageError (one line, exit 2) before any work when a module of the export is not installed."""
     from ..export import missing_message, missing_modules
-    from . import UsageError
+    from .usage import UsageError
 
     missing = missing_modules(kind, half=half)
     if missing:
@@ -101,7 +101,7 @@ class _Steps:
 
 
 def run_fastsam(args: argparse.Namespace) -> int:
-    from . import UsageError
+    from .usage import UsageError
 
     if args.batch > 1 and not args.static:
         raise UsageError(f"--batch {args.batch} makes a fixed-batch graph: add --static (a dynamic graph takes any batch)")
@@ -124,7 +124,7 @@ def run_fastsam(args: argparse.Namespace) -> int:
 
 
 def run_clip(args: argparse.Namespace) -> int:
-    from . import UsageError
+    from .usage import UsageError
 
     _require("clip")
     try:

@@ -22,6 +22,6 @@ def require(extra: str, *modules: str, what: str = "this command", hint: str = "
     try:
         require_extra(extra, *modules, what=what)
     except MissingExtraError as e:  # the same line, as the CLI's usage error (exit status 2)
-        from . import UsageError
+        from .usage import UsageError
 
         raise UsageError(f"{e}{hint}") from None

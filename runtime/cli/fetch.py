@@ -85,7 +85,7 @@ def bundle_problem(bundle: Path, kind: str) -> Optional[str]:
 def run(args: argparse.Namespace) -> int:
     from ..download import cache_dir, fetch_checkpoint
     from ..models.registry import MODELS, find_model
-    from . import UsageError
+    from .usage import UsageError
     from ..export import missing_message, missing_modules
 
     if args.list:

@@ -28,13 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import one_line
+from ..image import list_images
 from ..progress import Progress, clean
-from .segment_many import check_output_dir, check_output_file, list_images, one_line, plural, segment_kwargs
+from .segment_many import check_output_dir, check_output_file, plural, segment_kwargs
 
 
 def check_folder_outputs(args: argparse.Namespace) -> None:
     """Refuse (UsageError) a folder run without an output, or with an unusable output location."""
-    from . import UsageError
+    from .usage import UsageError
 
     if args.out_dir is None and args.coco is None and args.overlays is None:
         raise UsageError("a folder needs --out-dir DIR (one JSON per image), --overlays DIR and/or --coco FILE")
@@ -83,7 +85,7 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
     from ..outputs.draw import draw_overlay
     from ..errors import BadArgumentError, BadModelError, BadPromptError, ProviderError
     from ..fileio import atomic_imwrite, atomic_write_json
-    from . import UsageError
+    from .usage import UsageError
 
     folder = Path(args.image)
     images = list_images(folder, exclude=(args.out_dir, args.overlays))

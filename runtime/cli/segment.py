@@ -136,7 +136,7 @@ def read_prompts_file(path: Path) -> dict:
     """``{"boxes", "points", "labels", "texts"}`` from a JSON file, every field type-checked (BadPromptError
     naming the file and the field; UsageError when the file cannot be read or is not JSON)."""
     from ..errors import BadPromptError
-    from . import UsageError
+    from .usage import UsageError
 
     where = clean(path)
     try:
@@ -205,68 +205,16 @@ def gather_prompts(args: argparse.Namespace) -> dict:
     return out
 
 
-_ONLY = {  # option → the input kinds it applies to
-    "out_dir": ("folder",), "coco": ("folder",), "skip_existing": ("folder",), "overlays": ("folder",),
-    "max_frames": ("video",), "out": ("image", "video"), "json": ("image", "video"), "embeddings": ("image",),
-}
-_INSTEAD = {"folder": {"out": "--overlays DIR", "json": "--out-dir DIR or --coco FILE"}, "image": {"overlays": "--out", "out_dir": "--json"}}
-
-
-def check_options(args: argparse.Namespace, kind: str) -> None:
-    """Refuse (UsageError) options that do not apply to ``kind`` and settings out of range."""
-    from . import UsageError
-
-    for dest, kinds in _ONLY.items():
-        value = getattr(args, dest)
-        if kind not in kinds and value not in (None, False):
-            flag = "--" + dest.replace("_", "-")
-            hint = _INSTEAD.get(kind, {}).get(dest)
-            what = {"image": "one image", "folder": "a folder", "video": "a video"}[kind]
-            raise UsageError(f"{flag} does not apply to {what}" + (f" (use {hint})" if hint else ""))
-    for name in ("conf", "iou"):
-        v = getattr(args, name)
-        if not (math.isfinite(v) and 0 <= v <= 1):
-            raise UsageError(f"--{name} must be a number within [0, 1], got {v}")
-    if args.imgsz is not None and args.imgsz <= 0:
-        raise UsageError(f"--imgsz must be a positive number of pixels, got {args.imgsz}")
-    if args.max_det < 1:
-        raise UsageError(f"--max-det must be >= 1, got {args.max_det}")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
-    check_format_options(args, kind)
-
-
-def check_format_options(args: argparse.Namespace, kind: str) -> None:
-    """Refuse (UsageError) --format/--epsilon/--label/--text-threshold settings that do not apply."""
-    from . import UsageError
-
-    if args.format != "coco" and kind == "video":
-        raise UsageError("--format applies to an image (--json) or a folder (--out-dir); a video writes JSON lines")
-    if args.format != "coco" and kind == "image" and args.json is None:
-        raise UsageError(f"--format {args.format} needs --json FILE (the file it writes)")
-    if args.format != "coco" and kind == "folder" and args.out_dir is None:
-        raise UsageError(f"--format {args.format} needs --out-dir DIR (one file per image)")
-    if args.format == "coco" and (args.epsilon is not None or args.label is not None):
-        raise UsageError("--epsilon and --label apply to --format labelme or yolo")
-    if args.label is not None and (args.format != "labelme" or not args.label.strip()):
-        raise UsageError("--label takes a non-empty name and applies to --format labelme")
-    if args.epsilon is not None and not (math.isfinite(args.epsilon) and 0 <= args.epsilon < 1):
-        raise UsageError(f"--epsilon is a fraction of the perimeter in [0, 1), got {args.epsilon}")
-    if args.text_threshold is not None and args.text_mode != "all":
-        raise UsageError("--text-threshold applies to --text-mode all")
-    if args.text_mode == "all" and args.text_threshold is None:
-        raise UsageError("--text-mode all needs --text-threshold T (a cosine similarity; the demo CLIP: ~0.65)")
-    if args.text_threshold is not None and not -1 <= args.text_threshold <= 1:  # NaN fails too
-        raise UsageError(f"--text-threshold is a cosine similarity in [-1, 1], got {args.text_threshold}")
-
-
 def run(args: argparse.Namespace) -> int:
     import cv2
 
     from .. import FastSAM
-    from . import UsageError
     from .distributed import check_engine, run_ray
-    from .segment_many import check_output_file, kind_of, plural, run_folder, run_video
+    from .folder import run_folder
+    from .options import check_options
+    from .segment_many import check_output_file, kind_of, plural
+    from .usage import UsageError
+    from .video import run_video
 
     if check_engine(args) == "ray":
         return run_ray(args, gather_prompts(args))

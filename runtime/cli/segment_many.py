@@ -1,5 +1,5 @@
-"""``fastsam-onnx segment`` on many images: a folder (recursively, :mod:`.folder`) or a video file / camera
-index (:mod:`.video`), plus the helpers both share with the single-image path (input kind, output checks).
+"""``fastsam-onnx segment`` on many images: the helpers that its folder run (recursively, :mod:`.folder`) and
+its video file / camera index run (:mod:`.video`) share with the single-image path (input kind, output checks).
 
 Folder: one JSON per image under ``--out-dir`` (mirroring the folder's tree), one overlay PNG per image under
 ``--overlays`` and/or one COCO-style JSON (``--coco``). Any per-image failure is reported on one line, counted
@@ -19,13 +19,13 @@ import tempfile
 from pathlib import Path
 
 from ..progress import clean
+from .usage import UsageError
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm", ".pnm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 VIDEO_OUT_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 """Containers ``--out`` can write for a video, and the codec used for each."""
 
-__all__ = ["kind_of", "list_images", "plural", "check_output_file", "check_output_dir", "run_folder", "run_video"]
+__all__ = ["kind_of", "plural", "check_output_file", "check_output_dir", "segment_kwargs", "maybe_atomic"]
 
 
 def kind_of(source: str) -> str:
@@ -36,19 +36,6 @@ def kind_of(source: str) -> str:
     if source.isdigit() and not p.exists():
         return "video"
     return "video" if p.suffix.lower() in VIDEO_EXTS else "image"
-
-
-def list_images(folder: Path, exclude: tuple[Path | None, ...] = ()) -> list[Path]:
-    """Image files under ``folder`` (recursively, by extension), sorted; files under any ``exclude``
-    folder (the run's own output folders, which may lie inside ``folder``) are left out."""
-    skip = [e.resolve() for e in exclude if e is not None]
-    out = []
-    for p in folder.rglob("*"):
-        if p.suffix.lower() in IMAGE_EXTS and p.is_file():
-            rp = p.resolve()
-            if not any(rp.is_relative_to(s) for s in skip):
-                out.append(p)
-    return sorted(out)
 
 
 def plural(n: int, word: str) -> str:
@@ -65,8 +52,6 @@ def segment_kwargs(args: argparse.Namespace, prompts: dict) -> dict:
 
 
 def _probe_dir(d: Path, flag: str) -> None:
-    from . import UsageError
-
     try:  # os.access is wrong for root and read-only mounts: create (and drop) a real file
         with tempfile.TemporaryFile(dir=d, prefix=".fastsam-onnx-probe."):
             pass
@@ -76,8 +61,6 @@ def _probe_dir(d: Path, flag: str) -> None:
 
 def check_output_file(path: Path | None, flag: str) -> None:
     """Refuse (UsageError) an output file that is a directory or whose directory is missing or unwritable."""
-    from . import UsageError
-
     if path is None:
         return
     if path.is_dir():
@@ -89,8 +72,6 @@ def check_output_file(path: Path | None, flag: str) -> None:
 
 def check_output_dir(path: Path | None, flag: str) -> None:
     """Create the output folder ``path`` (with parents); refuse (UsageError) a file there or an unwritable one."""
-    from . import UsageError
-
     if path is None:
         return
     if path.exists() and not path.is_dir():
@@ -100,17 +81,6 @@ def check_output_dir(path: Path | None, flag: str) -> None:
     except OSError as e:
         raise UsageError(f"{flag}: cannot create directory {clean(path)}: {e.strerror or e}") from None
     _probe_dir(path, flag)
-
-
-def one_line(e: BaseException) -> str:
-    """An exception as one sanitized line: typed errors by message, others with their type name."""
-    from ..errors import FastSAMError
-
-    text = " ".join(str(e).split())
-    if not isinstance(e, FastSAMError):
-        kind = type(e).__qualname__ if type(e).__module__ == "builtins" else f"{type(e).__module__}.{type(e).__qualname__}"
-        text = f"{kind}: {text}" if text else kind
-    return clean(text)
 
 
 @contextlib.contextmanager
@@ -123,17 +93,3 @@ def maybe_atomic(path: Path | None):
     from ..fileio import atomic_path
 
     return _nothing() if path is None else atomic_path(path)
-
-
-def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
-    """See :func:`fastsam_onnx.cli.folder.run_folder`."""
-    from .folder import run_folder as run
-
-    return run(args, model, prompts)
-
-
-def run_video(args: argparse.Namespace, model, prompts: dict) -> int:
-    """See :func:`fastsam_onnx.cli.video.run_video`."""
-    from .video import run_video as run
-
-    return run(args, model, prompts)

@@ -52,7 +52,7 @@ def _is_loopback(host: str) -> bool:
 
 def config_from_args(args: argparse.Namespace):
     """The :class:`~fastsam_onnx.server.ServerConfig` of the command line, after checking it."""
-    from . import UsageError
+    from .usage import UsageError
     from ..server.engine import ServerConfig
 
     key = args.api_key if args.api_key is not None else os.environ.get("FASTSAM_ONNX_API_KEY") or None

@@ -21,7 +21,7 @@ from .segment_many import VIDEO_OUT_FOURCC, check_output_file, maybe_atomic, plu
 
 def check_video_outputs(args: argparse.Namespace) -> None:
     """Refuse (UsageError) a video run without an output, or with an unusable ``--out``/``--json``."""
-    from . import UsageError
+    from .usage import UsageError
 
     if args.out is None and args.json is None:
         raise UsageError("a video needs --out VIDEO (masks drawn) and/or --json FILE (one JSON line per frame)")
@@ -39,7 +39,7 @@ def run_video(args: argparse.Namespace, model, prompts: dict) -> int:
     import cv2
 
     from ..outputs.draw import draw_overlay
-    from . import UsageError
+    from .usage import UsageError
 
     camera = args.image.isdigit() and not Path(args.image).exists()
     source: int | str = int(args.image) if camera else args.image

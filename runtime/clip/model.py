@@ -19,7 +19,8 @@ import numpy as np
 from .preprocess import preprocess_batch
 from .tokenizer import BPE_NAME, ClipTokenizer
 from ..errors import BadArgumentError, BadModelError
-from ..manifest import bundle_file, read_manifest, resolve_name
+from ..manifest import bundle_file, read_manifest
+from ..zoo import resolve_name
 from ..session import OnnxSession, ProviderSpec
 
 CLIP_IMAGE_ONNX = "clip_image.onnx"

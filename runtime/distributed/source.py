@@ -1,7 +1,7 @@
 """Sources of a distributed run: which images (listing) and how one image's pixels are read (decoding).
 
 A source is a local folder (recursively, the same listing as the CLI's folder mode:
-:func:`fastsam_onnx.cli.segment_many.list_images`), one image file, a list of paths, or a URI that a pyarrow
+:func:`fastsam_onnx.image.list_images`), one image file, a list of paths, or a URI that a pyarrow
 file system reads (``s3://bucket/prefix/``, ``gs://...``, ``hdfs://...``, ``file:///...``; a folder URI is
 listed recursively with the same extensions). Every item is a pair ``(path, source)``: ``path`` is what the
 CLI writes into its per-image JSON (relative to the folder for a folder, as given otherwise) and ``source``
@@ -23,7 +23,7 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 
 from ..errors import BadArgumentError, BadImageError
-from ..image import MAX_PIXELS, check_bytes, file_limit
+from ..image import IMAGE_EXTS, MAX_PIXELS, check_bytes, file_limit, list_images
 
 __all__ = ["Source", "is_uri", "list_source", "read_uri", "decode_bytes", "load_source"]
 
@@ -36,12 +36,6 @@ _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 def is_uri(text: str) -> bool:
     """True for ``scheme://...`` (two or more letters, so a Windows drive ``C:/`` is a path)."""
     return bool(_URI.match(text))
-
-
-def _image_exts() -> set[str]:
-    from ..cli.segment_many import IMAGE_EXTS
-
-    return IMAGE_EXTS
 
 
 def _list_uri(uri: str) -> list[tuple[str, str]]:
@@ -57,10 +51,9 @@ def _list_uri(uri: str) -> list[tuple[str, str]]:
     if info.type != pafs.FileType.Directory:
         raise BadArgumentError(f"source not found: {uri}")
     prefix = uri.rstrip("/")
-    exts = _image_exts()
     out = []
     for f in fs.get_file_info(pafs.FileSelector(base, recursive=True)):
-        if f.type == pafs.FileType.File and os.path.splitext(f.path)[1].lower() in exts:
+        if f.type == pafs.FileType.File and os.path.splitext(f.path)[1].lower() in IMAGE_EXTS:
             rel = f.path[len(base.rstrip("/")) + 1:]
             out.append((rel, f"{prefix}/{rel}"))
     return sorted(out)
@@ -70,8 +63,6 @@ def list_source(source: Source, exclude: Iterable[str | os.PathLike[str] | None]
     """``(path, source)`` pairs of every image of ``source``, sorted by path for a folder (see the module
     docstring); files under any ``exclude`` folder (e.g. the run's output inside the input folder) are left out.
     A missing local folder/file or an unreadable URI raises :class:`BadArgumentError`; an empty list is allowed."""
-    from ..cli.segment_many import list_images
-
     if isinstance(source, (list, tuple)):
         items = [os.fspath(s) for s in source]
         bad = [s for s in items if not isinstance(s, str)]

@@ -62,8 +62,7 @@ class Segmenter:
 
     def segment_one(self, path: str, source: str) -> dict[str, Any]:
         """The row of one image (``error`` set for a bad image)."""
-        from ..cli.segment_many import one_line
-        from ..errors import BadArgumentError, BadModelError, BadPromptError, ProviderError
+        from ..errors import BadArgumentError, BadModelError, BadPromptError, ProviderError, one_line
         from .rows import error_row, row_of
         from .source import load_source
 
