@@ -32,7 +32,7 @@ from .evaluate import heldout_scenes
 def write_dataset(out: Path, n_images: int = 50, seed: int = 12345, size: int = 512) -> Path:
     """Write the held-out scenes, their boundaries and COCO annotations under ``out``; returns ``out``."""
     from fastsam_onnx.metrics import labels_to_boundaries
-    from fastsam_onnx.outputs.proposals import crop_rle
+    from fastsam_onnx.outputs.rle import encode_rle
 
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "boundaries").mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def write_dataset(out: Path, n_images: int = 50, seed: int = 12345, size: int = 
             coco["annotations"].append({
                 "id": len(coco["annotations"]) + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
                 "bbox": [x0, y0, crop.shape[1], crop.shape[0]], "area": int(m.sum()),
-                "segmentation": crop_rle(x0, y0, crop, (h, w)),
+                "segmentation": encode_rle(x0, y0, crop, (h, w), compressed=True),
             })
     (out / "annotations.json").write_text(json.dumps(coco))
     return out

@@ -26,6 +26,21 @@ from .result import Result
 
 _I32 = np.iinfo(np.int32)
 
+#: The prompt kinds, as prompts files and the JSON API name them, with the form each takes (``FastSAM.prompt``
+#: takes the same keywords, but ``bboxes`` for boxes, the reference's name: :data:`PROMPT_ARGUMENTS`).
+PROMPT_FORMS = {"boxes": "[[x1,y1,x2,y2]...]", "points": "[[x,y]...]", "labels": "[...]", "texts": "[...]"}
+PROMPT_KEYS = tuple(PROMPT_FORMS)
+PROMPT_ARGUMENTS = {**{k: k for k in PROMPT_KEYS}, "boxes": "bboxes"}
+#: ``point_mode`` and ``text_mode`` values, the default first.
+POINT_MODES = ("select", "merge", "each")
+TEXT_MODES = ("select", "original", "all")
+
+
+def quoted_choices(names: Sequence[str]) -> str:
+    """``'a', 'b' or 'c'``: the names for a message."""
+    quoted = [repr(n) for n in names]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else "".join(quoted)
+
 
 def _finite_array(values, width: int, what: str) -> np.ndarray:
     try:
@@ -187,9 +202,9 @@ def check_modes(point_mode: str, text_mode: str, text_threshold) -> float | None
     """Validate the prompt modes; returns ``text_threshold`` as a float (None when not given).
 
     ``text_threshold`` (a cosine similarity in [-1, 1]) goes with ``text_mode="all"`` and only with it."""
-    if point_mode not in ("select", "merge", "each") or text_mode not in ("select", "original", "all"):
+    if point_mode not in POINT_MODES or text_mode not in TEXT_MODES:
         raise BadArgumentError(
-            f"point_mode is 'select', 'merge' or 'each', text_mode 'select', 'original' or 'all'; got {point_mode!r}, {text_mode!r}"
+            f"point_mode is {quoted_choices(POINT_MODES)}, text_mode {quoted_choices(TEXT_MODES)}; got {point_mode!r}, {text_mode!r}"
         )
     if text_threshold is None:
         return None

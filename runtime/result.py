@@ -228,8 +228,9 @@ class Result:
 
     def to_json(self, image_path: str | None = None) -> dict[str, Any]:
         """JSON-ready dict: ``image`` (path, width, height), ``instances`` (box, score, area, COCO RLE
-        ``segmentation`` of the full-size mask) and ``timings_ms``. ``image.path`` is ``image_path`` when
-        given, else :attr:`path` (the file ``segment`` read), else None."""
+        ``segmentation`` of the mask on its ``mask_shape`` canvas: uncompressed counts, encoded from the crop)
+        and ``timings_ms``. ``image.path`` is ``image_path`` when given, else :attr:`path` (the file ``segment``
+        read), else None."""
         if image_path is None:
             image_path = self.path
         h0, w0 = self.orig_shape
@@ -241,7 +242,7 @@ class Result:
                     "box": [round(v, 3) for v in box],
                     "score": round(score, 6),
                     "area": int(crop.mask.sum()),
-                    "segmentation": encode_rle(self.mask(i)),
+                    "segmentation": encode_rle(crop.x0, crop.y0, crop.mask, self.mask_shape),
                 }
             )
             if self.selected_by is not None:

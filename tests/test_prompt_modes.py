@@ -241,3 +241,31 @@ def test_cli_point_each_and_text_all(tmp_path):
     ):
         assert main(["segment", image, "--json", str(tmp_path / "bad.json"), *bad]) == 2
     assert not (tmp_path / "bad.json").exists()
+
+
+# --- one list of prompt keys and modes ---------------------------------------------------------------------------
+
+
+def test_the_cli_and_the_server_take_the_runtime_keys_and_modes(tmp_path):
+    """The CLI's choices, its --prompts file and the server's schema read fastsam_onnx.prompts' lists."""
+    from fastsam_onnx.cli import build_parser
+    from fastsam_onnx.cli.segment import read_prompts_file
+    from fastsam_onnx.prompts import POINT_MODES, PROMPT_ARGUMENTS, PROMPT_KEYS, TEXT_MODES, check_modes
+
+    assert PROMPT_KEYS == ("boxes", "points", "labels", "texts") and PROMPT_ARGUMENTS["boxes"] == "bboxes"
+    for p in POINT_MODES:
+        for t in TEXT_MODES:
+            assert check_modes(p, t, 0.5 if t == "all" else None) == (0.5 if t == "all" else None)
+    segment = build_parser()._subparsers._group_actions[0].choices["segment"]
+    choices = {a.dest: tuple(a.choices) for a in segment._actions if a.dest in ("point_mode", "text_mode")}
+    assert choices == {"point_mode": POINT_MODES, "text_mode": TEXT_MODES}
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps({"boxes": [[1, 2, 3, 4]], "points": [[5, 6]], "labels": [0], "texts": "a"}))
+    assert set(read_prompts_file(f)) == set(PROMPT_KEYS)
+    schemas = pytest.importorskip("fastsam_onnx.server.schemas")
+    fields = schemas.Prompts.model_fields
+    assert set(PROMPT_KEYS) | {"point_mode", "text_mode"} <= set(fields)
+    assert all(repr(m) in fields["point_mode"].description for m in POINT_MODES)
+    assert all(repr(m) in fields["text_mode"].description for m in TEXT_MODES)
+    kwargs = schemas.Prompts(boxes=[1, 2, 3, 4], points=[5, 6], labels=[1], texts=["a"], point_mode="each").prompt_kwargs()
+    assert kwargs == {"bboxes": [1, 2, 3, 4], "points": [5, 6], "labels": [1], "texts": ["a"], "point_mode": "each"}

@@ -14,7 +14,7 @@ from fastsam_onnx.cli import main
 from fastsam_onnx.letterbox import letterbox_geometry
 from fastsam_onnx.model import postprocess
 from fastsam_onnx.models import demo_bundle
-from fastsam_onnx.outputs.proposals import CONF, MAX_DET, crop_rle, proposal_records
+from fastsam_onnx.outputs.proposals import CONF, MAX_DET, proposal_records
 
 EXAMPLE = demo_bundle() / "example.jpg"
 mask_utils = pytest.importorskip("pycocotools.mask")
@@ -28,19 +28,6 @@ def _coco(images):
     with contextlib.redirect_stdout(io.StringIO()):
         c.createIndex()
     return c
-
-
-def test_crop_rle_is_pycocotools_encoding():
-    rng = np.random.default_rng(0)
-    for _ in range(300):
-        H, W = (int(v) for v in rng.integers(1, 30, 2))
-        h, w = int(rng.integers(0, H + 1)), int(rng.integers(0, W + 1))
-        y0, x0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
-        m = rng.random((h, w)) < rng.random()
-        full = np.zeros((H, W), np.uint8)
-        full[y0 : y0 + h, x0 : x0 + w] = m
-        ref = mask_utils.encode(np.asfortranarray(full))
-        assert crop_rle(x0, y0, m, (H, W)) == {"size": [H, W], "counts": ref["counts"].decode()}
 
 
 def test_records_rank_by_score_and_load_with_pycocotools():

@@ -1,23 +1,157 @@
-"""COCO RLE: pycocotools decodes our encoding to the same mask."""
+"""COCO RLE (fastsam_onnx.outputs.rle): the crop encoder gives exactly what pycocotools encodes from the full mask.
+
+The reference is ``pycocotools.mask.encode`` of the full Fortran-order (H, W) mask: its compressed string
+must equal ours byte for byte, and pycocotools compressing our run lengths must give that same string (the
+string form is a lossless encoding of the run lengths, so the run lengths are equal too).
+"""
+
+import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
-from fastsam_onnx.outputs.rle import decode_rle, encode_rle
+from fastsam_onnx.masks import MaskCrop
+from fastsam_onnx.outputs.rle import decode_rle, encode_rle, rle_string, run_lengths
+from fastsam_onnx.result import Result
 
 mask_utils = pytest.importorskip("pycocotools.mask")
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (64, 48), (300, 200)])
-@pytest.mark.parametrize("fill", ["random", "empty", "full", "first-on"])
-def test_pycocotools_roundtrip(shape, fill):
-    rng = np.random.default_rng(shape[0])
-    m = {"random": rng.random(shape) > 0.6, "empty": np.zeros(shape, bool), "full": np.ones(shape, bool)}.get(fill)
-    if m is None:
-        m = np.zeros(shape, bool)
-        m[0, 0] = True
-    rle = encode_rle(m)
-    coco = mask_utils.frPyObjects(rle, *rle["size"])
-    np.testing.assert_array_equal(mask_utils.decode(coco).astype(bool), m)
-    assert int(mask_utils.area(coco)) == int(m.sum())
-    np.testing.assert_array_equal(decode_rle(rle), m)
+def check(x0: int, y0: int, crop: np.ndarray, shape: tuple[int, int]) -> None:
+    """Our encoding of ``crop`` at (x0, y0) of a ``shape`` canvas against pycocotools' of the full mask."""
+    H, W = shape
+    full = np.zeros((H, W), np.uint8)
+    full[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop
+    ref = mask_utils.encode(np.asfortranarray(full))
+    counts = run_lengths(x0, y0, crop, shape)
+    assert all(isinstance(c, int) for c in counts)
+    assert rle_string(counts) == ref["counts"].decode()
+    assert encode_rle(x0, y0, crop, shape, compressed=True) == {"size": [H, W], "counts": ref["counts"].decode()}
+    plain = encode_rle(x0, y0, crop, shape)
+    assert plain == {"size": [H, W], "counts": counts}
+    assert mask_utils.frPyObjects(plain, H, W)["counts"] == ref["counts"]  # pycocotools reads our run lengths
+    assert sum(counts) == H * W and all(c > 0 for c in counts[1:])
+    np.testing.assert_array_equal(decode_rle(plain), full.astype(bool))
+
+
+def placed(rng: np.random.Generator, box: tuple[int, int, int, int], p: float) -> tuple:
+    """(x0, y0, crop) for the box (x0, y0, w, h), each pixel on with probability ``p``."""
+    x0, y0, w, h = box
+    return x0, y0, rng.random((h, w)) < p
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_crops(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(250):
+        H, W = (int(v) for v in rng.integers(1, 40, 2))
+        h, w = int(rng.integers(0, H + 1)), int(rng.integers(0, W + 1))
+        y0, x0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+        check(*placed(rng, (x0, y0, w, h), float(rng.random())), (H, W))
+
+
+@pytest.mark.parametrize("side", ["top", "bottom", "left", "right", "all"])
+def test_masks_touching_the_canvas_edge(side):
+    """Crops flush with each side of the canvas, the mask on along that side (and random inside)."""
+    rng = np.random.default_rng(len(side))
+    for _ in range(100):
+        H, W = (int(v) for v in rng.integers(2, 30, 2))
+        h, w = int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1))
+        y0, x0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+        if side in ("top", "all"):
+            h, y0 = (H if side == "all" else h), 0
+        if side == "bottom":
+            y0 = H - h
+        if side in ("left", "all"):
+            w, x0 = (W if side == "all" else w), 0
+        if side == "right":
+            x0 = W - w
+        m = rng.random((h, w)) < 0.5
+        edge = {"top": (0, slice(None)), "bottom": (-1, slice(None)), "left": (slice(None), 0), "right": (slice(None), -1)}
+        for s in edge.values() if side == "all" else [edge[side]]:
+            m[s] = True
+        check(x0, y0, m, (H, W))
+
+
+def test_full_height_masks():
+    """h == H: runs that reach a column's bottom go on at the next column's top (joined across columns)."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        H, W = int(rng.integers(1, 25)), int(rng.integers(1, 25))
+        w = int(rng.integers(1, W + 1))
+        x0 = int(rng.integers(0, W - w + 1))
+        m = rng.random((H, w)) < rng.choice([0.2, 0.8, 0.97])
+        m[-1, ::2] = True  # bottom of every other column on
+        m[0, 1::2] = True  # top of the others: runs crossing the column boundary
+        check(x0, 0, m, (H, W))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (5, 7), (64, 48), (300, 200)])
+def test_full_empty_and_one_pixel_masks(shape):
+    H, W = shape
+    check(0, 0, np.ones(shape, bool), shape)  # full image: [0, H*W]
+    check(0, 0, np.zeros(shape, bool), shape)
+    check(0, 0, np.zeros((0, 0), bool), shape)  # an instance whose crop came out empty
+    check(W // 2, H // 2, np.zeros((1, 1), bool), shape)
+    for y, x in {(0, 0), (H - 1, 0), (0, W - 1), (H - 1, W - 1), (H // 2, W // 2)}:  # 1 px: corners, centre
+        check(x, y, np.ones((1, 1), bool), shape)
+        one = np.zeros(shape, bool)
+        one[y, x] = True
+        check(0, 0, one, shape)  # the same pixel inside a full-canvas crop
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 1), (1, 37), (37, 1)])
+def test_one_pixel_wide_and_tall_canvases(shape):
+    rng = np.random.default_rng(sum(shape))
+    H, W = shape
+    for _ in range(100):
+        h, w = int(rng.integers(0, H + 1)), int(rng.integers(0, W + 1))
+        y0, x0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+        check(*placed(rng, (x0, y0, w, h), float(rng.random())), shape)
+
+
+@st.composite
+def crops(draw):
+    H, W = draw(st.integers(1, 48)), draw(st.integers(1, 48))
+    h, w = draw(st.integers(0, H)), draw(st.integers(0, W))
+    y0, x0 = draw(st.integers(0, H - h)), draw(st.integers(0, W - w))
+    m = draw(hnp.arrays(bool, (h, w)))
+    return x0, y0, m, (H, W)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(crops())
+def test_any_crop(c):
+    check(*c)
+
+
+def test_large_counts_compress_as_pycocotools():
+    """Counts far past 5 bits, and deltas of both signs, on a big canvas (a few pixels on)."""
+    H, W = 4000, 3000
+    m = np.zeros((50, 40), bool)
+    m[[0, 3, 49], [0, 39, 17]] = True
+    m[10:40, 5:30] = True
+    for x0, y0 in [(0, 0), (2960, 3950), (1234, 567)]:
+        check(x0, y0, m, (H, W))
+
+
+def test_work_scales_with_the_crop():
+    """A small crop on a 40000 x 40000 canvas: no full-size array (1.6 GB as bool), and to_json likewise."""
+    m = np.zeros((64, 48), bool)
+    m[5:60, 3:40] = True
+    shape = (40_000, 40_000)
+    tracemalloc.start()
+    try:
+        counts = run_lengths(30_000, 20_000, m, shape)
+        r = Result(np.array([[30_000, 20_000, 30_048, 20_064]], np.float32), np.ones(1, np.float32),
+                   [MaskCrop(30_000, 20_000, m)], shape, shape)
+        seg = r.to_json()["instances"][0]["segmentation"]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    assert seg == {"size": list(shape), "counts": counts}
+    assert sum(counts) == shape[0] * shape[1] and len(counts) == 2 * 37 + 1

@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 from ..progress import clean
+from ..prompts import POINT_MODES, PROMPT_FORMS, PROMPT_KEYS, TEXT_MODES
 
 # argparse takes "-5,10" for an option (only "-5" and "-.5" look like numbers to it); make every
 # comma list of numbers with a leading minus a value, so `--point -5,10` and `--box -5,-5,20,20` work.
 _NEGATIVE_VALUE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-(?:\.?\d|inf|nan)[\w.,+-]*,[\w.,+-]*$", re.IGNORECASE)
 
-PROMPT_KEYS = ("boxes", "points", "labels", "texts")
 MAX_PROMPTS_BYTES = 64 << 20
 
 
@@ -63,14 +63,15 @@ def add_parser(sub) -> None:
     g.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2", help="box prompt, pixels (negative: --box -5,0,20,20 or --box=-5,0,20,20)")
     g.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]", help="point prompt, pixels; label 1 (default) or 0")
     g.add_argument("--text", action="append", default=[], metavar="TEXT", help="text prompt (CLIP)")
-    g.add_argument("--prompts", type=Path, help='JSON file: {"boxes": [[x1,y1,x2,y2]...], "points": [[x,y]...], "labels": [...], "texts": [...]}')
+    forms = ", ".join(f'"{k}": {v}' for k, v in PROMPT_FORMS.items())
+    g.add_argument("--prompts", type=Path, help=f"JSON file: {{{forms}}}")
     g.add_argument("--clip", help="CLIP bundle directory or zoo name (clip-vit-b-32, clip-vit-b-32-int8) for text prompts (default: the shipped demo CLIP)")
     g.add_argument(
-        "--point-mode", choices=["select", "merge", "each"], default="select",
+        "--point-mode", choices=POINT_MODES, default="select",
         help="merge = original FastSAM: one merged mask; each = one instance per positive point (tag point:K)",
     )
     g.add_argument(
-        "--text-mode", choices=["select", "original", "all"], default="select",
+        "--text-mode", choices=TEXT_MODES, default="select",
         help="original = one text, one mask; all = every instance whose CLIP cosine similarity >= --text-threshold",
     )
     g.add_argument("--text-threshold", type=float, default=None, metavar="T", help="--text-mode all: cosine similarity in [-1, 1] (demo CLIP: ~0.65)")
@@ -133,8 +134,9 @@ def _rows(value: object, width: int, field: str, where: str) -> list[list[float]
 
 
 def read_prompts_file(path: Path) -> dict:
-    """``{"boxes", "points", "labels", "texts"}`` from a JSON file, every field type-checked (BadPromptError
-    naming the file and the field; UsageError when the file cannot be read or is not JSON)."""
+    """The prompts, a list per :data:`~fastsam_onnx.prompts.PROMPT_KEYS` key, from a JSON file, every field
+    type-checked (BadPromptError naming the file and the field; UsageError when the file cannot be read or is
+    not JSON)."""
     from ..errors import BadPromptError
     from .usage import UsageError
 
@@ -148,8 +150,8 @@ def read_prompts_file(path: Path) -> dict:
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read prompts file {where}: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict) or set(data) - set(PROMPT_KEYS):
-        raise UsageError(f"{where}: expected an object with keys boxes, points, labels, texts")
-    out: dict = {"boxes": [], "points": [], "labels": [], "texts": []}
+        raise UsageError(f"{where}: expected an object with keys {', '.join(PROMPT_KEYS)}")
+    out: dict = {k: [] for k in PROMPT_KEYS}
     if data.get("boxes") is not None:
         out["boxes"] = _rows(data["boxes"], 4, "boxes", where)
     if data.get("points") is not None:

@@ -27,13 +27,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import BadArgumentError, BadImageError, BadPromptError, FastSAMError
+from ..prompts import PROMPT_KEYS
 from .engine import Busy, DeadlineExceeded, Engine, NotReady, ServerConfig, UnknownImage
 from .images import ImageTooLargeError, decode_base64
 from .limits import LOOPBACK_NAMES, ApiKeyCheck, BodyLimit, HostCheck
 from .schemas import ErrorResponse, PromptRequest, SegmentJSON, SegmentOptions
 
 log = logging.getLogger("fastsam_onnx.server")
-_LIST_FIELDS = ("boxes", "points", "labels", "imgsz")
+_LIST_FIELDS = (*(k for k in PROMPT_KEYS if k != "texts"), "imgsz")  # form fields always JSON (texts: see _form_value)
 # the page loads only its own script and talks only to this server; it cannot be framed by other sites
 _PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
                  "frame-ancestors 'none'", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}

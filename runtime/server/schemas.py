@@ -12,6 +12,8 @@ from typing import Any, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..prompts import POINT_MODES, PROMPT_ARGUMENTS, PROMPT_KEYS, TEXT_MODES, quoted_choices
+
 Number = Union[int, float]
 
 
@@ -24,18 +26,18 @@ class Prompts(BaseModel):
     points: Optional[Union[list[list[Number]], list[Number]]] = Field(None, description="x, y pixels: [x, y] or a list of them")
     labels: Optional[Union[list[int], int]] = Field(None, description="one per point: 1 foreground (default), 0 background")
     texts: Optional[Union[list[str], str]] = Field(None, description="text prompts (CLIP picks the best mask per text)")
-    point_mode: Optional[str] = Field(None, description="'select' (default) or 'merge' (original FastSAM: one merged mask), or any mode the runtime offers")
-    text_mode: Optional[str] = Field(None, description="'select' (default) or 'original' (one text, one mask), or any mode the runtime offers")
-    text_threshold: Optional[float] = Field(None, description="passed to FastSAM.prompt when the runtime offers it")
+    point_mode: Optional[str] = Field(None, description=f"{quoted_choices(POINT_MODES)} (default 'select'; 'merge': original FastSAM, one merged mask)")
+    text_mode: Optional[str] = Field(None, description=f"{quoted_choices(TEXT_MODES)} (default 'select'; 'original': one text, one mask)")
+    text_threshold: Optional[float] = Field(None, description="text_mode 'all': the cosine similarity a crop needs, in [-1, 1]")
 
     def prompt_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``FastSAM.prompt`` (unset fields left out)."""
-        d = {"bboxes": self.boxes, "points": self.points, "labels": self.labels, "texts": self.texts,
-             "point_mode": self.point_mode, "text_mode": self.text_mode, "text_threshold": self.text_threshold}
+        d = {PROMPT_ARGUMENTS[k]: getattr(self, k) for k in PROMPT_KEYS}
+        d.update(point_mode=self.point_mode, text_mode=self.text_mode, text_threshold=self.text_threshold)
         return {k: v for k, v in d.items() if v is not None}
 
     def has_prompts(self) -> bool:
-        return any(v is not None for v in (self.boxes, self.points, self.labels, self.texts))
+        return any(getattr(self, k) is not None for k in PROMPT_KEYS)
 
 
 class Outputs(BaseModel):

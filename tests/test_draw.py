@@ -1,0 +1,136 @@
+"""Overlays (fastsam_onnx.outputs.draw): drawn per crop, the same as drawing each full-size mask.
+
+The reference here is the plain way: every instance as a full (h0, w0) mask, blended where it is on and
+outlined with the contours OpenCV finds on the full mask. The overlay draws from the crops of
+:meth:`Result.original_crops` (the masks the JSON outputs use) and must give the same bytes.
+"""
+
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+
+from fastsam_onnx import FastSAM
+from fastsam_onnx.masks import MaskCrop
+from fastsam_onnx.models import demo_bundle
+from fastsam_onnx.outputs.draw import draw_overlay, palette
+from fastsam_onnx.result import Result
+
+
+def full_mask_overlay(result: Result, masks: list[np.ndarray], alpha: float = 0.5) -> np.ndarray:
+    """The masks drawn from full (h0, w0) arrays, largest (by ``result.areas``) first; no boxes."""
+    img = result.orig_img.copy()
+    cols = palette(len(result))
+    for i in np.argsort(-result.areas, kind="stable") if len(result) else []:
+        ys, xs = np.nonzero(masks[i])
+        img[ys, xs] = (img[ys, xs] * (1 - alpha) + cols[i].astype(np.float32) * alpha).astype(np.uint8)
+        contours, _ = cv2.findContours(masks[i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(img, contours, -1, tuple(int(v) for v in cols[i]), 2)
+    return img
+
+
+def placed(crops: list[MaskCrop], shape: tuple[int, int]) -> list[np.ndarray]:
+    out = []
+    for x0, y0, m in crops:
+        full = np.zeros(shape, bool)
+        full[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]] = m
+        out.append(full)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model():
+    return FastSAM()
+
+
+def photos(assets):
+    return [assets / "bus.jpg", assets / "zidane.jpg", demo_bundle() / "example.jpg"]
+
+
+@pytest.mark.parametrize("conf", [0.4, 0.1])
+def test_retina_overlays_equal_full_mask_drawing(model, assets, conf):
+    for path in photos(assets):
+        r = model.segment(str(path), conf=conf)
+        assert len(r) > 3 and r.mask_shape == r.orig_shape
+        expected = full_mask_overlay(r, [r.mask(i) for i in range(len(r))])
+        np.testing.assert_array_equal(draw_overlay(r, boxes=False), expected, err_msg=path.name)
+
+
+def test_letterboxed_overlays_draw_the_json_masks(model, assets):
+    """Without retina masks the overlay shows the masks the JSON-side outputs use (bilinear un-letterbox)."""
+    for path in photos(assets)[:2]:
+        r = model.segment(str(path), retina_masks=False)
+        assert r.mask_shape != r.orig_shape and len(r) > 3
+        expected = full_mask_overlay(r, placed(r.original_crops(), r.orig_shape))
+        np.testing.assert_array_equal(draw_overlay(r, boxes=False), expected, err_msg=path.name)
+
+
+def synthetic() -> Result:
+    """Masks touching their crop's edges and the canvas's four sides, in parts, with holes, 1 px, empty."""
+    H, W = 60, 80
+    rng = np.random.default_rng(3)
+    crops = []
+    ring = np.ones((12, 14), bool)
+    ring[4:8, 5:9] = False
+    crops.append(MaskCrop(0, 0, ring))  # the canvas's top-left corner, tight box, a hole
+    crops.append(MaskCrop(W - 9, 20, rng.random((15, 9)) < 0.7))  # the right side, ragged
+    crops.append(MaskCrop(30, H - 6, np.ones((6, 20), bool)))  # the bottom
+    crops.append(MaskCrop(0, 25, np.eye(10, dtype=bool)))  # the left side, a diagonal (8-connected)
+    parts = np.zeros((20, 25), bool)
+    parts[0:6, 0:6] = parts[12:20, 15:25] = True  # two parts, each touching two of the crop's edges
+    crops.append(MaskCrop(20, 10, parts))
+    margin = np.zeros((16, 16), bool)
+    margin[5:11, 4:12] = True  # a crop larger than its mask
+    crops.append(MaskCrop(45, 5, margin))
+    crops.append(MaskCrop(50, 40, np.ones((1, 1), bool)))  # one pixel
+    crops.append(MaskCrop(10, 45, np.ones((1, 30), bool)))  # one pixel tall
+    crops.append(MaskCrop(0, 0, np.zeros((0, 0), bool)))  # empty
+    crops.append(MaskCrop(0, 0, np.ones((H, W), bool)))  # the whole image
+    n = len(crops)
+    boxes = np.array([[x0, y0, x0 + m.shape[1], y0 + m.shape[0]] for x0, y0, m in crops], np.float32)
+    img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    return Result(boxes, np.linspace(0.9, 0.5, n, dtype=np.float32), crops, (H, W), (H, W), orig_img=img)
+
+
+def test_crops_at_box_and_canvas_edges_draw_as_full_masks():
+    r = synthetic()
+    expected = full_mask_overlay(r, placed(r.crops, r.mask_shape))
+    np.testing.assert_array_equal(draw_overlay(r, boxes=False), expected)
+    assert draw_overlay(r).shape == expected.shape  # and with boxes and scores
+
+
+def test_crop_contours_are_the_full_mask_contours():
+    """findContours on a crop (with its offset) finds the full mask's contours, point for point and in order,
+    also where the mask runs along the crop's edge or the canvas's (OpenCV traces a zero-padded copy)."""
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        H, W = (int(v) for v in rng.integers(1, 30, 2))
+        h, w = int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1))
+        y0, x0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+        m = (rng.random((h, w)) < rng.random()).astype(np.uint8)
+        full = np.zeros((H, W), np.uint8)
+        full[y0 : y0 + h, x0 : x0 + w] = m
+        ours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
+        ref, _ = cv2.findContours(full, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        assert len(ours) == len(ref)
+        for a, b in zip(ours, ref):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_memory_scales_with_the_boxes():
+    """30 small masks on a 3000 x 3000 image: the overlay's only full-size array is the output image."""
+    rng = np.random.default_rng(0)
+    H = W = 3000
+    crops = [MaskCrop(int(x), int(y), rng.random((40, 50)) < 0.8) for x, y in rng.integers(0, 2900, (30, 2))]
+    boxes = np.array([[c.x0, c.y0, c.x0 + 50, c.y0 + 40] for c in crops], np.float32)
+    img = np.zeros((H, W, 3), np.uint8)
+    r = Result(boxes, np.full(30, 0.5, np.float32), crops, (H, W), (H, W), orig_img=img)
+    tracemalloc.start()
+    try:
+        out = draw_overlay(r)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.any()
+    assert peak < img.nbytes + (2 << 20)  # a full bool mask per instance would add 9 MB each
