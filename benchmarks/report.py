@@ -32,7 +32,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     s = report.get("settings", {})
     L = ["# fastsam-onnx benchmarks", ""]
     L.append(f"Created {report.get('created', '?')} · {s.get('reps', '?')} timed runs after {s.get('warmup', '?')} warm-up "
-             f"runs per case · conf {s.get('conf', 0.4)}, iou {s.get('iou', 0.9)}, max_det {s.get('max_det', 300)} · "
+             f"runs per case · conf {s.get('conf', '?')}, iou {s.get('iou', '?')}, max_det {s.get('max_det', '?')} · "
              "times in milliseconds, median / p90 unless marked.")
     L += ["", "## Machine", ""]
     L.append(f"- {machine_line(m)}")
@@ -100,7 +100,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
     big = [c for c in cases if c.get("labels", {}).get("large")]
     if big:
-        L += ["", "## A 4512 × 4512 photograph (mask assembly)", ""]
+        size = (big[0].get("ours") or {}).get("image_shape")
+        L += ["", f"## A {' × '.join(str(v) for v in size[1::-1]) if size else 'large'} photograph (mask assembly)", ""]
         rows = []
         for c in big:
             o, r = c.get("ours") or {}, reference_of(report, c) or {}

@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace, items: list[dict[str, Any]], progress: Progre
     done_refs = {k: v for k, v in (previous or {}).get("references", {}).items() if not v.get("error")}
 
     def notes() -> list[str]:
-        return fixed_notes() + busy_notes(report) + models.notes
+        return fixed_notes(report) + busy_notes(report) + models.notes
 
     def save() -> None:
         report["notes"] = notes()
