@@ -86,9 +86,11 @@ def synthetic_report(seed: int, met: bool = True) -> dict:
                     "python": f"CPython {rng.integers(6, 9)}.{rng.integers(40, 99)}.{rng.integers(6, 9)}",
                     "os": f"Linux-{rng.integers(40, 99)}", "load_average": [float(v) for v in rng.uniform(cores + 1, 99, 3)]},
         "load_average_end": [float(v) for v in rng.uniform(cores + 1, 99, 3)],
-        "settings": {"reps": int(rng.integers(11, 99)), "warmup": int(rng.integers(11, 99)), "conf": float(rng.uniform(0.11, 0.99)),
-                     "iou": float(rng.uniform(0.11, 0.99)), "max_det": int(rng.integers(101, 999)), "threads": cores},
-        "reference_versions": {"ultralytics": f"{rng.integers(6, 9)}.{rng.integers(40, 99)}", "torch": f"{rng.integers(6, 9)}.{rng.integers(40, 99)}",
+        "settings": {"reps": int(rng.integers(11, 99)), "warmup": int(rng.integers(11, 99)),
+                     "conf": float(rng.uniform(0.11, 0.99)), "iou": float(rng.uniform(0.11, 0.99)),
+                     "max_det": int(rng.integers(101, 999)), "threads": cores},
+        "reference_versions": {"ultralytics": f"{rng.integers(6, 9)}.{rng.integers(40, 99)}",
+                               "torch": f"{rng.integers(6, 9)}.{rng.integers(40, 99)}",
                                "torch_threads": int(rng.integers(11, 99)), "device": "cpu"},
         "cases": [],
         "references": {},
@@ -110,7 +112,8 @@ def synthetic_report(seed: int, met: bool = True) -> dict:
     int8["ours"]["instances"] = report["references"][int8["reference"]]["instances"] + int(rng.integers(1, 99))
     report["cold_start"] = {
         name: {"import_s": float(rng.uniform(0.11, 0.99)), "create_s": float(rng.uniform(0.11, 0.99)),
-               "process_s": float(rng.uniform(1.1, 9.9)), "peak_rss_bytes": float(rng.uniform(1e8, 9e9)), "n": int(rng.integers(6, 9))}
+               "process_s": float(rng.uniform(1.1, 9.9)), "peak_rss_bytes": float(rng.uniform(1e8, 9e9)),
+               "n": int(rng.integers(6, 9))}
         for name in ("ours: one", "reference: one")
     }
     report["installed_size"] = {
