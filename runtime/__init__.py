@@ -16,6 +16,7 @@ from .manifest import UnverifiedModelWarning
 from .model import FastSAM
 from .result import Result
 
+#: the package's one version: pyproject.toml reads it from here (a plain string literal, read without importing)
 __version__ = "0.1.0"
 __all__ = [
     "FastSAM",
