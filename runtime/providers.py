@@ -48,13 +48,7 @@ from typing import Iterable, Mapping, Sequence, Union
 
 from .errors import BadArgumentError, ProviderError
 from .gpulibs import (  # noqa: F401  # re-exported: doctor and the tests reach them here
-    GPU_LIBRARIES,
-    ORT_DISTRIBUTIONS,
-    PROVIDER_LIBRARIES,
-    find_gpu_libraries,
-    library_hint,
-    ort_package,
-    ort_packages,
+    GPU_LIBRARIES, ORT_DISTRIBUTIONS, PROVIDER_LIBRARIES, find_gpu_libraries, library_hint, ort_package, ort_packages,
 )
 
 log = logging.getLogger(__name__)
