@@ -1,0 +1,89 @@
+"""A small ONNX graph builder for the native converters (numpy weights in, an ``onnx.ModelProto`` out).
+
+Nodes are added in order with :meth:`Graph.op`, weights with :meth:`Graph.const` (an initializer, named once
+per array); every value gets a unique name from a prefix, so building code reads like the network's forward
+pass::
+
+    g = Graph("fastsam")
+    x = g.input("images", np.float32, ["batch", 3, "height", "width"])
+    y = g.op("Conv", x, g.const(w, "conv.w"), g.const(b, "conv.b"), pads=[1, 1, 1, 1], strides=[1, 1])
+    g.output(g.op("Sigmoid", y), "output0", np.float32, ["batch", 37, "anchors"])
+    model = g.model(opset=17)
+
+Needs only numpy and the ``onnx`` package (no torch).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["Graph"]
+
+#: the ONNX opset of the native graphs (onnxruntime 1.17+ runs it; the torch exporter's graphs use 17 too)
+OPSET = 17
+
+
+class Graph:
+    """Nodes, initializers, inputs and outputs of one ONNX graph, in the order they are added."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self.inputs: list[Any] = []
+        self.outputs: list[Any] = []
+        self._names: dict[str, int] = {}
+
+    def fresh(self, prefix: str) -> str:
+        """A value name not used before: ``prefix``, else ``prefix_1``, ``prefix_2``, ..."""
+        n = self._names.get(prefix, 0)
+        self._names[prefix] = n + 1
+        return prefix if n == 0 else f"{prefix}_{n}"
+
+    def input(self, name: str, dtype: Any, shape: Sequence[int | str | None]) -> str:
+        """A graph input of numpy ``dtype`` and ``shape`` (ints, or strings for named dynamic axes)."""
+        from onnx import helper
+
+        self.inputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), list(shape)))
+        self._names[name] = self._names.get(name, 0) + 1
+        return name
+
+    def output(self, value: str, name: str, dtype: Any, shape: Sequence[int | str | None]) -> str:
+        """Make ``value`` a graph output called ``name`` (an Identity node renames it when the names differ)."""
+        from onnx import helper
+
+        if value != name:
+            self.nodes.append(helper.make_node("Identity", [value], [name], name=self.fresh(f"{name}/identity")))
+        self.outputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), list(shape)))
+        return name
+
+    def const(self, array: Any, name: str = "const") -> str:
+        """An initializer holding ``array`` (kept with its dtype); returns its value name."""
+        from onnx import numpy_helper
+
+        value = self.fresh(name)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), value))
+        return value
+
+    def op(self, op_type: str, *inputs: str, outputs: int = 1, name: str | None = None, **attrs: Any) -> Any:
+        """Add one ``op_type`` node reading ``inputs`` ("" for an omitted optional input); returns its output
+        name, or a list of ``outputs`` names when ``outputs`` > 1. ``attrs``: the node's attributes."""
+        from onnx import helper
+
+        base = self.fresh(name or op_type.lower())
+        outs = [base] if outputs == 1 else [f"{base}:{i}" for i in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=base, **attrs))
+        return outs[0] if outputs == 1 else outs
+
+    def model(self, opset: int = OPSET, producer: str = "fastsam-onnx native converter") -> Any:
+        """The ``onnx.ModelProto`` of the graph (IR version that onnxruntime 1.17 reads), checked by onnx.checker."""
+        import onnx
+        from onnx import helper
+
+        graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name=producer)
+        model.ir_version = min(model.ir_version, 9)
+        onnx.checker.check_model(model)
+        return model
