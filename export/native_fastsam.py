@@ -116,7 +116,7 @@ def build_fastsam(model: Record, *, imgsz: int = 1024, dynamic: bool = True, bat
     for value, name, dims in ((out0, "output0", s0), (out1, "output1", s1)):
         _rename(g, value, name)
         g.output(name, name, np.float32, dims)
-    proto = g.model(opset=opset or OPSET)
+    proto = _assemble(b, opset or OPSET)
     _metadata(proto, model, head, strides, imgsz, batch, dynamic)
     return proto
 
@@ -248,6 +248,32 @@ def _proto(b: Builder, rec: Record, x: str, s: Scope, nm: int) -> str:
     if b.ch[y] != nm:
         raise BadModelError(f"{s.state} gives {b.ch[y]} prototypes, expected nm = {nm}")
     return y
+
+
+def _assemble(b: Builder, opset: int):
+    """The ModelProto: the builder's weights (already in ``b.model``) with the graph's nodes, inputs and outputs;
+    checked by ``onnx.checker`` on a skeleton whose initializers hold one element each (the checker would otherwise
+    serialize and parse every weight twice: 550 MB more for FastSAM-x), the weights being valid by construction."""
+    import onnx
+    from onnx import helper
+
+    model, g = b.model, b.g
+    for m in (model, onnx.ModelProto()):
+        m.ir_version = min(onnx.IR_VERSION, 9)  # what onnxruntime 1.17 reads, as Graph.model() sets it
+        m.producer_name = "fastsam-onnx native converter"
+        m.opset_import.append(helper.make_opsetid("", opset))
+        m.graph.name = g.name
+        m.graph.node.extend(g.nodes)
+        m.graph.input.extend(g.inputs)
+        m.graph.output.extend(g.outputs)
+    skeleton = m
+    for t in model.graph.initializer:
+        s = skeleton.graph.initializer.add()
+        s.name, s.data_type = t.name, t.data_type
+        s.dims.extend([1] * len(t.dims))
+        s.raw_data = bytes(helper.tensor_dtype_to_np_dtype(t.data_type).itemsize)
+    onnx.checker.check_model(skeleton)
+    return model
 
 
 def _rename(g: Graph, old: str, new: str) -> None:

@@ -82,10 +82,15 @@ class Scope:
 
 
 class Builder:
-    """Emits the nodes of one FastSAM graph into ``g``; ``ch`` maps each value to its channel count."""
+    """Emits the nodes of one FastSAM graph into ``g`` and its weights straight into ``model`` (an
+    ``onnx.ModelProto``: each weight is copied once, fp32, where it will stay); ``ch`` maps each value to its
+    channel count."""
 
     def __init__(self, g: Graph):
+        from onnx import ModelProto
+
         self.g = g
+        self.model = ModelProto()
         self.ch: dict[str, int] = {}
         self._consts: dict[tuple, str] = {}
         self.proto_scale = 1  # how much the prototypes' upsampling enlarges (set by the head)
@@ -95,10 +100,16 @@ class Builder:
 
     def const(self, array: np.ndarray, name: str) -> str:
         """An initializer; an array equal to one added before (dtype, shape, bytes) reuses it, as onnxsim would."""
-        array = np.ascontiguousarray(array)
+        from onnx import helper
+
+        array = np.ascontiguousarray(array, dtype=np.asarray(array).dtype.newbyteorder("<"))
         key = (array.dtype.str, array.shape, hashlib.blake2b(array.data, digest_size=16).digest())
         if key not in self._consts:
-            self._consts[key] = self.g.const(array, name)
+            t = self.model.graph.initializer.add()
+            t.name = self._consts[key] = self.g.fresh(name)
+            t.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+            t.dims.extend(array.shape)
+            t.raw_data = array.tobytes()
         return self._consts[key]
 
     # ---- convolutions -------------------------------------------------------------------------------------

@@ -87,3 +87,46 @@ class Graph:
         model.ir_version = min(model.ir_version, 9)
         onnx.checker.check_model(model)
         return model
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def save(model: Any, path: Any) -> None:
+    """Write ``model`` (an ``onnx.ModelProto``) to ``path`` as ``onnx.save`` does, one initializer at a time.
+
+    ``onnx.save`` serializes the whole model into one string, and the upb protobuf backend holds it twice while
+    doing so: for FastSAM-x (272 MB of fp32 weights) 550 MB on top of the model. Here the model without its
+    initializers is written first and each initializer after it, as the fields of the graph they belong to (the
+    protobuf wire format: field 7 of ModelProto is the graph, field 5 of GraphProto an initializer; a parser reads
+    fields in any order, and repeated ones in the order written): the same model for ``onnx.load`` and
+    onnxruntime, with one tensor's serialization in memory at a time."""
+    from onnx import GraphProto, ModelProto
+
+    head, graph = ModelProto(), GraphProto()
+    for dst, src, skip in ((head, model, "graph"), (graph, model.graph, "initializer")):
+        for field, value in src.ListFields():
+            if field.name == skip:
+                continue
+            if getattr(field, "is_repeated", None) or getattr(field, "label", None) == 3:  # protobuf 6+ / older
+                getattr(dst, field.name).extend(value)
+            elif field.type == field.TYPE_MESSAGE:
+                getattr(dst, field.name).CopyFrom(value)
+            else:
+                setattr(dst, field.name, value)
+    sizes = [t.ByteSize() for t in model.graph.initializer]
+    body = graph.SerializeToString()
+    length = len(body) + sum(1 + len(_varint(n)) + n for n in sizes)
+    with open(path, "wb") as f:
+        f.write(head.SerializeToString())
+        f.write(b"\x3a" + _varint(length))  # field 7 (graph), length-delimited
+        f.write(body)
+        for t, n in zip(model.graph.initializer, sizes):
+            f.write(b"\x2a" + _varint(n))  # field 5 (initializer), length-delimited
+            f.write(t.SerializeToString())
