@@ -164,12 +164,26 @@ class _Tower:
 
     def __init__(self, graph: Graph, state: Mapping[str, np.ndarray]):
         self.g, self.state = graph, state
+        self._consts: dict[tuple, list[tuple[np.ndarray, str]]] = {}
 
     def w(self, name: str) -> np.ndarray:
         return np.asarray(self.state[name]).astype(np.float32)
 
-    def const(self, array: np.ndarray, name: str) -> str:
-        return self.g.const(np.ascontiguousarray(array, dtype=np.float32), name)
+    def const(self, array: np.ndarray, name: str, dtype: type = np.float32) -> str:
+        """An initializer holding ``array`` as ``dtype``, shared with an equal one added before (as onnxsim would
+        merge them: shape constants, and weights such as layer norms left at their initial values)."""
+        a = np.ascontiguousarray(array, dtype=dtype)
+        flat = a.reshape(-1)
+        key = (a.dtype.str, a.shape, flat[:16].tobytes(), flat[-16:].tobytes())  # a cheap key, compared in full below
+        for seen, value in self._consts.setdefault(key, []):
+            if np.array_equal(seen, a):
+                return value
+        value = self.g.const(a, name)
+        self._consts[key].append((a, value))
+        return value
+
+    def ints(self, values: list[int], name: str) -> str:
+        return self.const(np.array(values), name, np.int64)
 
     def layer_norm(self, x: str, prefix: str) -> str:
         return self.g.op(
@@ -190,18 +204,18 @@ class _Tower:
         w_in[:width] *= scale  # the query scaling folded into the query projection
         b_in[:width] *= scale
         qkv = self.linear(self.layer_norm(x, prefix + ".ln_1"), w_in, b_in, prefix + ".attn.in_proj")
-        qkv = g.op("Reshape", qkv, g.const(np.array([-1, tokens, 3 * heads, head_dim], np.int64), "shape"))
+        qkv = g.op("Reshape", qkv, self.ints([-1, tokens, 3 * heads, head_dim], "shape"))
         qkv = g.op("Transpose", qkv, perm=[0, 2, 1, 3])  # (batch, 3·heads, tokens, head_dim)
-        q, k, v = g.op("Split", qkv, g.const(np.array([heads] * 3, np.int64), "split"), axis=1, outputs=3)
+        q, k, v = g.op("Split", qkv, self.ints([heads] * 3, "split"), axis=1, outputs=3)
         scores = g.op("MatMul", q, g.op("Transpose", k, perm=[0, 1, 3, 2]))
         if mask is not None:
             scores = g.op("Add", scores, mask)
         attn = g.op("MatMul", g.op("Softmax", scores, axis=-1), v)  # (batch, heads, tokens, head_dim)
-        attn = g.op("Reshape", g.op("Transpose", attn, perm=[0, 2, 1, 3]), g.const(np.array([-1, width], np.int64), "shape"))
+        attn = g.op("Reshape", g.op("Transpose", attn, perm=[0, 2, 1, 3]), self.ints([-1, width], "shape"))
         out = self.linear(attn, self.w(prefix + ".attn.out_proj.weight"), self.w(prefix + ".attn.out_proj.bias"), prefix + ".attn.out_proj")
         x = g.op("Add", x, out)
         h = self.linear(self.layer_norm(x, prefix + ".ln_2"), self.w(prefix + ".mlp.c_fc.weight"), self.w(prefix + ".mlp.c_fc.bias"), prefix + ".mlp.c_fc")
-        h = g.op("Mul", h, g.op("Sigmoid", g.op("Mul", h, g.const(np.array(QUICK_GELU, np.float32), "quick_gelu"))))
+        h = g.op("Mul", h, g.op("Sigmoid", g.op("Mul", h, self.const(np.array(QUICK_GELU), "quick_gelu"))))
         h = self.linear(h, self.w(prefix + ".mlp.c_proj.weight"), self.w(prefix + ".mlp.c_proj.bias"), prefix + ".mlp.c_proj")
         return g.op("Add", x, h)
 
@@ -222,17 +236,17 @@ def _image_tower(state: Mapping[str, np.ndarray], c: ClipConfig) -> Graph:
     r, p, width, tokens = c.image_resolution, c.vision_patch_size, c.vision_width, c.grid**2 + 1
     x = g.input(IMAGE_INPUT, np.float32, ["batch", 3, r, r])
     x = g.op("Conv", x, t.const(t.w("visual.conv1.weight"), "visual.conv1.weight"), kernel_shape=[p, p], strides=[p, p])
-    x = g.op("Reshape", x, g.const(np.array([0, width, tokens - 1], np.int64), "shape"))
+    x = g.op("Reshape", x, t.ints([0, width, tokens - 1], "shape"))
     x = g.op("Transpose", x, perm=[0, 2, 1])  # (batch, grid², width)
-    x = g.op("Pad", x, g.const(np.array([0, 1, 0, 0, 0, 0], np.int64), "pads"))  # a zero row where the class token goes
+    x = g.op("Pad", x, t.ints([0, 1, 0, 0, 0, 0], "pads"))  # a zero row where the class token goes
     embed = t.w("visual.positional_embedding")
     embed[0] += t.w("visual.class_embedding")
     x = g.op("Add", x, t.const(embed, "visual.class_positional_embedding"))
-    x = g.op("Reshape", x, g.const(np.array([-1, width], np.int64), "shape"))  # (batch·tokens, width)
+    x = g.op("Reshape", x, t.ints([-1, width], "shape"))  # (batch·tokens, width)
     x = t.layer_norm(x, "visual.ln_pre")
     for i in range(c.vision_layers):
         x = t.block(x, f"visual.transformer.resblocks.{i}", width, tokens, None)
-    x = g.op("Slice", x, *(g.const(np.array([v], np.int64), n) for v, n in ((0, "starts"), (2**62, "ends"), (0, "axes"), (tokens, "steps"))))
+    x = g.op("Slice", x, *(t.ints([v], n) for v, n in ((0, "starts"), (2**62, "ends"), (0, "axes"), (tokens, "steps"))))
     x = t.layer_norm(x, "visual.ln_post")  # the class token of each image: (batch, width)
     x = g.op("MatMul", x, t.const(t.w("visual.proj"), "visual.proj"))
     _output(g, x, IMAGE_OUTPUT, c.embed_dim)
@@ -247,11 +261,11 @@ def _text_tower(state: Mapping[str, np.ndarray], c: ClipConfig) -> Graph:
     tokens = g.input(TEXT_INPUT, np.int64, ["batch", n])
     x = g.op("Gather", t.const(t.w("token_embedding.weight"), "token_embedding.weight"), tokens, axis=0)
     x = g.op("Add", x, t.const(t.w("positional_embedding"), "positional_embedding"))
-    x = g.op("Reshape", x, g.const(np.array([-1, width], np.int64), "shape"))  # (batch·tokens, width)
-    mask = g.const(np.triu(np.full((n, n), -np.inf, np.float32), 1), "causal_mask")
+    x = g.op("Reshape", x, t.ints([-1, width], "shape"))  # (batch·tokens, width)
+    mask = t.const(np.triu(np.full((n, n), -np.inf, np.float32), 1), "causal_mask")
     for i in range(c.transformer_layers):
         x = t.block(x, f"transformer.resblocks.{i}", width, n, mask)
-    x = g.op("Reshape", x, g.const(np.array([-1, n, width], np.int64), "shape"))
+    x = g.op("Reshape", x, t.ints([-1, n, width], "shape"))
     eot = g.op("ArgMax", tokens, axis=-1, keepdims=1)  # (batch, 1): the end-of-text token has the largest id
     x = g.op("GatherND", x, eot, batch_dims=1)  # (batch, width)
     x = t.layer_norm(x, "ln_final")  # per token, so after the gather: the same numbers for one token instead of n

@@ -42,6 +42,37 @@ def make_clip_checkpoint(path: Path, dims: dict, seed: int = 0) -> Path:
     return path
 
 
+def make_clip_archive(path: Path, checkpoint: Path) -> Path:
+    """A TorchScript archive of the CLIP in ``checkpoint`` (a saved state dict), made the way OpenAI's ``ViT-B-32.pt``
+    was made: ``clip.model.build_model`` (fp16 convolution, linear, attention and projection weights; fp32 layer
+    norms and embeddings, holding fp16 values), the int entries ``input_resolution``, ``context_length`` and
+    ``vocab_size`` as buffers, then ``torch.jit.trace_module`` of forward, encode_image and encode_text (in fp16 on
+    the CPU) and ``torch.jit.save``. ``clip.load(path, jit=False)`` rebuilds the same model as from ``checkpoint``."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from clip.model import build_model
+
+        model = build_model(torch.load(checkpoint, map_location="cpu")).eval()
+        r, n = int(model.visual.input_resolution), int(model.context_length)
+        for key, value in (("input_resolution", r), ("context_length", n), ("vocab_size", model.vocab_size)):
+            if hasattr(model, key):
+                delattr(model, key)
+            model.register_buffer(key, torch.tensor(value))
+        image = torch.zeros(1, 3, r, r, dtype=model.dtype)
+        text = torch.zeros(1, n, dtype=torch.long)
+        text[0, :3] = torch.tensor([49406, 320, 49407])
+        with torch.no_grad():
+            traced = torch.jit.trace_module(
+                model, {"forward": (image, text), "encode_image": (image,), "encode_text": (text,)}, check_trace=False
+            )
+    part = path.with_name(path.name + ".part")
+    torch.jit.save(traced, str(part))
+    part.rename(path)
+    return path
+
+
 def load_torch_clip(path: Path):
     """(model, preprocess) of the clip module for a checkpoint file, fp32 on the CPU."""
     with warnings.catch_warnings():
@@ -55,6 +86,13 @@ def _cached_checkpoint(root: Path, name: str, dims: dict) -> Path:
     path = root / f"{name}.pt"
     if not path.exists():
         make_clip_checkpoint(path, dims, seed=0)
+    return path
+
+
+def _cached_archive(root: Path, checkpoint: Path) -> Path:
+    path = root / f"{checkpoint.stem}-jit.pt"
+    if not path.exists():
+        make_clip_archive(path, checkpoint)
     return path
 
 
@@ -97,3 +135,15 @@ def tiny_clip_checkpoint(clip_cache) -> Path:
 @pytest.fixture(scope="session")
 def tiny_clip_bundle(clip_cache, tiny_clip_checkpoint) -> Path:
     return _cached_bundle(clip_cache, tiny_clip_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def clip_archive(clip_cache, clip_checkpoint) -> Path:
+    """``clip_checkpoint`` as a TorchScript archive made like OpenAI's ``ViT-B-32.pt`` (same weights)."""
+    return _cached_archive(clip_cache, clip_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_archive(clip_cache, tiny_clip_checkpoint) -> Path:
+    """``tiny_clip_checkpoint`` as a TorchScript archive (same weights)."""
+    return _cached_archive(clip_cache, tiny_clip_checkpoint)
