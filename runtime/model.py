@@ -15,7 +15,7 @@ from .errors import BadArgumentError, BadModelError
 from .fixup import fastsam_fixup, scale_boxes
 from .image import MAX_PIXELS, ImageLike, load_image
 from .letterbox import Letterbox, letterbox, letterbox_geometry, to_tensor
-from .zoo import resolve_fastsam
+from .zoo import default_clip, default_fastsam, resolve_fastsam
 from .outputs.edges import BAND
 from .masks import crop_masks, input_axes, retina_axes
 from .prompts import apply_prompts
@@ -46,11 +46,13 @@ class FastSAM:
 
     Args:
         model: a bundle directory (``fastsam.onnx`` + ``manifest.json``), an .onnx file or a model-zoo
-            name; ``None`` = the shipped demo model.
+            name (``"fastsam-s"``: fetched and converted on first use, see :mod:`fastsam_onnx.zoo`); ``None`` =
+            ``$FASTSAM_ONNX_MODEL`` when set, else the shipped demo model (a toy of synthetic shapes).
         providers: "auto" (None: TensorRT, CUDA, CPU, whichever this onnxruntime build offers), "cpu",
             "cuda", "tensorrt", or a list of provider names / (name, options) pairs; see
             :mod:`fastsam_onnx.providers`. :attr:`providers` reports what onnxruntime kept.
-        clip: the CLIP bundle (path or zoo name) or a CLIP object for text prompts; None = the demo CLIP.
+        clip: the CLIP bundle (path or zoo name) or a CLIP object for text prompts; None =
+            ``$FASTSAM_ONNX_CLIP`` when set, else the demo CLIP.
         strict: a requested provider that is not offered or does not come up raises
             :class:`~fastsam_onnx.errors.ProviderError` instead of a warning and a fallback.
         verify: check the .onnx file against the SHA-256 in the bundle's manifest once, at load (a
@@ -88,7 +90,7 @@ class FastSAM:
         self._clip_spec = clip
         self._providers = providers
         self._clip_lock = threading.Lock()
-        self.onnx_path, self.manifest = resolve_fastsam(default_model() if model is None else model, verify=verify)
+        self.onnx_path, self.manifest = resolve_fastsam(default_fastsam() if model is None else model, verify=verify)
         self.session = OnnxSession(self.onnx_path, providers, strict=strict)
         shape = self.session.input_shape
         out_ranks = [len(o.shape) for o in self.session.session.get_outputs()[:2]]
@@ -233,7 +235,7 @@ class FastSAM:
 
     @property
     def clip(self) -> "CLIP":
-        """The CLIP model for text prompts, loaded on first use (default: the shipped demo CLIP)."""
+        """The CLIP model for text prompts, loaded on first use (default: ``$FASTSAM_ONNX_CLIP``, else the demo CLIP)."""
         with self._clip_lock:  # threads sharing this object load CLIP once
             if not hasattr(self, "_clip"):
                 from .clip.model import CLIP
@@ -242,9 +244,7 @@ class FastSAM:
                 if isinstance(spec, CLIP):
                     self._clip = spec
                 else:
-                    from .models import demo_clip_bundle
-
-                    self._clip = CLIP(demo_clip_bundle() if spec is None else spec, providers=self._providers, strict=self._strict)
+                    self._clip = CLIP(default_clip() if spec is None else spec, providers=self._providers, strict=self._strict)
         return self._clip
 
     def prompt(

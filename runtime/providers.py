@@ -65,14 +65,12 @@ ALIASES = {"cpu": CPU, "cuda": CUDA, "tensorrt": TENSORRT, "trt": TENSORRT}
 EXPANSIONS = {"auto": (TENSORRT, CUDA, CPU), "cpu": (CPU,), "cuda": (CUDA, CPU), "tensorrt": (TENSORRT, CUDA, CPU)}
 EXPANSIONS["trt"] = EXPANSIONS["tensorrt"]
 
+#: every FASTSAM_ONNX_* setting (``doctor`` prints those set): this module's, then the default models
+#: (:mod:`fastsam_onnx.zoo`) and the downloads (:mod:`fastsam_onnx.download`)
 ENV_VARS = (
-    "FASTSAM_ONNX_PROVIDERS",
-    "FASTSAM_ONNX_DEVICE_ID",
-    "FASTSAM_ONNX_TRT_FP16",
-    "FASTSAM_ONNX_TRT_WORKSPACE",
-    "FASTSAM_ONNX_CUDNN_ALGO",
-    "FASTSAM_ONNX_THREADS",
-    "FASTSAM_ONNX_CACHE",
+    "FASTSAM_ONNX_PROVIDERS", "FASTSAM_ONNX_DEVICE_ID", "FASTSAM_ONNX_TRT_FP16", "FASTSAM_ONNX_TRT_WORKSPACE",
+    "FASTSAM_ONNX_CUDNN_ALGO", "FASTSAM_ONNX_THREADS", "FASTSAM_ONNX_CACHE",
+    "FASTSAM_ONNX_MODEL", "FASTSAM_ONNX_CLIP", "FASTSAM_ONNX_OFFLINE", "FASTSAM_ONNX_DOWNLOAD_DEADLINE",
 )
 DEFAULT_TRT_WORKSPACE = 4 << 30  # bytes
 MAX_TRT_WORKSPACE = 1 << 40  # bytes

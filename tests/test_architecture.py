@@ -14,7 +14,13 @@ The rules enforced:
   that the CLI starts the other two (``fastsam-onnx serve``, ``segment --engine ray``): ``cli`` may import
   ``server`` and ``distributed``; ``server`` and ``distributed`` import neither ``cli`` nor each other;
 * the runtime core (the flat modules of ``fastsam_onnx``, ``fastsam_onnx.outputs``, ``fastsam_onnx.clip``)
-  imports none of ``cli``, ``server``, ``distributed``, ``benchmarks``, ``export``;
+  imports none of ``cli``, ``server``, ``distributed``, ``benchmarks``, ``export``, with one deliberate exception
+  (issue 24): ``fastsam_onnx.zoo`` may import ``fastsam_onnx.export.native_bundle``, the torch-free converter,
+  because ``FastSAM("fastsam-s")`` fetches and converts a zoo model on first use, as rembg and fastembed do,
+  and the zoo is where a name becomes a bundle. Only that module, only from the zoo (function-level, run only
+  for a zoo name not in the cache); the no-cycle rule still holds, so the converter's bundle writer must never
+  reach back into the runtime model (``fastsam_onnx.model``; the fp16/int8 accuracy checks that run FastSAM
+  live in ``export.native`` and ``export.precision``, which the zoo does not import);
 * ``fastsam_onnx.manifest`` validates manifests only: it imports neither ``fastsam_onnx.download`` nor
   ``fastsam_onnx.models`` (zoo names and cache paths are resolved by ``fastsam_onnx.zoo``);
 * every module of the package, of ``tests/`` and of the repository's ``tools/`` is at most 400 lines long.
@@ -214,11 +220,16 @@ def _core(module: str) -> bool:
     return len(parts) == 1 or parts[1] not in OUTER
 
 
+#: the one allowed edge from the core into a front end (see the module docstring): first-use conversion of zoo models
+ALLOWED = {("fastsam_onnx.zoo", "fastsam_onnx.export.native_bundle")}
+
+
 def test_runtime_core_uses_no_front_end(graph):
     assert _core("fastsam_onnx.model") and _core("fastsam_onnx.outputs.edges") and _core("fastsam_onnx.clip")
     assert not _core("fastsam_onnx.cli") and not _core("fastsam_onnx.server.app") and not _core("fastsam_onnx.models")
     forbidden = [f"fastsam_onnx.{p}" for p in ("cli", "server", "distributed", "benchmarks", "export")]
-    bad = _violations(graph, _core, forbidden)
+    allowed = {f"{a} imports {b}" for a, b in ALLOWED}
+    bad = [v for v in _violations(graph, _core, forbidden) if v not in allowed]
     assert not bad, bad
 
 

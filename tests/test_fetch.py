@@ -33,7 +33,8 @@ def test_fetch_cli_offline(fake_zoo, monkeypatch, capsys):
     assert "offline" in capsys.readouterr().err
 
 
-def test_fastsam_by_name(demo, tmp_path):
+def test_fastsam_by_name(demo, tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTSAM_ONNX_OFFLINE", "1")  # not cached: fetched on first use, refused offline
     with pytest.raises(BadModelError, match="fastsam-onnx fetch fastsam-s"):
         FastSAM("fastsam-s")
     shutil.copytree(demo, tmp_path / "cache" / "fastsam-s", ignore=shutil.ignore_patterns("*.pt", "*.jpg"))
@@ -44,10 +45,11 @@ def test_fastsam_by_name(demo, tmp_path):
         FastSAM("no-such-model")
 
 
-def test_clip_by_name(tmp_path):
+def test_clip_by_name(tmp_path, monkeypatch):
     from fastsam_onnx.clip import CLIP
     from fastsam_onnx.models import demo_clip_bundle
 
+    monkeypatch.setenv("FASTSAM_ONNX_OFFLINE", "1")
     with pytest.raises(BadModelError, match="fastsam-onnx fetch clip-vit-b-32-int8"):
         CLIP("clip-vit-b-32-int8")
     shutil.copytree(demo_clip_bundle(), tmp_path / "cache" / "clip-vit-b-32-int8", ignore=shutil.ignore_patterns("*.pt"))
@@ -59,7 +61,8 @@ def test_clip_by_name(tmp_path):
         CLIP("demo")  # a FastSAM bundle
 
 
-def test_cli_text_prompt_with_an_unfetched_clip(demo, tmp_path, capsys):
+def test_cli_text_prompt_with_an_unfetched_clip(demo, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FASTSAM_ONNX_OFFLINE", "1")
     out = tmp_path / "r.json"
     args = ["segment", str(demo / "example.jpg"), "--text", "a red circle", "--json", str(out)]
     assert main(args + ["--clip", "clip-vit-b-32"]) == 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -146,6 +147,8 @@ def run_ray(args: argparse.Namespace, prompts: dict) -> int:
     from ..distributed import segment_dataset
     from ..distributed.parts import PartWriter, existing_paths
     from .segment_many import check_output_dir, plural, segment_kwargs
+    from ..zoo import MODEL_ENV, env_setting
+    from .models import DEMO_NOTICE, fetch_models, say_if_demo
     from .usage import UsageError
 
     items = _items(args.image, args.out)
@@ -154,7 +157,10 @@ def run_ray(args: argparse.Namespace, prompts: dict) -> int:
     done = existing_paths(args.out) if args.skip_existing else set()
     todo = [(p, s) for p, s in items if p not in done]
     if args.address is None:  # local: the model must load here too, so a bad one fails before Ray starts
-        FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict)
+        fetch_models(args.model, args.clip, quiet=args.quiet, need_clip=bool(prompts.get("texts")))  # once, not per actor
+        say_if_demo(FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict), args.quiet)
+    elif not args.quiet and args.model is None and env_setting(MODEL_ENV) is None:
+        print(DEMO_NOTICE, file=sys.stderr)
     check_output_dir(args.out, "--out")
     threads = args.threads_per_worker or 1
     own = bool(todo) and _start_ray(args)

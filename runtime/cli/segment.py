@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..progress import clean
 from ..prompts import POINT_MODES, PROMPT_FORMS, PROMPT_KEYS, TEXT_MODES
+from .models import CLIP_HELP, MODEL_HELP, fetch_models, say_if_demo
 
 # argparse takes "-5,10" for an option (only "-5" and "-.5" look like numbers to it); make every
 # comma list of numbers with a leading minus a value, so `--point -5,10` and `--box -5,-5,20,20` work.
@@ -32,7 +33,7 @@ def add_parser(sub) -> None:
     )
     p._negative_number_matcher = _NEGATIVE_VALUE  # see _NEGATIVE_VALUE
     p.add_argument("image", help="image file, folder of images (recursive), video file or camera index (0, 1, ...)")
-    p.add_argument("--model", help="bundle directory or .onnx file (default: the shipped demo model)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--conf", type=float, default=0.4, help="confidence threshold in [0, 1] (default 0.4)")
     p.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold in [0, 1] (default 0.9)")
     p.add_argument("--imgsz", type=int, default=None, help="network input size, pixels (default: the model's)")
@@ -65,7 +66,7 @@ def add_parser(sub) -> None:
     g.add_argument("--text", action="append", default=[], metavar="TEXT", help="text prompt (CLIP)")
     forms = ", ".join(f'"{k}": {v}' for k, v in PROMPT_FORMS.items())
     g.add_argument("--prompts", type=Path, help=f"JSON file: {{{forms}}}")
-    g.add_argument("--clip", help="CLIP bundle directory or zoo name (clip-vit-b-32, clip-vit-b-32-int8) for text prompts (default: the shipped demo CLIP)")
+    g.add_argument("--clip", help=CLIP_HELP)
     g.add_argument(
         "--point-mode", choices=POINT_MODES, default="select",
         help="merge = original FastSAM: one merged mask; each = one instance per positive point (tag point:K)",
@@ -240,8 +241,10 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.embeddings, "--embeddings")
         if args.out is not None and not cv2.haveImageWriter(str(args.out)):
             raise UsageError(f"cannot write overlay {clean(args.out)}: unknown image extension (use .png or .jpg)")
+    fetch_models(args.model, args.clip, quiet=args.quiet, need_clip=bool(prompts.get("texts")) or args.embeddings is not None)
     model = FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict)
     if kind != "image":
+        say_if_demo(model, args.quiet)  # once, before the progress bar
         return (run_folder if kind == "folder" else run_video)(args, model, prompts)
     from ..outputs.draw import draw_overlay
     from ..fileio import atomic_imwrite
@@ -273,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot write overlay {clean(dest)}")
     except OSError as e:
         raise UsageError(f"cannot write {clean(dest)}: {e.strerror or e}") from None
+    say_if_demo(model, args.quiet)  # an image was segmented with it and written (not said when anything failed)
     t = result.timings
     print(
         clean(

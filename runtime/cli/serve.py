@@ -14,6 +14,8 @@ import os
 import signal
 import sys
 
+from .models import CLIP_HELP, MODEL_HELP
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -21,8 +23,8 @@ def add_parser(sub) -> None:
         description="Serve FastSAM over HTTP: POST /v1/segment, POST /v1/prompt (cached images), X-AnyLabeling's "
         "/v1/models + /v1/predict, and an interactive page at /. One model object shared by all requests.",
     )
-    p.add_argument("--model", help="bundle directory, .onnx file or zoo name (default: the shipped demo model)")
-    p.add_argument("--clip", help="CLIP bundle or zoo name for text prompts (default: the shipped demo CLIP)")
+    p.add_argument("--model", help=MODEL_HELP)
+    p.add_argument("--clip", help=CLIP_HELP)
     p.add_argument("--providers", default=None, help="execution providers: auto (default), cpu, cuda, tensorrt or a comma list")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -87,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..server.app import create_app
     from ..server.engine import Engine
+    from ..zoo import MODEL_ENV, env_setting
+    from .models import DEMO_NOTICE
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -109,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     engine.on_load_error = failed
     print(f"fastsam-onnx serve: http://{config.host if ':' not in config.host else f'[{config.host}]'}:{config.port}/ "
           f"(API key {'required' if config.api_key else 'not set'}; loading the models)", file=sys.stderr, flush=True)
+    if not args.quiet and config.model is None and env_setting(MODEL_ENV) is None:
+        print(DEMO_NOTICE, file=sys.stderr, flush=True)
     server.run()
     if engine.error is not None:
         raise engine.error

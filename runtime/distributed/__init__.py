@@ -87,7 +87,9 @@ def segment_dataset(
     Args:
         source: a folder, an image file, a URI (pyarrow file systems), a list of paths/URIs (see
             :func:`list_source`), or ``(path, source)`` pairs already listed.
-        model, clip, providers, strict: as :class:`~fastsam_onnx.FastSAM` (paths must exist on every node).
+        model, clip, providers, strict: as :class:`~fastsam_onnx.FastSAM` (paths must exist on every node; zoo
+            names are fetched on first use by each node). None: ``$FASTSAM_ONNX_MODEL`` / ``$FASTSAM_ONNX_CLIP`` as
+            set here (the driver), passed on to the workers; the demo models when unset.
         workers: actors (one model each); default: the cluster's CPUs // ``threads_per_worker``; never more than
             there are batches.
         threads_per_worker: CPUs reserved per actor and its onnxruntime / OpenCV threads.
@@ -121,7 +123,11 @@ def segment_dataset(
     if workers is None:
         workers = default_workers(threads_per_worker)
     workers = max(1, min(workers, -(-len(items) // batch_size)))  # no actor without a batch to do
+    from ..zoo import CLIP_ENV, MODEL_ENV, env_setting
     from .worker import Segmenter
+
+    model = env_setting(MODEL_ENV) if model is None else model  # the driver's setting, wherever the actors run
+    clip = env_setting(CLIP_ENV) if clip is None else clip
 
     ds = ray.data.from_items([{"path": p, "source": s} for p, s in items])
     with warnings.catch_warnings():  # Ray >= 2.5x deprecates **ray_remote_args, with no named max_restarts yet
