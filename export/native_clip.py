@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -164,7 +164,7 @@ class _Tower:
 
     def __init__(self, graph: Graph, state: Mapping[str, np.ndarray]):
         self.g, self.state = graph, state
-        self._consts: dict[tuple, list[tuple[np.ndarray, str]]] = {}
+        self._consts: dict[tuple, list[tuple[Any, str]]] = {}
 
     def w(self, name: str) -> np.ndarray:
         return np.asarray(self.state[name]).astype(np.float32)
@@ -172,14 +172,16 @@ class _Tower:
     def const(self, array: np.ndarray, name: str, dtype: type = np.float32) -> str:
         """An initializer holding ``array`` as ``dtype``, shared with an equal one added before (as onnxsim would
         merge them: shape constants, and weights such as layer norms left at their initial values)."""
+        from onnx import numpy_helper
+
         a = np.ascontiguousarray(array, dtype=dtype)
         flat = a.reshape(-1)
         key = (a.dtype.str, a.shape, flat[:16].tobytes(), flat[-16:].tobytes())  # a cheap key, compared in full below
-        for seen, value in self._consts.setdefault(key, []):
-            if np.array_equal(seen, a):
+        for tensor, value in self._consts.setdefault(key, []):
+            if np.array_equal(numpy_helper.to_array(tensor), a):
                 return value
         value = self.g.const(a, name)
-        self._consts[key].append((a, value))
+        self._consts[key].append((self.g.initializers[-1], value))  # the stored tensor: no second copy kept
         return value
 
     def ints(self, values: list[int], name: str) -> str:
