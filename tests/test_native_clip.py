@@ -43,11 +43,14 @@ BOXES = [
 ]
 
 
-def read_state(path: Path) -> dict[str, np.ndarray]:
-    """The archive's state dict through the torch-free reader once it exists, else through torch.jit.load."""
+def read_state(path: Path, archive: bool = True) -> dict[str, np.ndarray]:
+    """The state dict of an archive (or of a saved state dict) through the torch-free reader once it exists, else
+    through torch."""
     reader = getattr(checkpoint, "read_checkpoint", None)
     if reader is not None:
         return checkpoint.state_dict(reader(path))
+    if not archive:
+        return {k: v.numpy() for k, v in torch.load(str(path), map_location="cpu").items()}
     return {k: v.numpy() for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
 
 
@@ -255,6 +258,16 @@ def test_what_is_not_a_weight_is_ignored(small):
     as32 = {k: np.asarray(v, np.float32) if np.asarray(v).dtype.kind == "f" else v for k, v in extra.items()}
     tokens = _tokens()
     np.testing.assert_array_equal(_run(build_clip(as32)[1], tokens), _run(towers[1], tokens))
+
+
+def test_state_dict_file_gives_the_same_graphs(small):
+    """The archive's source, a plain ``torch.save``d fp16 state dict (fp16 layer norms too), gives the same weights."""
+    archive, _, towers, _ = small
+    state = read_state(archive.with_name("small-native-clip.pt"), archive=False)
+    assert {str(v.dtype) for k, v in state.items() if k.endswith("ln_final.weight")} == {"float16"}
+    for a, b in zip(build_clip(state), towers):
+        assert a.graph.node == b.graph.node
+        assert [(t.name, t.raw_data) for t in a.graph.initializer] == [(t.name, t.raw_data) for t in b.graph.initializer]
 
 
 def test_reader_gives_torchs_state_dict(small):
