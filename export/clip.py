@@ -325,6 +325,7 @@ def _export_clip(weights, out, opset, int8, download_root, progress) -> Path:
                 "text": stats["text"],
                 "min_cosine_required": min_cosine,
             },
+            "converter": "torch",  # which path made the bundle (fastsam_onnx.export.native writes "native")
             "tools": tools,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }

@@ -307,6 +307,7 @@ def _export_fastsam(weights, out, imgsz, dynamic, opset, batch, half, int8, cali
                 "tolerance": f"|onnx - pytorch| <= {PARITY_ATOL} + {PARITY_RTOL} * |pytorch| element-wise",
                 "graph": "fp32",
             },
+            "converter": "torch",  # which path made the bundle (fastsam_onnx.export.native writes "native")
             "tools": _versions(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }

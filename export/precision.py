@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
 import warnings
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import ExportError
+from .quantize import _quiet_quantizer, to_int8_dynamic  # noqa: F401  # here too: the CLIP exporter's import
 
 VARIANTS = ("fp32", "fp16", "int8")
 #: the accuracy each variant is expected to reach (mean mask IoU of matched instances vs the fp32 graph)
@@ -191,38 +190,6 @@ def to_int8(
         "calibration": {"method": method, "images": len(images)},
         "float_nodes": len(excluded),
     }
-
-
-def to_int8_dynamic(src: str | Path, dst: str | Path) -> dict:
-    """fp32 transformer graph ``src`` → int8 graph at ``dst`` with dynamic quantization; returns the settings.
-
-    The weights of every MatMul/Gemm become int8 (per output channel); activations are quantized to uint8 at
-    run time, per tensor, so no calibration images are needed. Used for the CLIP towers, where the matrix
-    products are almost all of the time (onnxruntime's CPU kernels run them with VNNI/AMX integer units).
-    """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with _quiet_quantizer():
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"])
-    onnx.checker.check_model(str(dst))
-    return {"format": "dynamic", "weights": "int8 per-channel (MatMul, Gemm)", "activations": "uint8, quantized at run time"}
-
-
-@contextlib.contextmanager
-def _quiet_quantizer():
-    """Drop onnxruntime.quantization's root-logger advice to run its pre-processing (measured: it changes
-    neither the accuracy nor the speed of these graphs)."""
-
-    def advice(record: logging.LogRecord) -> bool:
-        return "pre-process" not in record.getMessage()
-
-    root = logging.getLogger()
-    root.addFilter(advice)
-    try:
-        yield
-    finally:
-        root.removeFilter(advice)
 
 
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

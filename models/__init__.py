@@ -9,7 +9,7 @@ from .registry import MODELS, REGISTRY, ModelDescription, ModelSource, find_mode
 
 __all__ = [
     "MODELS", "REGISTRY", "ModelDescription", "ModelSource", "find_model", "list_models",
-    "demo_bundle", "demo_clip_bundle", "example_image",
+    "demo_bundle", "demo_clip_bundle", "example_image", "check_photo",
 ]
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
@@ -29,3 +29,9 @@ def example_image() -> Path:
 def demo_clip_bundle() -> Path:
     """Directory of the shipped demo CLIP bundle (image and text encoders, BPE vocabulary, manifest)."""
     return DEMO_CLIP_DIR
+
+
+def check_photo() -> Path:
+    """A real photograph (ultralytics' ``bus.jpg``, 810 × 1080, AGPL-3.0 as ultralytics): what the native converter's
+    self-check runs its graphs on (:mod:`fastsam_onnx.export.native_bundle`)."""
+    return Path(__file__).resolve().parent / "photos" / "bus.jpg"

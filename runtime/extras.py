@@ -15,7 +15,8 @@ from .errors import MissingExtraError
 __all__ = ["EXTRA_OF", "extra_of", "missing_modules", "require_extra"]
 
 #: top-level module → the extra that installs it (names an ImportError that slipped past a check)
-EXTRA_OF = {m: "export" for m in ("torch", "torchvision", "ultralytics", "onnx", "onnxsim", "clip", "onnxconverter_common")}
+EXTRA_OF = {m: "export" for m in ("torch", "torchvision", "ultralytics", "onnxsim", "clip")}  # onnx: base install
+EXTRA_OF["onnxconverter_common"] = "fp16"  # also in [export]
 EXTRA_OF["matplotlib"] = "dev"
 EXTRA_OF["pycocotools"] = "eval"
 EXTRA_OF.update(ray="ray", pyarrow="ray", fastapi="server", uvicorn="server", starlette="server", multipart="server", pydantic="server")

@@ -148,6 +148,7 @@ def test_manifest(clip_bundle, clip_checkpoint):
     assert any(name.startswith("bus.jpg") for name in m["parity"]["images"])
     assert any(name.startswith("zidane.jpg") for name in m["parity"]["images"])
     assert {"torch", "onnx", "onnxsim", "onnxruntime", "clip-anytorch"} <= set(m["tools"])
+    assert m["converter"] == "torch"  # the native converter writes "native" (test_native_bundle.py)
 
 
 def _offline() -> bool:

@@ -113,6 +113,7 @@ def test_bundle_and_manifest(tiny_seg, tmp_path, capsys, dynamic):
     assert set(m["parity"]["max_abs_diff"]) == {"output0", "output1"}
     assert max(m["parity"]["max_abs_diff"].values()) < 0.05
     assert {"torch", "ultralytics", "onnx", "onnxsim", "onnxruntime"} <= set(m["tools"])
+    assert m["converter"] == "torch"  # the native converter writes "native" (test_native_bundle.py)
     graph = onnx.load(str(out / "fastsam.onnx"))
     onnx.checker.check_model(graph)
     assert {p.key for p in graph.metadata_props} >= {"stride", "names", "task"}  # ultralytics can load it too

@@ -16,12 +16,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 #: the wheel's size bound: it is 12.1 MB at the time of writing (13.7 MB before the demo CLIP's token embedding was
 #: stored as fp16), mostly the deflated demo FastSAM (3.7 MB) and the demo CLIP (text tower 6.1 MB, image tower
-#: 0.6 MB, BPE vocabulary 1.4 MB); a new data file or a forgotten build artefact shows up here
+#: 0.6 MB, BPE vocabulary 1.4 MB), + 0.14 MB for the native converter's self-check photograph (models/photos/bus.jpg);
+#: a new data file or a forgotten build artefact shows up here
 WHEEL_MAX_MB = 13
 #: modules that must never be importable from the wheel however it is installed (blocked in the walk's child even
 #: where this environment has them): every optional dependency of the extras and of the tests
 OPTIONAL = (
-    "torch", "torchvision", "ultralytics", "clip", "onnx", "onnxsim", "onnxconverter_common", "fastapi", "uvicorn",
+    "torch", "torchvision", "ultralytics", "clip", "onnxsim", "onnxconverter_common", "fastapi", "uvicorn",
     "starlette", "pydantic", "multipart", "python_multipart", "ray", "pyarrow", "pandas", "pycocotools", "matplotlib",
     "numba", "llvmlite", "httpx", "scipy", "yaml", "requests", "pytest", "hypothesis", "schemathesis", "playwright",
     "labelme", "PyQt5", "setuptools", "pkg_resources",
@@ -55,6 +56,8 @@ def test_wheel_contents(wheel):
         "fastsam_onnx/models/demo/manifest.json",
         "fastsam_onnx/models/demo/example.jpg",
         "fastsam_onnx/export/fastsam.py",
+        "fastsam_onnx/export/native.py",
+        "fastsam_onnx/models/photos/bus.jpg",
         "fastsam_onnx/server/page/index.html",
         "fastsam_onnx/server/page/app.js",
     ):
@@ -62,8 +65,8 @@ def test_wheel_contents(wheel):
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     base = [line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
     assert sorted(line.split()[1].split(">")[0].split("=")[0] for line in base) == [
-        "Pillow", "ftfy", "numpy", "onnxruntime", "opencv-python-headless", "regex", "tqdm",
-    ]
+        "Pillow", "ftfy", "numpy", "onnx", "onnxruntime", "opencv-python-headless", "regex", "tqdm",
+    ]  # onnx: the native converter (issue 24), in the base install
     demo_mb = zipfile.ZipFile(wheel).getinfo("fastsam_onnx/models/demo/fastsam.onnx").file_size / 1e6
     assert demo_mb < 8, f"demo model is {demo_mb:.1f} MB"
     import fastsam_onnx
@@ -157,7 +160,7 @@ def _blocked(wheel: Path) -> list[str]:
     from packaging.utils import canonicalize_name
 
     base = _base_closure(wheel)
-    assert {"numpy", "onnxruntime", "opencv-python-headless", "pillow", "ftfy", "regex", "tqdm"} <= base, base
+    assert {"numpy", "onnxruntime", "onnx", "opencv-python-headless", "pillow", "ftfy", "regex", "tqdm"} <= base, base
     installed = {top for top, dists in metadata.packages_distributions().items()
                  if not any(canonicalize_name(d) in base for d in dists)}
     return sorted((installed | set(OPTIONAL)) - {"fastsam_onnx"})

@@ -1,0 +1,203 @@
+"""The native converter's bundle writer (FastSAM here, CLIP in :mod:`.native_clip_bundle`, what both share in
+:mod:`.native_common`): checkpoint → bundle with numpy, ``onnx`` and onnxruntime alone (issue 24).
+
+A checkpoint is read without running any of it (:func:`.checkpoint.read_checkpoint`), its graph built from its own
+weights (:func:`.native_fastsam.build_fastsam`, :func:`.native_clip.build_clip`), checked by ``onnx.checker`` and run
+by onnxruntime on a real photograph (:func:`fastsam_onnx.models.check_photo`, ``bus.jpg``): outputs of the declared
+shapes, finite, the same for one image alone and in a batch (the self-check: there is no PyTorch here to compare
+with; equality with the torch export is what the test suite proves). The bundle has the layout and manifest of the
+torch exporter's (:mod:`.fastsam`, :mod:`.clip`) plus ``"converter": "native"``; ``parity`` (the torch export's
+PyTorch comparison) is null and ``self_check`` says what was checked. Everything is written to a temporary directory
+beside the target and renamed into place at the end.
+
+This module is what the zoo's first-use conversion imports (``FastSAM("fastsam-s")``, see
+``tests/test_architecture.py``): it must never reach back into the runtime model. The fp16/int8 FastSAM variants,
+whose accuracy is measured with the runtime, are added by :mod:`.native` through the ``variant`` hook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+
+from fastsam_onnx.errors import BadModelError
+from fastsam_onnx.manifest import FASTSAM_ONNX, FORMAT_VERSION, MANIFEST_NAME, sha256_file
+
+from . import ExportError
+from .native_common import (
+    CONVERTER, Steps, agree, cpu_session, io_spec, new_tmp, now, opset_of, read_weights, replace_dir, step_lines, tools,
+)
+
+__all__ = ["ExportError", "CONVERTER", "FASTSAM_STEPS", "convert_recipe", "write_fastsam"]
+
+FASTSAM_STEPS = 5
+#: ``variant(fp32_path, out_path) -> manifest fields`` (``variant``, ``accuracy``, ``quantization``): see :mod:`.native`
+Variant = Callable[[Path, Path], Mapping[str, Any]]
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def convert_recipe(kind: str, weights: str | os.PathLike[str], out: str | os.PathLike[str], recipe: Mapping[str, Any],
+                   *, progress: bool = True, report: Optional[Callable[[str], None]] = None) -> Path:
+    """Convert a zoo model's checkpoint with its registry recipe (FastSAM: ``imgsz``, ``dynamic``; CLIP: ``int8``);
+    ``progress``: the steps as lines on stderr. Used by the zoo's first-use fetch."""
+    recipe = dict(recipe)
+    if kind == "fastsam":
+        unknown = set(recipe) - {"imgsz", "dynamic", "batch"}
+        total, write = FASTSAM_STEPS, write_fastsam
+    elif kind == "clip":
+        from .native_clip_bundle import CLIP_STEPS, write_clip
+
+        unknown = set(recipe) - {"int8"}
+        total, write = CLIP_STEPS + bool(recipe.get("int8")), write_clip
+    else:
+        raise ExportError(f"unknown model kind {kind!r}")
+    if unknown:
+        raise ExportError(f"the native converter does not take {', '.join(sorted(unknown))} for a {kind} model")
+    return write(weights, out, progress=step_lines(total, progress), report=report or (_say if progress else None),
+                 **recipe)
+
+
+def _model_record(ckpt: Any, weights: Path):
+    if not isinstance(ckpt, dict) or not ({"model", "ema"} & set(ckpt)):
+        what = "a state dict" if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise BadModelError(f"{weights} is not an ultralytics checkpoint (a dict with 'model' or 'ema'): it holds {what}")
+    record = ckpt.get("ema")
+    return record if record is not None else ckpt.get("model")
+
+
+def _parameters(record: Any) -> int:
+    """Elements of every ``_parameters`` tensor of a module record tree (``sum(p.numel() for p in model.parameters())``)."""
+    from .checkpoint import Record
+
+    total, stack, seen = 0, [record], set()
+    while stack:
+        r = stack.pop()
+        if not isinstance(r, Record) or id(r) in seen:
+            continue
+        seen.add(id(r))
+        state = r.state if isinstance(r.state, dict) else {}
+        total += sum(int(v.size) for v in (state.get("_parameters") or {}).values() if isinstance(v, np.ndarray))
+        stack.extend(r.children().values())
+    return total
+
+
+def fastsam_check(path: Path, imgsz: int, dynamic: bool, batch: int, stride: int) -> dict[str, Any]:
+    """Run the graph at ``path`` on the photograph letterboxed as the runtime does (a dynamic graph: at the photo's
+    own aspect ratio, alone and as a batch of two; a static one: the fixed batch): shapes, finite values, batch
+    agreement. Returns the ``self_check`` record."""
+    from fastsam_onnx.image import load_image
+    from fastsam_onnx.letterbox import letterbox, letterbox_geometry, to_tensor
+    from fastsam_onnx.models import check_photo
+
+    photo = check_photo()
+    img = load_image(photo)
+    x = to_tensor(letterbox(img, letterbox_geometry(img.shape[:2], (imgsz, imgsz), auto=dynamic, stride=stride)))
+    sess = cpu_session(path)
+    name = sess.get_inputs()[0].name
+    n = 2 if dynamic else batch
+    outs = sess.run(None, {name: np.repeat(x, n, axis=0)})
+    h, w = x.shape[2:]
+    if len(outs) != 2 or outs[0].ndim != 3 or outs[1].ndim != 4 or outs[0].shape[0] != n or outs[1].shape[0] != n:
+        raise ExportError(f"self-check: outputs of shapes {[o.shape for o in outs]} for an input of {(n, 3, h, w)}")
+    nm = outs[1].shape[1]
+    if outs[0].shape[1] != 4 + 1 + nm or outs[1].shape[2:] != (h // 4, w // 4):
+        raise ExportError(f"self-check: outputs {[o.shape for o in outs]} do not fit an input of {(n, 3, h, w)}")
+    diffs = {}
+    if n > 1:
+        alone = sess.run(None, {name: x}) if dynamic else [o[:1] for o in outs]
+        for k, (ref, got) in enumerate(zip(alone, outs)):
+            diffs[f"output{k}"] = max(agree(f"output{k} of batch item {i}", ref[0], got[i]) for i in range(n))
+    else:
+        for k, o in enumerate(outs):
+            agree(f"output{k}", o, o)
+    return {"image": photo.name, "input": [n, 3, int(h), int(w)], "outputs": [list(o.shape) for o in outs],
+            "finite": True, "batch_max_abs_diff": diffs, "runtime": "onnxruntime CPU"}
+
+
+def write_fastsam(weights: str | os.PathLike[str], out: str | os.PathLike[str], *, imgsz: int = 1024,
+                  dynamic: bool = True, batch: int = 1, variant: Optional[Variant] = None,
+                  progress: Optional[Steps] = None, report: Optional[Callable[[str], None]] = None) -> Path:
+    """``weights`` (an ultralytics FastSAM / one-class YOLOv8-seg checkpoint) → ``out/fastsam.onnx`` + manifest.
+
+    Options as :func:`fastsam_onnx.export.fastsam.export_fastsam`'s; ``variant``: the fp16/int8 step of
+    :mod:`.native` (called with the checked fp32 graph and the path to write; its fields go to the manifest).
+    Raises :class:`~fastsam_onnx.errors.BadModelError` for a checkpoint it cannot read or convert,
+    :class:`ExportError` for a bad option or a failed self-check.
+    """
+    import onnx
+
+    from .native_fastsam import build_fastsam
+
+    progress = progress or step_lines(FASTSAM_STEPS + (variant is not None))
+    if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz <= 0 or imgsz % 32:
+        raise ExportError(f"imgsz must be a positive multiple of 32, got {imgsz}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ExportError(f"batch must be >= 1, got {batch}")
+    weights, out = Path(weights), Path(out)
+    progress(1, f"reading checkpoint {weights} (nothing in it runs)")
+    model = _model_record(read_weights(weights), weights)
+    tmp = new_tmp(out)
+    try:
+        progress(2, f"building the ONNX graph from the weights (imgsz {imgsz}, {'dynamic' if dynamic else f'static, batch {batch}'})")
+        proto = build_fastsam(model, imgsz=imgsz, dynamic=dynamic, batch=batch)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        stride = int(meta.get("stride", 32))
+        ops = [n.op_type for n in proto.graph.node]
+        rewrites = {"dfl_last_axis": ops.count("Softmax"), "upsample_as_conv": ops.count("DepthToSpace")}
+
+        progress(3, "checking the graph with onnx.checker")
+        onnx_path = tmp / FASTSAM_ONNX
+        onnx.save(proto, str(onnx_path))
+        del proto
+        onnx.checker.check_model(str(onnx_path))
+
+        progress(4, "self-check: onnxruntime on a real photograph (bus.jpg)")
+        check = fastsam_check(onnx_path, imgsz, dynamic, batch, stride)
+        fields: dict[str, Any] = {"variant": "fp32"}
+        if variant is not None:
+            progress(5, "making the precision variant and comparing it with fp32")
+            fp32_path = tmp / "fp32.onnx"
+            onnx_path.rename(fp32_path)
+            fields.update(variant(fp32_path, onnx_path))
+            fp32_path.unlink()
+
+        progress(5 + (variant is not None), "writing manifest")
+        graph = onnx.load(str(onnx_path), load_external_data=False)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "kind": "fastsam",
+            "model_file": FASTSAM_ONNX,
+            "imgsz": [imgsz, imgsz],
+            "dynamic": bool(dynamic),
+            "batch": None if dynamic else batch,
+            "stride": stride,
+            "opset": opset_of(graph),
+            "rewrites": rewrites,
+            "inputs": io_spec(graph.graph.input),
+            "outputs": io_spec(graph.graph.output),
+            "num_masks": int(check["outputs"][1][1]),
+            "variant": fields["variant"],
+            "sha256": {"onnx": sha256_file(onnx_path), "weights": sha256_file(weights)},
+            "source": {"weights": weights.name, "parameters": _parameters(model)},
+            "parity": None,
+            "self_check": check,
+            "converter": CONVERTER,
+            "tools": tools(*(("onnxconverter-common",) if fields.get("variant") == "fp16" else ())),
+            "created": now(),
+        }
+        manifest.update(fields)  # accuracy, quantization of a variant
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        replace_dir(tmp, out)
+        return out
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
