@@ -52,7 +52,20 @@ def build_fastsam(model: Record, *, imgsz: int = 1024, dynamic: bool = True, bat
     Raises :class:`~fastsam_onnx.errors.BadModelError` (one line) for what it does not know: no Segment head (a
     detector, a classifier), nc != 1, an unknown layer class, inconsistent shapes.
     """
-    layers = attr(model, "model", "model") if isinstance(model, Record) else None
+    opset = OPSET if opset is None else int(opset)
+    if opset < 15:
+        raise BadArgumentError(f"the native FastSAM graph needs opset 15 or later, got {opset}")
+    try:
+        return _build(model, int(imgsz), bool(dynamic), int(batch), opset)
+    except (BadModelError, BadArgumentError):
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as e:  # a record of an unexpected type
+        detail = " ".join(str(e).split())[:200]
+        raise BadModelError(f"unexpected checkpoint structure ({type(e).__name__}: {detail})") from None
+
+
+def _build(model: Record, imgsz: int, dynamic: bool, batch: int, opset: int):
+    layers = attr(model, "model", "model", None) if isinstance(model, Record) else None
     if not isinstance(layers, Record) or not layers.children():
         raise BadModelError(f"not an ultralytics model: {kind(model)} record without a layer list (model.model)")
     items = list(layers.children().values())
@@ -102,8 +115,6 @@ def build_fastsam(model: Record, *, imgsz: int = 1024, dynamic: bool = True, bat
         else:
             raise BadModelError(f"layer {i} is a {name}; the FastSAM converter knows {', '.join(LAYERS)}")
         ys.append(y)
-    if b.ch[x] != 3:
-        raise BadModelError("the first layer does not take 3 channels")
 
     nm, n_out = b.ch[out1], b.ch[out0]
     if dynamic:
@@ -116,7 +127,7 @@ def build_fastsam(model: Record, *, imgsz: int = 1024, dynamic: bool = True, bat
     for value, name, dims in ((out0, "output0", s0), (out1, "output1", s1)):
         _rename(g, value, name)
         g.output(name, name, np.float32, dims)
-    proto = _assemble(b, opset or OPSET)
+    proto = _assemble(b, opset)
     _metadata(proto, model, head, strides, imgsz, batch, dynamic)
     return proto
 
@@ -232,7 +243,8 @@ def _proto(b: Builder, rec: Record, x: str, s: Scope, nm: int) -> str:
     if (w.shape[3] != k or [int(v) for v in attr(up, "stride", us.state)] != [k, k]
             or any(int(v) for v in attr(up, "padding", us.state, (0, 0)))
             or any(int(v) for v in attr(up, "output_padding", us.state, (0, 0)))
-            or integer(up, "groups", us.state, 1) != 1 or any(int(v) != 1 for v in attr(up, "dilation", us.state, (1, 1)))):
+            or integer(up, "groups", us.state, 1) != 1
+            or any(int(v) != 1 for v in attr(up, "dilation", us.state, (1, 1)))):
         raise BadModelError(f"{us.state}: only a k x k ConvTranspose2d of stride k, no padding, is supported")
     cin, cout = w.shape[:2]
     # out[co, k*h + a, k*w + c] = sum_ci x[ci, h, w] W[ci, co, a, c]: channel (co * k + a) * k + c of a 1 x 1 conv

@@ -78,7 +78,8 @@ class Scope:
 
     def sub(self, *keys: str, sequential: bool = False) -> "Scope":
         dotted = ".".join(keys)
-        return Scope(f"{self.node}/{self.rel}{dotted}", f"{self.state}.{dotted}", f"{self.rel}{dotted}." if sequential else "")
+        rel = f"{self.rel}{dotted}." if sequential else ""
+        return Scope(f"{self.node}/{self.rel}{dotted}", f"{self.state}.{dotted}", rel)
 
 
 class Builder:
