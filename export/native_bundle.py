@@ -31,12 +31,13 @@ from fastsam_onnx.manifest import FASTSAM_ONNX, FORMAT_VERSION, MANIFEST_NAME, s
 
 from . import ExportError
 from .native_common import (
-    CONVERTER, Steps, agree, cpu_session, io_spec, new_tmp, now, opset_of, read_weights, replace_dir, step_lines, tools,
+    CONVERTER, Steps, agree, check_simplified, cpu_session, io_spec, new_tmp, now, opset_of, read_weights, replace_dir,
+    step_lines, tools,
 )
 
 __all__ = ["ExportError", "CONVERTER", "FASTSAM_STEPS", "convert_recipe", "write_fastsam"]
 
-FASTSAM_STEPS = 5
+FASTSAM_STEPS = 6
 #: ``variant(fp32_path, out_path) -> manifest fields`` (``variant``, ``accuracy``, ``quantization``): see :mod:`.native`
 Variant = Callable[[Path, Path], Mapping[str, Any]]
 
@@ -154,23 +155,26 @@ def write_fastsam(weights: str | os.PathLike[str], out: str | os.PathLike[str], 
         ops = [n.op_type for n in proto.graph.node]
         rewrites = {"dfl_last_axis": ops.count("Softmax"), "upsample_as_conv": ops.count("DepthToSpace")}
 
-        progress(3, "checking the graph with onnx.checker")
+        progress(3, "checking the graph is simplified as built (nothing onnxsim would fold or remove)")
+        check_simplified(proto, "the FastSAM graph")
+
+        progress(4, "checking the graph with onnx.checker")
         onnx_path = tmp / FASTSAM_ONNX
         onnx.save(proto, str(onnx_path))
         del proto
         onnx.checker.check_model(str(onnx_path))
 
-        progress(4, "self-check: onnxruntime on a real photograph (bus.jpg)")
+        progress(5, "self-check: onnxruntime on a real photograph (bus.jpg)")
         check = fastsam_check(onnx_path, imgsz, dynamic, batch, stride)
         fields: dict[str, Any] = {"variant": "fp32"}
         if variant is not None:
-            progress(5, "making the precision variant and comparing it with fp32")
+            progress(6, "making the precision variant and comparing it with fp32")
             fp32_path = tmp / "fp32.onnx"
             onnx_path.rename(fp32_path)
             fields.update(variant(fp32_path, onnx_path))
             fp32_path.unlink()
 
-        progress(5 + (variant is not None), "writing manifest")
+        progress(6 + (variant is not None), "writing manifest")
         graph = onnx.load(str(onnx_path), load_external_data=False)
         manifest = {
             "format_version": FORMAT_VERSION,

@@ -20,12 +20,13 @@ from fastsam_onnx.manifest import FORMAT_VERSION, MANIFEST_NAME, sha256_file
 
 from . import ExportError
 from .native_common import (
-    CONVERTER, Steps, agree, now, read_weights, cpu_session, io_spec, new_tmp, opset_of, replace_dir, step_lines, tools,
+    CONVERTER, Steps, agree, check_simplified, cpu_session, io_spec, new_tmp, now, opset_of, read_weights, replace_dir,
+    step_lines, tools,
 )
 
 __all__ = ["CLIP_STEPS", "write_clip", "clip_state", "clip_check"]
 
-CLIP_STEPS = 5
+CLIP_STEPS = 6
 CLIP_IMAGE_ONNX, CLIP_TEXT_ONNX = "clip_image.onnx", "clip_text.onnx"
 #: int8 CLIP towers against the fp32 towers built here: the torch exporter's bound for int8 (export/clip.py)
 MIN_COSINE_INT8 = 0.99
@@ -127,7 +128,10 @@ def write_clip(weights: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         progress(2, "building the image and text towers from the weights (dynamic batch)")
         image_proto, text_proto = build_clip(state)
         del state
-        progress(3, "checking the graphs with onnx.checker")
+        progress(3, "checking the graphs are simplified as built (nothing onnxsim would fold or remove)")
+        check_simplified(image_proto, "the image tower")
+        check_simplified(text_proto, "the text tower")
+        progress(4, "checking the graphs with onnx.checker")
         work = tmp / "fp32"
         work.mkdir()
         fp32 = (work / CLIP_IMAGE_ONNX, work / CLIP_TEXT_ONNX)
@@ -140,7 +144,7 @@ def write_clip(weights: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         del image_proto, text_proto
         paths = (tmp / CLIP_IMAGE_ONNX, tmp / CLIP_TEXT_ONNX)
         quantization = None
-        step = 4
+        step = 5
         if int8:
             progress(step, "quantizing both towers to int8 (dynamic: int8 weights, uint8 activations at run time)")
             from .quantize import to_int8_dynamic

@@ -111,3 +111,21 @@ def agree(what: str, ref: np.ndarray, got: np.ndarray) -> float:
     if (err > CHECK_ATOL + CHECK_RTOL * np.abs(ref)).any():
         raise ExportError(f"self-check: {what} differs from the image alone by up to {float(err.max()):.3g}")
     return float(err.max())
+
+
+def check_simplified(proto, what: str) -> None:
+    """ExportError unless the graph is as simplified as onnxsim would leave it: every node's output used, no node
+    computing from constants alone (foldable), no Identity or Constant node, no unused initializer."""
+    g = proto.graph
+    inits = {t.name for t in g.initializer}
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    problems = {
+        "dead nodes": [n.name for n in g.node if not any(o in used for o in n.output)],
+        "nodes of constants only": [n.name for n in g.node if all(i in inits or not i for i in n.input)],
+        "Identity/Constant nodes": [n.name for n in g.node if n.op_type in ("Identity", "Constant")],
+        "unused initializers": [t for t in inits if t not in used],
+    }
+    found = {k: v for k, v in problems.items() if v}
+    if found:
+        detail = "; ".join(f"{k}: {', '.join(v[:3])}{' ...' if len(v) > 3 else ''}" for k, v in found.items())
+        raise ExportError(f"{what} is not simplified as built ({detail}): a converter bug, please report it")

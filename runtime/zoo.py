@@ -24,7 +24,7 @@ from .manifest import MANIFEST_NAME, fastsam_bundle
 from .providers import user_stacklevel
 
 __all__ = [
-    "resolve_name", "resolve_fastsam", "cached_bundle", "fetch_bundle", "default_fastsam", "default_clip", "is_demo",
+    "resolve_name", "resolve_fastsam", "cached_bundle", "fetch_bundle", "cache_lock", "default_fastsam", "default_clip", "is_demo",
     "env_setting", "MODEL_ENV", "CLIP_ENV", "FetchError",
 ]
 
@@ -153,7 +153,7 @@ def is_demo(onnx_path: str | os.PathLike[str]) -> bool:
 
 
 @contextlib.contextmanager
-def _cache_lock(name: str) -> Iterator[None]:
+def cache_lock(name: str) -> Iterator[None]:
     """An exclusive lock on ``<cache>/.<name>.lock`` (POSIX ``flock``): processes that fetch the same model at the
     same time (server workers, Ray actors on one machine) take turns; where flock is missing, no lock."""
     try:
@@ -190,7 +190,7 @@ def fetch_bundle(name: str, *, progress: bool = True, verify: bool = True) -> Pa
             f"model {desc.name!r} is not in the cache ({bundle}) and FASTSAM_ONNX_OFFLINE is set: run {command} "
             "where the network is reachable (or unset FASTSAM_ONNX_OFFLINE)"
         )
-    with _cache_lock(desc.name):
+    with cache_lock(desc.name):
         if (bundle / MANIFEST_NAME).is_file():  # fetched by another process while this one waited
             return bundle
         if progress:

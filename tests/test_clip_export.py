@@ -193,14 +193,18 @@ def test_bad_checkpoints_give_export_error(tmp_path, kind):
     assert not list(tmp_path.glob(".bundle.tmp-*"))
 
 
+#: these CLI tests are the torch exporter's (the native converter, the default: test_native_cli.py)
+TORCH = ["--converter", "torch"]
+
+
 def test_cli_export_clip(tiny_clip_checkpoint, tmp_path, capsys):
     out = tmp_path / "clip"
-    assert main(["export", "clip", "--weights", str(tiny_clip_checkpoint), "--out", str(out)]) == 0
+    assert main(["export", "clip", "--weights", str(tiny_clip_checkpoint), "--out", str(out), *TORCH]) == 0
     assert "wrote the CLIP bundle" in capsys.readouterr().out
     first = sha256_file(out / "clip_text.onnx")
     assert json.loads((out / "manifest.json").read_text())["opset"] == 17
     # exporting again replaces the bundle in place
-    assert main(["export", "clip", "--weights", str(tiny_clip_checkpoint), "--out", str(out), "--opset", "18"]) == 0
+    assert main(["export", "clip", "--weights", str(tiny_clip_checkpoint), "--out", str(out), "--opset", "18", *TORCH]) == 0
     assert json.loads((out / "manifest.json").read_text())["opset"] == 18
     assert [p.name for p in tmp_path.iterdir()] == ["clip"]
     model = CLIP(out)
@@ -225,7 +229,7 @@ def test_cli_errors_exit_2_one_line(tiny_clip_checkpoint, tmp_path, capsys, monk
         monkeypatch.delenv("FASTSAM_ONNX_OFFLINE", raising=False)
     (tmp_path / "garbage.pt").write_bytes(b"garbage" * 50)
     fill = {"garbage": str(tmp_path / "garbage.pt"), "tmp": str(tmp_path), "tiny": str(tiny_clip_checkpoint)}
-    status = main(["export", "clip", *[a.format(**fill) for a in args], "--out", str(tmp_path / "out")])
+    status = main(["export", "clip", *[a.format(**fill) for a in args], "--out", str(tmp_path / "out"), *TORCH])
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("[")]  # not progress
     assert status == 2
     assert len(err) == 1 and err[0].startswith("fastsam-onnx export: error:") and message in err[0], err

@@ -32,7 +32,8 @@ def tiny_seg(tmp_path_factory) -> Path:
 
 
 def _export(args, capsys):
-    status = main(["export", "fastsam", *map(str, args)])
+    """The torch exporter (``--converter torch``; the native converter, the default: test_native_*.py)."""
+    status = main(["export", "fastsam", *map(str, args), "--converter", "torch"])
     return status, capsys.readouterr()
 
 

@@ -37,13 +37,27 @@ def test_cli_parses_dynamic_by_default_and_static_on_request():
     assert e.value.code == 2
 
 
-@pytest.fixture
-def fake_export(monkeypatch, tmp_path):
-    """Replace export_fastsam by a recorder that reports two steps and a result; returns the calls' kwargs."""
-    pytest.importorskip("ultralytics")
-    import fastsam_onnx.export.fastsam as fastsam
+class FakeExport(list):
+    """The calls' kwargs; ``argv``: ``export fastsam`` with W and the converter; ``steps``: its step count."""
 
-    calls = []
+    argv: list[str]
+    steps: int
+
+
+@pytest.fixture(params=["native", "torch"])
+def fake_export(request, monkeypatch, tmp_path):
+    """Replace the converter's function (native: convert_fastsam, the default; torch: export_fastsam) by a recorder
+    that reports two steps and a result; returns the calls' kwargs, with the argv and step count to expect."""
+    calls = FakeExport()
+    if request.param == "torch":
+        pytest.importorskip("ultralytics")
+        import fastsam_onnx.export.fastsam as module
+
+        name, calls.steps, calls.argv = "export_fastsam", module.STEPS, ["export", "fastsam", *W, "--converter", "torch"]
+    else:
+        import fastsam_onnx.export.native as module
+
+        name, calls.steps, calls.argv = "convert_fastsam", module.FASTSAM_STEPS, ["export", "fastsam", *W]
 
     def fake(weights, out, **kw):
         calls.append(kw)
@@ -52,30 +66,32 @@ def fake_export(monkeypatch, tmp_path):
         kw["report"]("fp16 vs fp32: a result line")
         return Path(out)
 
-    monkeypatch.setattr(fastsam, "export_fastsam", fake)
+    monkeypatch.setattr(module, name, fake)
     monkeypatch.chdir(tmp_path)
     return calls
 
 
 def test_cli_exports_dynamic_by_default(fake_export, capsys):
-    assert main(["export", "fastsam", *W]) == 0
-    assert main(["export", "fastsam", *W, "--dynamic"]) == 0
-    assert main(["export", "fastsam", *W, "--static", "--batch", "2"]) == 0
+    assert main(fake_export.argv) == 0
+    assert main([*fake_export.argv, "--dynamic"]) == 0
+    assert main([*fake_export.argv, "--static", "--batch", "2"]) == 0
     assert [(c["dynamic"], c["batch"]) for c in fake_export] == [(True, 1), (True, 1), (False, 2)]
     err = capsys.readouterr().err
-    assert "[1/6] loading checkpoint" in err and "[2/6] exporting to ONNX" in err  # plain lines: not a TTY
+    n = fake_export.steps
+    assert f"[1/{n}] loading checkpoint" in err and f"[2/{n}] exporting to ONNX" in err  # plain lines: not a TTY
     assert "a result line" in err
 
 
 def test_batch_needs_static(fake_export, capsys):
-    assert main(["export", "fastsam", *W, "--batch", "2"]) == 2
+    assert main([*fake_export.argv, "--batch", "2"]) == 2
     err = capsys.readouterr().err
     assert "--static" in err and len(err.strip().splitlines()) == 1
     assert fake_export == []
 
 
 def test_quiet_hides_progress_not_results(fake_export, capsys):
-    assert main(["export", "fastsam", *W, "--quiet", "--half"]) == 0
+    pytest.importorskip("onnxconverter_common")
+    assert main([*fake_export.argv, "--quiet", "--half"]) == 0
     err = capsys.readouterr().err
     assert "loading checkpoint" not in err and "[1/" not in err
     assert "a result line" in err
@@ -88,17 +104,19 @@ def test_progress_bar_on_a_terminal(fake_export, monkeypatch):
 
     tty = Tty()
     monkeypatch.setattr("sys.stderr", tty)
-    assert main(["export", "fastsam", *W]) == 0
+    assert main(fake_export.argv) == 0
     text = tty.getvalue()
-    assert "export fastsam" in text and "6/6" in text and "done" in text and "[1/6]" not in text
+    n = fake_export.steps
+    assert "export fastsam" in text and f"{n}/{n}" in text and "done" in text and f"[1/{n}]" not in text
     assert "a result line" in text
 
 
 def test_python_default_is_dynamic():
-    pytest.importorskip("ultralytics")
     from fastsam_onnx.export.fastsam import export_fastsam
+    from fastsam_onnx.export.native import convert_fastsam
 
     assert inspect.signature(export_fastsam).parameters["dynamic"].default is True
+    assert inspect.signature(convert_fastsam).parameters["dynamic"].default is True
 
 
 def test_zoo_recipes_are_dynamic():
@@ -124,14 +142,18 @@ def test_doctor_notes_a_static_graph_on_cpu(demo, capsys):
 # ------------------------------------------------------------------------------- errors before any work starts
 
 
+TORCH = ["--converter", "torch"]
+
+
 @pytest.mark.parametrize(
     "missing, args",
     [
-        ("onnxsim", ["fastsam", *W]),
-        ("torch", ["fastsam", *W]),
-        ("onnxconverter_common", ["fastsam", *W, "--half"]),
-        ("clip", ["clip", "--out", "bundle"]),
-        ("ultralytics", ["clip", "--out", "bundle"]),
+        ("onnxsim", ["fastsam", *W, *TORCH]),
+        ("torch", ["fastsam", *W, *TORCH]),
+        ("onnxconverter_common", ["fastsam", *W, "--half", *TORCH]),
+        ("onnxconverter_common", ["fastsam", *W, "--half"]),  # native: the small [fp16] extra
+        ("clip", ["clip", "--out", "bundle", *TORCH]),
+        ("ultralytics", ["clip", "--out", "bundle", *TORCH]),
     ],
 )
 def test_missing_extra_is_one_line_exit_2_before_work(missing, args, monkeypatch, tmp_path, capsys):
@@ -146,7 +168,8 @@ def test_missing_extra_is_one_line_exit_2_before_work(missing, args, monkeypatch
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a))
     assert main(["export", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "[export]" in err[0] and missing in err[0], err
+    extra = "[export]" if "torch" in args else "[fp16]"
+    assert len(err) == 1 and extra in err[0] and missing in err[0], err
     assert started == [] and list(tmp_path.iterdir()) == []
 
 
@@ -176,12 +199,19 @@ def test_offline_export_clip_names_the_file_to_copy(monkeypatch, tmp_path, capsy
     pytest.importorskip("ultralytics")
     monkeypatch.setenv("HOME", str(tmp_path))
     out = tmp_path / "clip-bundle"
-    assert main(["export", "clip", "--weights", "ViT-B/32", "--out", str(out), "--quiet"]) == 2
+    assert main(["export", "clip", "--weights", "ViT-B/32", "--out", str(out), "--quiet", *TORCH]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert "FASTSAM_ONNX_OFFLINE" in err[0] and "ViT-B-32.pt" in err[0]
     assert str(tmp_path / ".cache" / "clip" / "ViT-B-32.pt") in err[0] and "--weights PATH" in err[0]
     assert not out.exists() and not (tmp_path / ".cache" / "clip" / "ViT-B-32.pt").exists()
+    # the native converter downloads ViT-B/32 into the zoo's cache
+    monkeypatch.setenv("FASTSAM_ONNX_CACHE", str(tmp_path / "cache"))
+    assert main(["export", "clip", "--weights", "ViT-B/32", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "FASTSAM_ONNX_OFFLINE" in err[0] and str(tmp_path / "cache" / "checkpoints" / "ViT-B-32.pt") in err[0]
+    assert "--weights PATH" in err[0] and not out.exists()
 
 
 def test_offline_export_clip_checks_a_copied_file(monkeypatch, tmp_path):
@@ -217,7 +247,8 @@ def random_seg(tmp_path_factory) -> Path:
     return path
 
 
-def test_export_is_quiet_dynamic_and_honest_about_zero_instances(random_seg, tmp_path, capfd):
+@pytest.mark.parametrize("converter", ["native", "torch"])
+def test_export_is_quiet_dynamic_and_honest_about_zero_instances(random_seg, tmp_path, capfd, converter):
     import cv2
 
     calib = tmp_path / "calib"
@@ -227,7 +258,7 @@ def test_export_is_quiet_dynamic_and_honest_about_zero_instances(random_seg, tmp
     out = tmp_path / "bundle"
     capfd.readouterr()
     status = main(["export", "fastsam", "--weights", str(random_seg), "--out", str(out), "--imgsz", "320",
-                   "--half", "--calib", str(calib)])
+                   "--half", "--calib", str(calib), "--converter", converter])
     cap = capfd.readouterr()
     text = cap.out + cap.err
     assert status == 0, text

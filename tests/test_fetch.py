@@ -75,19 +75,20 @@ def test_cli_text_prompt_with_an_unfetched_clip(demo, tmp_path, capsys, monkeypa
 
 @pytest.fixture
 def fake_export(monkeypatch, demo):
-    """export_fastsam replaced by a copy of the demo bundle; records its calls."""
-    import fastsam_onnx.export.fastsam as fx
+    """The native converter's convert_fastsam (fetch's default) replaced by a copy of the demo bundle; records its
+    calls (checkpoint, out, the recipe's keyword arguments)."""
+    import fastsam_onnx.export.native as native
 
     calls = []
 
-    def export(checkpoint, out, **kw):
+    def export(checkpoint, out, progress=None, report=None, **kw):
         calls.append((Path(checkpoint), Path(out), kw))
         if Path(out).exists():
             shutil.rmtree(out)
         shutil.copytree(demo, out, ignore=shutil.ignore_patterns("*.pt", "*.jpg"))
         return Path(out)
 
-    monkeypatch.setattr(fx, "export_fastsam", export)
+    monkeypatch.setattr(native, "convert_fastsam", export)
     return calls
 
 
@@ -163,17 +164,20 @@ def test_fetch_list_is_aligned_and_sanitized(monkeypatch, capsys):
         assert line[desc_at:] == m.description.replace("\x1b", "\\x1b").replace("\n", "\\x0a")
 
 
-def test_fetch_without_the_export_extra(fake_zoo, tmp_path, monkeypatch, capsys):
-    """Checked before the download (which could not be exported here); --no-export still downloads."""
+def test_fetch_without_the_export_extra(fake_zoo, fake_export, tmp_path, monkeypatch, capsys):
+    """The default native converter needs no torch; --converter torch is checked before the download (which could not
+    be exported here); --no-export still downloads."""
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
-    assert main(["fetch", "fastsam-s", "--quiet"]) == 2
+    assert main(["fetch", "fastsam-s", "--quiet", "--converter", "torch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert not (tmp_path / "cache" / "checkpoints" / "m.pt").exists()  # nothing downloaded
     assert len(err) == 1, err  # no traceback
     assert "needs the [export] extra; missing: torch (pip install 'fastsam-onnx[export]'" in err[0]
-    assert "fastsam-onnx fetch fastsam-s --no-export" in err[0]
+    assert "fastsam-onnx fetch fastsam-s --no-export" in err[0] and "native converter" in err[0]
     assert main(["fetch", "fastsam-s", "--quiet", "--no-export"]) == 0
     assert (tmp_path / "cache" / "checkpoints" / "m.pt").read_bytes() == PAYLOAD
+    assert main(["fetch", "fastsam-s", "--quiet"]) == 0 and len(fake_export) == 1  # native: no torch needed
+    assert "converter: native" in capsys.readouterr().out

@@ -1,14 +1,21 @@
-"""``fastsam-onnx export {fastsam,clip} ... --out DIR``: checkpoint → simplified ONNX bundle (needs [export]).
+"""``fastsam-onnx export {fastsam,clip} ... --out DIR``: checkpoint → ONNX bundle.
 
 ``export fastsam --weights W``: a FastSAM checkpoint, as a dynamic graph (each photo at its own aspect ratio)
-unless ``--static``; ``export clip [--weights ViT-B/32 | PATH]``: the CLIP model of text prompts (a clip model
-name, downloaded, or a local checkpoint). Both show their steps (a bar on a terminal, plain lines otherwise)
-unless ``--quiet``.
+unless ``--static``; ``export clip [--weights ViT-B/32 | PATH]``: the CLIP model of text prompts (a local
+checkpoint, or ViT-B/32 by name: downloaded and checked against its SHA-256). Both show their steps (a bar on a
+terminal, plain lines otherwise) unless ``--quiet``.
+
+``--converter native`` (the default) builds the graphs from the checkpoint's weights with numpy and ``onnx``, in
+the base install (torch is never imported; :mod:`fastsam_onnx.export.native`); ``--converter torch`` runs the
+PyTorch reference exporter (needs the [export] extra), for what the native converter does not cover (other
+architectures, ``--opset``, CLIP model names other than ViT-B/32) and for its comparison with PyTorch. The
+manifest's ``converter`` field says which made a bundle.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Callable
@@ -17,7 +24,8 @@ from ..progress import Progress, clean
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="export a checkpoint to an ONNX bundle (needs the [export] extra)")
+    p = sub.add_parser("export", help="convert a checkpoint to an ONNX bundle (natively; --converter torch needs [export])",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = p.add_subparsers(dest="kind", required=True)
     f = kinds.add_parser("fastsam", help="a FastSAM / one-class YOLOv8-seg checkpoint")
     f.add_argument("--weights", required=True, type=Path, help="checkpoint (.pt), e.g. FastSAM-s.pt")
@@ -30,30 +38,44 @@ def add_parser(sub) -> None:
         "every photo to the full square (slower)",
     )
     shape.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (the default)")
-    f.add_argument("--opset", type=int, default=None, help="ONNX opset (default: ultralytics' choice)")
+    f.add_argument("--opset", type=int, default=None, help="ONNX opset, with --converter torch (default: ultralytics' choice; native: 17)")
     f.add_argument("--batch", type=int, default=1, help="batch size of a --static graph (default 1)")
     v = f.add_mutually_exclusive_group()
-    v.add_argument("--half", action="store_true", help="fp16 weights and compute, fp32 input/output (for GPUs)")
+    v.add_argument("--half", action="store_true", help="fp16 weights and compute, fp32 input/output (for GPUs; needs onnxconverter-common: [fp16])")
     v.add_argument("--int8", action="store_true", help="int8 static QDQ quantization (for CPUs); needs --calib")
     f.add_argument(
         "--calib", type=Path, default=None,
         help="folder of calibration images (--int8), also where --half/--int8 accuracy vs fp32 is measured",
     )
     f.add_argument("--quiet", action="store_true", help="no progress (results and warnings are still printed)")
+    _converter_argument(f)
     f.set_defaults(run=run_fastsam)
     c = kinds.add_parser("clip", help="CLIP for text prompts: a clip model name or a local checkpoint")
     c.add_argument(
         "--weights", default="ViT-B/32",
-        help="clip model name (downloaded, e.g. ViT-B/32, the default) or a local checkpoint file",
+        help="a local checkpoint file (OpenAI's ViT-B-32.pt, or a saved state dict) or a clip model name, downloaded: "
+        "ViT-B/32 (the default; --converter torch: any name the clip module knows)",
     )
     c.add_argument("--out", required=True, type=Path, help="bundle directory to write")
-    c.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    c.add_argument("--opset", type=int, default=None, help="ONNX opset, with --converter torch (default 17, as native)")
     c.add_argument(
         "--int8", action="store_true",
         help="int8 matrix products (dynamic quantization, no calibration): ~4x faster image embeddings on CPU",
     )
     c.add_argument("--quiet", action="store_true", help="no progress")
+    _converter_argument(c)
     c.set_defaults(run=run_clip)
+
+
+CONVERTERS = ("native", "torch")
+
+
+def _converter_argument(p) -> None:
+    p.add_argument(
+        "--converter", choices=CONVERTERS, default="native",
+        help="native (the default): built from the checkpoint's weights with numpy and onnx, no torch; torch: the "
+        "PyTorch reference exporter (needs the [export] extra: pip install 'fastsam-onnx[export]')",
+    )
 
 
 def _require(kind: str, *, half: bool = False) -> None:
@@ -105,37 +127,82 @@ def run_fastsam(args: argparse.Namespace) -> int:
 
     if args.batch > 1 and not args.static:
         raise UsageError(f"--batch {args.batch} makes a fixed-batch graph: add --static (a dynamic graph takes any batch)")
-    _require("fastsam", half=args.half)
+    options = dict(imgsz=args.imgsz, dynamic=not args.static, batch=args.batch, half=args.half, int8=args.int8,
+                   calib=args.calib)
+    if args.converter == "native":
+        if args.opset is not None:
+            raise UsageError("--opset applies to --converter torch (the native converter writes opset 17)")
+        from ..export.native import FASTSAM_STEPS, convert_fastsam
+
+        steps = _Steps(FASTSAM_STEPS + (args.half or args.int8), "export fastsam", args.quiet)
+        export = functools.partial(convert_fastsam, args.weights, args.out, **options, progress=steps, report=steps.report)
+    else:
+        _require("fastsam", half=args.half)
+        try:
+            from ..export.fastsam import STEPS, export_fastsam
+        except ImportError as e:
+            raise UsageError(f"the export stage needs the [export] extra: pip install 'fastsam-onnx[export]' ({e})") from None
+        steps = _Steps(STEPS + (args.half or args.int8), "export fastsam", args.quiet)
+        export = functools.partial(export_fastsam, args.weights, args.out, opset=args.opset, **options, progress=steps,
+                                   report=steps.report)
+    out = _run(steps, export)
+    print(f"wrote {out / 'fastsam.onnx'} and {out / 'manifest.json'} (converter: {args.converter})")
+    return 0
+
+
+def _run(steps: _Steps, export: Callable[[], Path]) -> Path:
+    """Run an export; its ExportError becomes the CLI's one-line usage error (exit 2), as BadModelError does."""
+    from ..export import ExportError
+    from .usage import UsageError
+
     try:
-        from ..export import ExportError
-        from ..export.fastsam import STEPS, export_fastsam
-    except ImportError as e:
-        raise UsageError(f"the export stage needs the [export] extra: pip install 'fastsam-onnx[export]' ({e})") from None
-    steps = _Steps(STEPS + (args.half or args.int8), "export fastsam", args.quiet)
-    try:
-        out = steps.run(lambda: export_fastsam(
-            args.weights, args.out, imgsz=args.imgsz, dynamic=not args.static, opset=args.opset, batch=args.batch,
-            half=args.half, int8=args.int8, calib=args.calib, progress=steps, report=steps.report,
-        ))
+        return steps.run(export)
     except ExportError as e:
         raise UsageError(str(e)) from None
-    print(f"wrote {out / 'fastsam.onnx'} and {out / 'manifest.json'}")
-    return 0
+
+
+def native_clip_weights(weights: str, quiet: bool) -> Path:
+    """``--weights`` of ``export clip`` for the native converter: a file, or ``ViT-B/32`` (OpenAI's archive,
+    downloaded as the zoo's clip-vit-b-32 checkpoint: verified, cached). UsageError for other names."""
+    from .usage import UsageError
+
+    p = Path(weights)
+    if p.is_file():
+        return p
+    if weights.replace("-", "/").lower() == "vit/b/32":
+        from ..download import fetch_checkpoint
+        from ..errors import DownloadError
+
+        try:
+            return fetch_checkpoint("clip-vit-b-32", progress=not quiet)
+        except DownloadError as e:
+            raise UsageError(f"{e}; or give the file: --weights PATH") from None
+    if p.exists():
+        raise UsageError(f"--weights {clean(weights)} is not a file")
+    raise UsageError(
+        f"--weights {clean(weights)}: no such file; the native converter downloads ViT-B/32 by name, other clip "
+        "model names need --converter torch (the clip module downloads them)"
+    )
 
 
 def run_clip(args: argparse.Namespace) -> int:
     from .usage import UsageError
 
-    _require("clip")
-    try:
-        from ..export import ExportError
-        from ..export.clip import STEPS, export_clip
-    except ImportError as e:
-        raise UsageError(f"the export stage needs the [export] extra: pip install 'fastsam-onnx[export]' ({e})") from None
-    steps = _Steps(STEPS + bool(args.int8), "export clip", args.quiet)
-    try:
-        out = steps.run(lambda: export_clip(args.weights, args.out, opset=args.opset, int8=args.int8, progress=steps))
-    except ExportError as e:
-        raise UsageError(str(e)) from None
-    print(f"wrote the CLIP bundle {out} (clip_image.onnx, clip_text.onnx, manifest.json)")
+    if args.converter == "native":
+        if args.opset is not None:
+            raise UsageError("--opset applies to --converter torch (the native converter writes opset 17)")
+        from ..export.native import CLIP_STEPS, convert_clip
+
+        weights = native_clip_weights(str(args.weights), args.quiet)
+        steps = _Steps(CLIP_STEPS + bool(args.int8), "export clip", args.quiet)
+        out = _run(steps, lambda: convert_clip(weights, args.out, int8=args.int8, progress=steps, report=steps.report))
+    else:
+        _require("clip")
+        try:
+            from ..export.clip import STEPS, export_clip
+        except ImportError as e:
+            raise UsageError(f"the export stage needs the [export] extra: pip install 'fastsam-onnx[export]' ({e})") from None
+        steps = _Steps(STEPS + bool(args.int8), "export clip", args.quiet)
+        out = _run(steps, lambda: export_clip(args.weights, args.out, opset=args.opset, int8=args.int8, progress=steps))
+    print(f"wrote the CLIP bundle {out} (clip_image.onnx, clip_text.onnx, manifest.json; converter: {args.converter})")
     return 0

@@ -1,9 +1,10 @@
-"""``fastsam-onnx fetch NAME``: download a zoo model's checkpoint and export it to a bundle in the cache.
+"""``fastsam-onnx fetch NAME``: download a zoo model's checkpoint and convert it to a bundle in the cache.
 
 The checkpoint goes to ``$FASTSAM_ONNX_CACHE/checkpoints`` (default ``~/.cache/fastsam-onnx``), the bundle to
-``$FASTSAM_ONNX_CACHE/NAME``, where ``FastSAM("NAME")`` finds it. Exporting needs the [export] extra. A cached
-checkpoint is checked against the zoo's SHA-256 and a cached bundle against its manifest before either is used;
-a broken bundle is exported again.
+``$FASTSAM_ONNX_CACHE/NAME``, where ``FastSAM("NAME")`` finds it. The conversion is native by default (numpy and
+onnx, in the base install: no torch); ``--converter torch`` runs the PyTorch exporter instead (the [export]
+extra). A cached checkpoint is checked against the zoo's SHA-256 and a cached bundle against its manifest before
+either is used; a broken bundle is converted again. ``FastSAM("NAME")`` and ``--model NAME`` do the same on first use.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ NO_NAME = "give a model name, e.g. `fastsam-onnx fetch fastsam-s`; `fastsam-onnx
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("fetch", help="download a model of the zoo and export it", description=__doc__)
+    p = sub.add_parser("fetch", help="download a model of the zoo and convert it (no torch needed)", description=__doc__)
     p.add_argument("name", nargs="?", help="registry name, e.g. fastsam-s, fastsam-x, clip-vit-b-32 (omit with --list)")
     p.add_argument("--list", action="store_true", help="list the models of the zoo")
     p.add_argument(
@@ -27,6 +28,10 @@ def add_parser(sub) -> None:
         help="keep a download that cannot be checked against a SHA-256; do not check a cached checkpoint",
     )
     p.add_argument("--no-export", action="store_true", help="only download the checkpoint")
+    p.add_argument(
+        "--converter", choices=("native", "torch"), default="native",
+        help="native (the default): numpy and onnx, no torch; torch: the PyTorch exporter (needs the [export] extra)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--deadline", type=float, default=None, metavar="SECONDS",
@@ -85,6 +90,7 @@ def bundle_problem(bundle: Path, kind: str) -> Optional[str]:
 def run(args: argparse.Namespace) -> int:
     from ..download import cache_dir, fetch_checkpoint
     from ..models.registry import MODELS, find_model
+    from ..zoo import cache_lock
     from .usage import UsageError
     from ..export import missing_message, missing_modules
 
@@ -108,25 +114,43 @@ def run(args: argparse.Namespace) -> int:
             print(f"{desc.name} is already fetched: {clean(out)}")
             return 0
         print(clean(f"the cached bundle {out} is broken ({problem}); fetching and exporting it again"), file=sys.stderr)
-    missing = [] if args.no_export else missing_modules(desc.kind)
+    missing = [] if args.no_export or args.converter == "native" else missing_modules(desc.kind)
     if missing:  # before a download of up to 354 MB that could not be exported here
         raise UsageError(
-            f"{missing_message(desc.kind, missing)}; or `fastsam-onnx fetch {desc.name} --no-export` to only "
-            "download the checkpoint"
+            f"{missing_message(desc.kind, missing)}; or `fastsam-onnx fetch {desc.name}` (the native converter, no "
+            f"torch), or `fastsam-onnx fetch {desc.name} --no-export` to only download the checkpoint"
         )
-    checkpoint = fetch_checkpoint(desc.name, verify=not args.no_verify, progress=not args.quiet, deadline=args.deadline)
-    print(f"checkpoint: {clean(checkpoint)}", file=sys.stderr)
-    if args.no_export:
-        return 0
-    from ..export import ExportError
+    with cache_lock(desc.name):  # the same lock as a first use in another process (zoo.fetch_bundle)
+        checkpoint = fetch_checkpoint(desc.name, verify=not args.no_verify, progress=not args.quiet, deadline=args.deadline)
+        print(f"checkpoint: {clean(checkpoint)}", file=sys.stderr)
+        if args.no_export:
+            return 0
+        _convert(desc, checkpoint, out, args.converter, args.quiet)
+    print(f"bundle: {clean(out)}  (converter: {args.converter}; use it as FastSAM({desc.name!r}) or --model {desc.name})")
+    return 0
 
-    if desc.kind == "fastsam":
-        from ..export.fastsam import export_fastsam as export
+
+def _convert(desc: Any, checkpoint: Path, out: Path, converter: str, quiet: bool) -> Path:
+    """Convert ``checkpoint`` with ``desc``'s recipe into ``out`` (steps on stderr unless ``quiet``)."""
+    from ..export import ExportError
+    from .export import _Steps
+    from .usage import UsageError
+
+    recipe = dict(desc.recipe)
+    if converter == "native":
+        from ..export import native
+
+        total = (native.FASTSAM_STEPS if desc.kind == "fastsam" else native.CLIP_STEPS) + bool(recipe.get("int8"))
+        export = native.convert_fastsam if desc.kind == "fastsam" else native.convert_clip
+    elif desc.kind == "fastsam":
+        from ..export.fastsam import STEPS as total, export_fastsam as export
     else:
-        from ..export.clip import export_clip as export
+        from ..export.clip import STEPS as total, export_clip as export
+
+        total += bool(recipe.get("int8"))
+    steps = _Steps(total, f"convert {desc.name}", quiet)
+    kwargs = {"report": steps.report} if converter == "native" or desc.kind == "fastsam" else {}
     try:
-        export(checkpoint, out, **desc.recipe)
+        return steps.run(lambda: export(checkpoint, out, **recipe, progress=steps, **kwargs))
     except ExportError as e:
         raise UsageError(str(e)) from None
-    print(f"bundle: {clean(out)}  (use it as FastSAM({desc.name!r}) or --model {desc.name})")
-    return 0
