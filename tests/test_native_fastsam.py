@@ -138,6 +138,26 @@ def test_fastsam_x_shaped(x_checkpoint, export_bundle, assets, tmp_path, record_
         assert ((a.masks & b.masks).sum((1, 2)) / np.maximum((a.masks | b.masks).sum((1, 2)), 1)).min() >= 0.999
 
 
+def test_precision_variants_equal_the_torch_ones(s_checkpoint, export_bundle, assets, tmp_path):
+    """int8 (static QDQ, calibrated on the photographs) and fp16 variants made by :mod:`.precision` from the native
+    graph and from the torch export compute the same (640, static)."""
+    from fastsam_onnx.export import precision
+
+    ref = export_bundle(s_checkpoint, 640, False) / "fastsam.onnx"
+    native = tmp_path / "native.onnx"
+    save(build_fastsam(_model(s_checkpoint), imgsz=640, dynamic=False), native)
+    images = [assets / name for name in IMAGES]
+    feeds = _inputs(assets, 640, False)
+    for src in (native, ref):
+        precision.to_int8(src, src.with_suffix(".int8.onnx") if src == native else tmp_path / "torch.int8.onnx",
+                          images, (640, 640))
+    assert _max_diff(_session(tmp_path / "native.int8.onnx"), _session(tmp_path / "torch.int8.onnx"), feeds) == [0, 0]
+    pytest.importorskip("onnxconverter_common")
+    for src, dst in ((native, tmp_path / "native.fp16.onnx"), (ref, tmp_path / "torch.fp16.onnx")):
+        precision.to_fp16(src, dst, block=precision.float_casts(onnx.load(str(src))))
+    assert max(_max_diff(_session(tmp_path / "native.fp16.onnx"), _session(tmp_path / "torch.fp16.onnx"), feeds)) <= TOL
+
+
 def _dead_or_redundant(proto) -> list[str]:
     """Nodes whose outputs nobody reads, initializers nobody reads, Identity/Constant nodes."""
     used = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
