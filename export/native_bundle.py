@@ -34,10 +34,14 @@ from .native_common import (
     CONVERTER, Steps, agree, check_simplified, cpu_session, io_spec, new_tmp, now, opset_of, read_weights, replace_dir,
     step_lines, tools,
 )
+from .onnx_graph import save
 
 __all__ = ["ExportError", "CONVERTER", "FASTSAM_STEPS", "convert_recipe", "write_fastsam"]
 
 FASTSAM_STEPS = 6
+#: the long side of a dynamic graph's self-check input: the same graph at every size, and FastSAM-x's activations
+#: for a batch of two at 1024 × 768 would double the conversion's peak memory (0.6 GB instead of 1.4 GB)
+CHECK_SIZE = 512
 #: ``variant(fp32_path, out_path) -> manifest fields`` (``variant``, ``accuracy``, ``quantization``): see :mod:`.native`
 Variant = Callable[[Path, Path], Mapping[str, Any]]
 
@@ -93,15 +97,16 @@ def _parameters(record: Any) -> int:
 
 def fastsam_check(path: Path, imgsz: int, dynamic: bool, batch: int, stride: int) -> dict[str, Any]:
     """Run the graph at ``path`` on the photograph letterboxed as the runtime does (a dynamic graph: at the photo's
-    own aspect ratio, alone and as a batch of two; a static one: the fixed batch): shapes, finite values, batch
-    agreement. Returns the ``self_check`` record."""
+    own aspect ratio, :data:`CHECK_SIZE` on the long side at most, alone and as a batch of two; a static one: its
+    fixed size and batch): shapes, finite values, batch agreement. Returns the ``self_check`` record."""
     from fastsam_onnx.image import load_image
     from fastsam_onnx.letterbox import letterbox, letterbox_geometry, to_tensor
     from fastsam_onnx.models import check_photo
 
     photo = check_photo()
     img = load_image(photo)
-    x = to_tensor(letterbox(img, letterbox_geometry(img.shape[:2], (imgsz, imgsz), auto=dynamic, stride=stride)))
+    side = min(imgsz, CHECK_SIZE) if dynamic else imgsz
+    x = to_tensor(letterbox(img, letterbox_geometry(img.shape[:2], (side, side), auto=dynamic, stride=stride)))
     sess = cpu_session(path)
     name = sess.get_inputs()[0].name
     n = 2 if dynamic else batch
@@ -146,6 +151,7 @@ def write_fastsam(weights: str | os.PathLike[str], out: str | os.PathLike[str], 
     weights, out = Path(weights), Path(out)
     progress(1, f"reading checkpoint {weights} (nothing in it runs)")
     model = _model_record(read_weights(weights), weights)
+    parameters = _parameters(model)
     tmp = new_tmp(out)
     try:
         progress(2, f"building the ONNX graph from the weights (imgsz {imgsz}, {'dynamic' if dynamic else f'static, batch {batch}'})")
@@ -158,11 +164,11 @@ def write_fastsam(weights: str | os.PathLike[str], out: str | os.PathLike[str], 
         progress(3, "checking the graph is simplified as built (nothing onnxsim would fold or remove)")
         check_simplified(proto, "the FastSAM graph")
 
-        progress(4, "checking the graph with onnx.checker")
+        progress(4, "writing the graph (checked by onnx.checker as it was built)")
         onnx_path = tmp / FASTSAM_ONNX
-        onnx.save(proto, str(onnx_path))
-        del proto
-        onnx.checker.check_model(str(onnx_path))
+        facts = {"opset": opset_of(proto), "inputs": io_spec(proto.graph.input), "outputs": io_spec(proto.graph.output)}
+        save(proto, onnx_path)  # one tensor's serialization in memory at a time (onnx.save: the whole model, twice)
+        del proto, model  # the weights are in the file now: the self-check's session needs the memory
 
         progress(5, "self-check: onnxruntime on a real photograph (bus.jpg)")
         check = fastsam_check(onnx_path, imgsz, dynamic, batch, stride)
@@ -175,7 +181,10 @@ def write_fastsam(weights: str | os.PathLike[str], out: str | os.PathLike[str], 
             fp32_path.unlink()
 
         progress(6 + (variant is not None), "writing manifest")
-        graph = onnx.load(str(onnx_path), load_external_data=False)
+        if variant is not None:  # the variant's graph: its own opset and I/O (fp32 in and out either way)
+            graph = onnx.load(str(onnx_path), load_external_data=False)
+            facts = {"opset": opset_of(graph), "inputs": io_spec(graph.graph.input), "outputs": io_spec(graph.graph.output)}
+            del graph
         manifest = {
             "format_version": FORMAT_VERSION,
             "kind": "fastsam",
@@ -184,14 +193,14 @@ def write_fastsam(weights: str | os.PathLike[str], out: str | os.PathLike[str], 
             "dynamic": bool(dynamic),
             "batch": None if dynamic else batch,
             "stride": stride,
-            "opset": opset_of(graph),
+            "opset": facts["opset"],
             "rewrites": rewrites,
-            "inputs": io_spec(graph.graph.input),
-            "outputs": io_spec(graph.graph.output),
+            "inputs": facts["inputs"],
+            "outputs": facts["outputs"],
             "num_masks": int(check["outputs"][1][1]),
             "variant": fields["variant"],
             "sha256": {"onnx": sha256_file(onnx_path), "weights": sha256_file(weights)},
-            "source": {"weights": weights.name, "parameters": _parameters(model)},
+            "source": {"weights": weights.name, "parameters": parameters},
             "parity": None,
             "self_check": check,
             "converter": CONVERTER,

@@ -23,6 +23,7 @@ from .native_common import (
     CONVERTER, Steps, agree, check_simplified, cpu_session, io_spec, new_tmp, now, opset_of, read_weights, replace_dir,
     step_lines, tools,
 )
+from .onnx_graph import save
 
 __all__ = ["CLIP_STEPS", "write_clip", "clip_state", "clip_check"]
 
@@ -110,8 +111,6 @@ def write_clip(weights: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     """``weights`` (OpenAI's ``ViT-B-32.pt`` TorchScript archive, or a saved ViT CLIP state dict) → ``out/``
     (``clip_image.onnx``, ``clip_text.onnx``, the BPE vocabulary, ``manifest.json``). int8: int8 matrix products
     (dynamic quantization, as :func:`fastsam_onnx.export.clip.export_clip`'s). Raises BadModelError / ExportError."""
-    import onnx
-
     from fastsam_onnx.clip.tokenizer import BPE_NAME
     from fastsam_onnx.models import demo_clip_bundle
 
@@ -131,15 +130,14 @@ def write_clip(weights: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         progress(3, "checking the graphs are simplified as built (nothing onnxsim would fold or remove)")
         check_simplified(image_proto, "the image tower")
         check_simplified(text_proto, "the text tower")
-        progress(4, "checking the graphs with onnx.checker")
+        progress(4, "writing the graphs (checked by onnx.checker as they were built)")
         work = tmp / "fp32"
         work.mkdir()
         fp32 = (work / CLIP_IMAGE_ONNX, work / CLIP_TEXT_ONNX)
         specs = {}
         for key, proto, path in (("image", image_proto, fp32[0]), ("text", text_proto, fp32[1])):
             specs[key] = {"inputs": io_spec(proto.graph.input), "outputs": io_spec(proto.graph.output)}
-            onnx.save(proto, str(path))
-            onnx.checker.check_model(str(path))
+            save(proto, path)  # one tensor's serialization in memory at a time
         opset = opset_of(image_proto)
         del image_proto, text_proto
         paths = (tmp / CLIP_IMAGE_ONNX, tmp / CLIP_TEXT_ONNX)

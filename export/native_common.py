@@ -94,10 +94,16 @@ def replace_dir(tmp: Path, out: Path) -> None:
 
 
 def cpu_session(path: Path):
+    """An onnxruntime CPU session for a self-check, lean on memory: basic graph optimizations only (no fusion
+    copies of the weights) and no memory arena (the run's buffers are freed, not pooled); FastSAM-x: 0.36 GB
+    for the session instead of 0.67 GB."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
