@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -147,8 +146,8 @@ def run_ray(args: argparse.Namespace, prompts: dict) -> int:
     from ..distributed import segment_dataset
     from ..distributed.parts import PartWriter, existing_paths
     from .segment_many import check_output_dir, plural, segment_kwargs
-    from ..zoo import MODEL_ENV, env_setting
-    from .models import DEMO_NOTICE, fetch_models, say_if_demo
+    from ..zoo import MODEL_ENV, env_setting, is_demo
+    from .models import DEMO_NOTICE, fetch_models
     from .usage import UsageError
 
     items = _items(args.image, args.out)
@@ -156,11 +155,10 @@ def run_ray(args: argparse.Namespace, prompts: dict) -> int:
         raise UsageError(f"no images in {clean(args.image)} (extensions: .jpg .png .bmp .tif .webp ...)")
     done = existing_paths(args.out) if args.skip_existing else set()
     todo = [(p, s) for p, s in items if p not in done]
+    demo = args.model is None and env_setting(MODEL_ENV) is None  # the workers' default: the demo model
     if args.address is None:  # local: the model must load here too, so a bad one fails before Ray starts
         fetch_models(args.model, args.clip, quiet=args.quiet, need_clip=bool(prompts.get("texts")))  # once, not per actor
-        say_if_demo(FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict), args.quiet)
-    elif not args.quiet and args.model is None and env_setting(MODEL_ENV) is None:
-        print(DEMO_NOTICE, file=sys.stderr)
+        demo = is_demo(FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict).onnx_path)
     check_output_dir(args.out, "--out")
     threads = args.threads_per_worker or 1
     own = bool(todo) and _start_ray(args)
@@ -202,6 +200,8 @@ def run_ray(args: argparse.Namespace, prompts: dict) -> int:
         if own:
             ray.shutdown()
     stopped = f", stopped by Ctrl-C after {writer.rows}" if interrupted else ""
+    if demo and not args.quiet and writer.rows > bad:  # images were segmented with the demo model
+        progress.write(DEMO_NOTICE)
     progress.write(
         f"{args.image}: {writer.rows - bad} segmented, {len(items) - len(todo)} skipped (existing), {bad} bad, "
         f"{plural(len(items), 'image')}{stopped} in {time.perf_counter() - t0:.1f} s; {plural(instances, 'instance')} found; "
