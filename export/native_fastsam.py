@@ -30,7 +30,7 @@ from fastsam_onnx.errors import BadArgumentError, BadModelError
 
 from .checkpoint import Record
 from .native_yolo import Builder, Scope, array, attr, integer, kind
-from .onnx_graph import OPSET, Graph
+from .onnx_graph import OPSET, Graph, check
 
 __all__ = ["build_fastsam", "LAYERS"]
 
@@ -263,28 +263,20 @@ def _proto(b: Builder, rec: Record, x: str, s: Scope, nm: int) -> str:
 
 
 def _assemble(b: Builder, opset: int):
-    """The ModelProto: the builder's weights (already in ``b.model``) with the graph's nodes, inputs and outputs;
-    checked by ``onnx.checker`` on a skeleton whose initializers hold one element each (the checker would otherwise
-    serialize and parse every weight twice: 550 MB more for FastSAM-x), the weights being valid by construction."""
+    """The ModelProto: the builder's weights (already in ``b.model``) with the graph's nodes, inputs and outputs,
+    checked by :func:`onnx_graph.check` (on a skeleton: the weights are valid by construction)."""
     import onnx
     from onnx import helper
 
     model, g = b.model, b.g
-    for m in (model, onnx.ModelProto()):
-        m.ir_version = min(onnx.IR_VERSION, 9)  # what onnxruntime 1.17 reads, as Graph.model() sets it
-        m.producer_name = "fastsam-onnx native converter"
-        m.opset_import.append(helper.make_opsetid("", opset))
-        m.graph.name = g.name
-        m.graph.node.extend(g.nodes)
-        m.graph.input.extend(g.inputs)
-        m.graph.output.extend(g.outputs)
-    skeleton = m
-    for t in model.graph.initializer:
-        s = skeleton.graph.initializer.add()
-        s.name, s.data_type = t.name, t.data_type
-        s.dims.extend([1] * len(t.dims))
-        s.raw_data = bytes(helper.tensor_dtype_to_np_dtype(t.data_type).itemsize)
-    onnx.checker.check_model(skeleton)
+    model.ir_version = min(onnx.IR_VERSION, 9)  # what onnxruntime 1.17 reads, as Graph.model() sets it
+    model.producer_name = "fastsam-onnx native converter"
+    model.opset_import.append(helper.make_opsetid("", opset))
+    model.graph.name = g.name
+    model.graph.node.extend(g.nodes)
+    model.graph.input.extend(g.inputs)
+    model.graph.output.extend(g.outputs)
+    check(model)
     return model
 
 
