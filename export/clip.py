@@ -9,14 +9,10 @@ Everything is written to a temporary directory beside the target and renamed int
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import functools
-import json
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -24,19 +20,20 @@ from typing import Any, Callable
 import numpy as np
 
 from fastsam_onnx.clip.tokenizer import BPE_NAME
-from fastsam_onnx.manifest import FORMAT_VERSION, MANIFEST_NAME, sha256_file
+from fastsam_onnx.manifest import sha256_file
 
 from . import ExportError, require
+from .bundle import (  # CLIP_IMAGE_ONNX, CLIP_TEXT_ONNX, MIN_COSINE_INT8: public here too
+    CLIP_IMAGE_ONNX, CLIP_TEXT_ONNX, MIN_COSINE_INT8, check_out, clip_description, graph_io, manifest, opset_of,
+    staging, versions, write_manifest,
+)
 from .clip_weights import _import_clip, load_clip  # noqa: F401  # load_clip: public here too
-from .fastsam import STEPS, _io_spec, _progress, _replace_dir, _versions, quiet_tools
+from .fastsam import CONVERTER, STEPS, TOOLS, _progress, quiet_tools
 
-CLIP_IMAGE_ONNX = "clip_image.onnx"
-CLIP_TEXT_ONNX = "clip_text.onnx"
 DEFAULT_OPSET = 17
-#: Parity: every PyTorch/onnxruntime pair of embeddings must have at least this cosine similarity.
+#: Parity: every PyTorch/onnxruntime pair of embeddings must have at least this cosine similarity (an int8 bundle,
+#: ``int8=True``, with int8 weights and run-time activation quantization: MIN_COSINE_INT8).
 MIN_COSINE = 0.9999
-#: The same for an int8 bundle (``int8=True``): int8 weights and run-time activation quantization.
-MIN_COSINE_INT8 = 0.99
 
 #: Texts of the parity check: short, punctuated, non-Latin, and one beyond 77 tokens (truncated).
 PARITY_TEXTS = (
@@ -166,10 +163,6 @@ def parity(
     return out
 
 
-def _opset_of(proto) -> int:
-    return int(next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")))
-
-
 def export_clip(
     weights: str | os.PathLike[str] = "ViT-B/32",
     out: str | os.PathLike[str] | None = None,
@@ -209,8 +202,7 @@ def _export_clip(weights, out, opset, int8, download_root, progress) -> Path:
         stem = Path(str(weights)).stem if Path(str(weights)).is_file() else str(weights)
         out = Path("clip-" + re.sub(r"[^A-Za-z0-9_.@-]+", "-", stem))
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"output path exists and is not a directory: {out}")
+    check_out(out)
     int8 = bool(int8)
     if int8 and progress is _progress:
         progress = functools.partial(_progress, total=STEPS + 1)
@@ -226,10 +218,7 @@ def _export_clip(weights, out, opset, int8, download_root, progress) -> Path:
     normalize = preprocess.transforms[-1]
     mean, std = [float(v) for v in normalize.mean], [float(v) for v in normalize.std]
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with staging(out) as tmp:
         progress(2, f"exporting the image and text towers to ONNX (opset {opset}, dynamic batch)")
         images, image_names = parity_inputs(preprocess)
         tokens = clip.tokenize(list(PARITY_TEXTS), context_length=context_length, truncate=True).numpy()
@@ -267,71 +256,34 @@ def _export_clip(weights, out, opset, int8, download_root, progress) -> Path:
         embed_dim = int(model.text_projection.shape[1])
 
         progress(step + 1, "writing manifest")
-        import importlib.metadata as md
-
-        tools = _versions()
-        with contextlib.suppress(md.PackageNotFoundError):
-            tools["clip-anytorch"] = md.version("clip-anytorch")
-        weights_is_file = weights_file.is_file()
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "kind": "clip",
-            "precision": "int8" if int8 else "fp32",
-            "quantization": quantization,
-            "image_model_file": CLIP_IMAGE_ONNX,
-            "text_model_file": CLIP_TEXT_ONNX,
-            "bpe_file": BPE_NAME,
-            "embed_dim": embed_dim,
-            "context_length": context_length,
-            "image_resolution": resolution,
-            "vocab_size": int(model.vocab_size),
-            "opset": _opset_of(image_proto),
-            "image_encoder": {"inputs": _io_spec(image_proto.graph.input), "outputs": _io_spec(image_proto.graph.output)},
-            "text_encoder": {
-                "inputs": _io_spec(text_proto.graph.input),
-                "outputs": _io_spec(text_proto.graph.output),
-                "pooling": "argmax of token ids (the end-of-text token)",
-            },
-            "preprocess": {
-                "resize": "bicubic",
-                "resize_side": "short",
-                "size": resolution,
-                "crop": "center",
-                "mean": mean,
-                "std": std,
-                "scale": 1 / 255,
-                "channels": "RGB",
-            },
-            "tokenizer": {
-                "sot": int(clip.clip._tokenizer.encoder["<|startoftext|>"]),
-                "eot": int(clip.clip._tokenizer.encoder["<|endoftext|>"]),
-                "truncate": True,
-                "lower_case": True,
-            },
-            "sha256": {
+        tokenizer = clip.clip._tokenizer.encoder
+        description = clip_description(
+            int8=int8, quantization=quantization, embed_dim=embed_dim, context_length=context_length,
+            image_resolution=resolution, vocab_size=int(model.vocab_size), opset=opset_of(image_proto),
+            image_io=graph_io(image_proto), text_io=graph_io(text_proto), mean=mean, std=std,
+            sot=int(tokenizer["<|startoftext|>"]), eot=int(tokenizer["<|endoftext|>"]),
+        )
+        m = manifest(
+            description,
+            sha256={
                 "image_onnx": sha256_file(image_path),
                 "text_onnx": sha256_file(text_path),
                 "bpe": sha256_file(tmp / BPE_NAME),
-                "weights": sha256_file(weights_file) if weights_is_file else None,
+                "weights": sha256_file(weights_file) if weights_file.is_file() else None,
             },
-            "source": {
+            source={
                 "weights": str(weights) if str(weights) in clip.available_models() else weights_file.name,
                 "parameters": int(sum(p.numel() for p in model.parameters())),
             },
-            "parity": {
+            parity={
                 "images": image_names,
                 "texts": list(PARITY_TEXTS),
                 "image": stats["image"],
                 "text": stats["text"],
                 "min_cosine_required": min_cosine,
             },
-            "converter": "torch",  # which path made the bundle (fastsam_onnx.export.native writes "native")
-            "tools": tools,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        _replace_dir(tmp, out)
-        return out
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            converter=CONVERTER,
+            tools=versions(*TOOLS, "clip-anytorch"),
+        )
+        write_manifest(tmp, m, ensure_ascii=False)
+    return out

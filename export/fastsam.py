@@ -9,23 +9,21 @@ target and renamed into place only at the end, so a failure leaves no half-writt
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import functools
-import json
 import logging
 import os
 import shutil
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from fastsam_onnx.manifest import FASTSAM_ONNX, FORMAT_VERSION, MANIFEST_NAME, sha256_file
+from fastsam_onnx.manifest import FASTSAM_ONNX, sha256_file
 
 from . import ExportError, require
+from .bundle import check_out, fastsam_description, graph_facts, manifest, staging, variant_of, versions, write_manifest
 from .rewrite import dfl_last_axis, upsample_as_conv
 
 #: PyTorch vs onnxruntime check, element-wise: |onnx - torch| <= PARITY_ATOL + PARITY_RTOL * |torch|.
@@ -33,6 +31,9 @@ PARITY_ATOL = 1e-3
 PARITY_RTOL = 1e-3
 
 STEPS = 6
+CONVERTER = "torch"  # the manifest's converter: which path made the bundle (fastsam_onnx.export.native: "native")
+#: the packages whose versions the manifest's ``tools`` records
+TOOLS = ("torch", "ultralytics", "onnx", "onnxsim", "onnxruntime", "onnxconverter-common")
 
 
 def _progress(step: int, text: str, total: int = STEPS) -> None:
@@ -134,40 +135,6 @@ def parity(torch_model, onnx_path: Path, x: np.ndarray) -> dict[str, float]:
     return diffs
 
 
-def _io_spec(values) -> list[dict]:
-    import onnx
-
-    out = []
-    for v in values:
-        t = v.type.tensor_type
-        shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
-        out.append({"name": v.name, "shape": shape, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name})
-    return out
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("torch", "ultralytics", "onnx", "onnxsim", "onnxruntime", "onnxconverter-common"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` bundle to ``out``, replacing an existing bundle there."""
-    if out.exists():
-        old = out.with_name(out.name + ".old-" + tmp.name)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
-
-
 def export_fastsam(
     weights: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -207,13 +174,7 @@ def _export_fastsam(weights, out, imgsz, dynamic, opset, batch, half, int8, cali
 
     from . import precision
 
-    if half and int8:
-        raise ExportError("choose one of half (fp16) and int8")
-    if int8 and calib is None:
-        raise ExportError("int8 needs calibration images: --calib DIR")
-    variant = "int8" if int8 else "fp16" if half else "fp32"
-    if calib is not None and variant == "fp32":
-        raise ExportError("--calib only applies to --half or --int8")
+    variant = variant_of(half, int8, calib)
     calib_images = precision.calibration_images(calib) if calib is not None else None
     if variant != "fp32" and progress is _progress:
         progress = functools.partial(_progress, total=STEPS + 1)
@@ -222,16 +183,12 @@ def _export_fastsam(weights, out, imgsz, dynamic, opset, batch, half, int8, cali
     if batch < 1:
         raise ExportError(f"batch must be >= 1, got {batch}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"output path exists and is not a directory: {out}")
+    check_out(out)
     weights = Path(weights)
 
     progress(1, f"loading checkpoint {weights}")
     model = load_checkpoint(weights)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with staging(out) as tmp:
         shape = "dynamic" if dynamic else f"static, batch {batch}"
         progress(2, f"exporting to ONNX (imgsz {imgsz}, {shape})")
         work = tmp / "work"
@@ -285,39 +242,26 @@ def _export_fastsam(weights, out, imgsz, dynamic, opset, batch, half, int8, cali
             simplified = onnx.load(str(onnx_path), load_external_data=False)
 
         progress(6 + (variant != "fp32"), "writing manifest")
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "kind": "fastsam",
-            "model_file": FASTSAM_ONNX,
-            "imgsz": [imgsz, imgsz],
-            "dynamic": dynamic,
-            "batch": None if dynamic else batch,
-            "stride": int(model.model.stride.max()),
-            "opset": int(next(o.version for o in simplified.opset_import if o.domain in ("", "ai.onnx"))),
-            "rewrites": rewrites,
-            "inputs": _io_spec(simplified.graph.input),
-            "outputs": _io_spec(simplified.graph.output),
-            "num_masks": int(model.model.model[-1].nm),
-            "variant": variant,
-            "sha256": {"onnx": sha256_file(onnx_path), "weights": sha256_file(weights)},
-            "source": {"weights": weights.name, "parameters": int(sum(p.numel() for p in torch_model.parameters()))},
-            "parity": {
+        description = fastsam_description(
+            imgsz=imgsz, dynamic=dynamic, batch=batch, stride=int(model.model.stride.max()),
+            facts=graph_facts(simplified), rewrites=rewrites, num_masks=int(model.model.model[-1].nm), variant=variant,
+        )
+        m = manifest(
+            description,
+            sha256={"onnx": sha256_file(onnx_path), "weights": sha256_file(weights)},
+            source={"weights": weights.name, "parameters": int(sum(p.numel() for p in torch_model.parameters()))},
+            parity={
                 "image": image_name,
                 "max_abs_diff": diffs,
                 "tolerance": f"|onnx - pytorch| <= {PARITY_ATOL} + {PARITY_RTOL} * |pytorch| element-wise",
                 "graph": "fp32",
             },
-            "converter": "torch",  # which path made the bundle (fastsam_onnx.export.native writes "native")
-            "tools": _versions(),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
+            converter=CONVERTER,
+            tools=versions(*TOOLS),
+        )
         if accuracy is not None:
-            manifest["accuracy"] = {"reference": "fp32", **accuracy}
+            m["accuracy"] = {"reference": "fp32", **accuracy}
         if quantization is not None:
-            manifest["quantization"] = quantization
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-        _replace_dir(tmp, out)
-        return out
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            m["quantization"] = quantization
+        write_manifest(tmp, m)
+    return out

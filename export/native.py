@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from . import ExportError
+from .bundle import variant_of
 from .native_bundle import CONVERTER, FASTSAM_STEPS, Steps, step_lines, write_fastsam
 from .native_clip_bundle import CLIP_STEPS, write_clip
 
@@ -96,13 +96,7 @@ def convert_fastsam(
     :class:`ExportError` for a bad option or a failed self-check, and
     :class:`~fastsam_onnx.errors.MissingExtraError` for ``half`` without onnxconverter-common.
     """
-    if half and int8:
-        raise ExportError("choose one of half (fp16) and int8")
-    if int8 and calib is None:
-        raise ExportError("int8 needs calibration images: --calib DIR")
-    variant = "int8" if int8 else "fp16" if half else "fp32"
-    if calib is not None and variant == "fp32":
-        raise ExportError("--calib only applies to --half or --int8")
+    variant = variant_of(half, int8, calib)
     if half:
         from fastsam_onnx.extras import require_extra
 

@@ -1,5 +1,6 @@
 """The native converter's bundle writer (FastSAM here, CLIP in :mod:`.native_clip_bundle`, what both share in
-:mod:`.native_common`): checkpoint → bundle with numpy, ``onnx`` and onnxruntime alone (issue 24).
+:mod:`.native_common`, and with the torch exporters in :mod:`.bundle`): checkpoint → bundle with numpy, ``onnx`` and
+onnxruntime alone (issue 24).
 
 A checkpoint is read without running any of it (:func:`.checkpoint.read_checkpoint`), its graph built from its own
 weights (:func:`.native_fastsam.build_fastsam`, :func:`.native_clip.build_clip`), checked by ``onnx.checker`` and run
@@ -17,9 +18,7 @@ whose accuracy is measured with the runtime, are added by :mod:`.native` through
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -27,13 +26,11 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 
 from fastsam_onnx.errors import BadModelError
-from fastsam_onnx.manifest import FASTSAM_ONNX, FORMAT_VERSION, MANIFEST_NAME, sha256_file
+from fastsam_onnx.manifest import FASTSAM_ONNX, sha256_file
 
 from . import ExportError
-from .native_common import (
-    CONVERTER, Steps, agree, check_simplified, cpu_session, io_spec, new_tmp, now, opset_of, read_weights, replace_dir,
-    step_lines, tools,
-)
+from .bundle import fastsam_description, graph_facts, manifest, staging, write_manifest
+from .native_common import CONVERTER, Steps, agree, check_simplified, cpu_session, read_weights, step_lines, tools
 from .onnx_graph import save
 
 __all__ = ["ExportError", "CONVERTER", "FASTSAM_STEPS", "convert_recipe", "write_fastsam"]
@@ -152,8 +149,7 @@ def write_fastsam(weights: str | os.PathLike[str], out: str | os.PathLike[str], 
     progress(1, f"reading checkpoint {weights} (nothing in it runs)")
     model = _model_record(read_weights(weights), weights)
     parameters = _parameters(model)
-    tmp = new_tmp(out)
-    try:
+    with staging(out) as tmp:
         progress(2, f"building the ONNX graph from the weights (imgsz {imgsz}, {'dynamic' if dynamic else f'static, batch {batch}'})")
         proto = build_fastsam(model, imgsz=imgsz, dynamic=dynamic, batch=batch)
         meta = {p.key: p.value for p in proto.metadata_props}
@@ -166,7 +162,7 @@ def write_fastsam(weights: str | os.PathLike[str], out: str | os.PathLike[str], 
 
         progress(4, "writing the graph (checked by onnx.checker as it was built)")
         onnx_path = tmp / FASTSAM_ONNX
-        facts = {"opset": opset_of(proto), "inputs": io_spec(proto.graph.input), "outputs": io_spec(proto.graph.output)}
+        facts = graph_facts(proto)
         save(proto, onnx_path)  # one tensor's serialization in memory at a time (onnx.save: the whole model, twice)
         del proto, model  # the weights are in the file now: the self-check's session needs the memory
 
@@ -182,35 +178,14 @@ def write_fastsam(weights: str | os.PathLike[str], out: str | os.PathLike[str], 
 
         progress(6 + (variant is not None), "writing manifest")
         if variant is not None:  # the variant's graph: its own opset and I/O (fp32 in and out either way)
-            graph = onnx.load(str(onnx_path), load_external_data=False)
-            facts = {"opset": opset_of(graph), "inputs": io_spec(graph.graph.input), "outputs": io_spec(graph.graph.output)}
-            del graph
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "kind": "fastsam",
-            "model_file": FASTSAM_ONNX,
-            "imgsz": [imgsz, imgsz],
-            "dynamic": bool(dynamic),
-            "batch": None if dynamic else batch,
-            "stride": stride,
-            "opset": facts["opset"],
-            "rewrites": rewrites,
-            "inputs": facts["inputs"],
-            "outputs": facts["outputs"],
-            "num_masks": int(check["outputs"][1][1]),
-            "variant": fields["variant"],
-            "sha256": {"onnx": sha256_file(onnx_path), "weights": sha256_file(weights)},
-            "source": {"weights": weights.name, "parameters": parameters},
-            "parity": None,
-            "self_check": check,
-            "converter": CONVERTER,
-            "tools": tools(*(("onnxconverter-common",) if fields.get("variant") == "fp16" else ())),
-            "created": now(),
-        }
-        manifest.update(fields)  # accuracy, quantization of a variant
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-        replace_dir(tmp, out)
-        return out
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            facts = graph_facts(onnx.load(str(onnx_path), load_external_data=False))
+        description = fastsam_description(imgsz=imgsz, dynamic=dynamic, batch=batch, stride=stride, facts=facts,
+                                          rewrites=rewrites, num_masks=int(check["outputs"][1][1]),
+                                          variant=fields["variant"])
+        m = manifest(description, sha256={"onnx": sha256_file(onnx_path), "weights": sha256_file(weights)},
+                     source={"weights": weights.name, "parameters": parameters}, self_check=check,
+                     converter=CONVERTER,
+                     tools=tools(*(("onnxconverter-common",) if fields.get("variant") == "fp16" else ())))
+        m.update(fields)  # accuracy, quantization of a variant
+        write_manifest(tmp, m)
+    return out

@@ -7,7 +7,6 @@ towers on crops of a real photograph and on texts through the runtime's own prep
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -16,21 +15,19 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from fastsam_onnx.errors import BadModelError
-from fastsam_onnx.manifest import FORMAT_VERSION, MANIFEST_NAME, sha256_file
+from fastsam_onnx.manifest import sha256_file
 
 from . import ExportError
-from .native_common import (
-    CONVERTER, Steps, agree, check_simplified, cpu_session, io_spec, new_tmp, now, opset_of, read_weights, replace_dir,
-    step_lines, tools,
+from .bundle import (
+    CLIP_IMAGE_ONNX, CLIP_TEXT_ONNX, MIN_COSINE_INT8, clip_description, graph_io, manifest, opset_of, staging,
+    write_manifest,
 )
+from .native_common import CONVERTER, Steps, agree, check_simplified, cpu_session, read_weights, step_lines, tools
 from .onnx_graph import save
 
 __all__ = ["CLIP_STEPS", "write_clip", "clip_state", "clip_check"]
 
 CLIP_STEPS = 6
-CLIP_IMAGE_ONNX, CLIP_TEXT_ONNX = "clip_image.onnx", "clip_text.onnx"
-#: int8 CLIP towers against the fp32 towers built here: the torch exporter's bound for int8 (export/clip.py)
-MIN_COSINE_INT8 = 0.99
 #: OpenAI CLIP's normalisation (clip.clip._transform) and its tokenizer's start/end-of-text ids
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -122,8 +119,7 @@ def write_clip(weights: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     progress(1, f"reading checkpoint {weights} (nothing in it runs)")
     state = clip_state(read_weights(weights), weights)
     config = clip_config(state)
-    tmp = new_tmp(out)
-    try:
+    with staging(out) as tmp:
         progress(2, "building the image and text towers from the weights (dynamic batch)")
         image_proto, text_proto = build_clip(state)
         del state
@@ -136,7 +132,7 @@ def write_clip(weights: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         fp32 = (work / CLIP_IMAGE_ONNX, work / CLIP_TEXT_ONNX)
         specs = {}
         for key, proto, path in (("image", image_proto, fp32[0]), ("text", text_proto, fp32[1])):
-            specs[key] = {"inputs": io_spec(proto.graph.input), "outputs": io_spec(proto.graph.output)}
+            specs[key] = graph_io(proto)
             save(proto, path)  # one tensor's serialization in memory at a time
         opset = opset_of(image_proto)
         del image_proto, text_proto
@@ -160,40 +156,13 @@ def write_clip(weights: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         shutil.rmtree(work)
 
         progress(step + 1, "writing manifest")
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "kind": "clip",
-            "precision": "int8" if int8 else "fp32",
-            "quantization": quantization,
-            "image_model_file": CLIP_IMAGE_ONNX,
-            "text_model_file": CLIP_TEXT_ONNX,
-            "bpe_file": BPE_NAME,
-            "embed_dim": config.embed_dim,
-            "context_length": config.context_length,
-            "image_resolution": config.image_resolution,
-            "vocab_size": config.vocab_size,
-            "opset": opset,
-            "image_encoder": specs["image"],
-            "text_encoder": {**specs["text"], "pooling": "argmax of token ids (the end-of-text token)"},
-            "preprocess": {
-                "resize": "bicubic", "resize_side": "short", "size": config.image_resolution, "crop": "center",
-                "mean": list(CLIP_MEAN), "std": list(CLIP_STD), "scale": 1 / 255, "channels": "RGB",
-            },
-            "tokenizer": {"sot": SOT, "eot": EOT, "truncate": True, "lower_case": True},
-            "sha256": {
-                "image_onnx": sha256_file(paths[0]), "text_onnx": sha256_file(paths[1]),
-                "bpe": sha256_file(tmp / BPE_NAME), "weights": sha256_file(weights),
-            },
-            "source": {"weights": weights.name, "parameters": config.parameters},
-            "parity": None,
-            "self_check": check,
-            "converter": CONVERTER,
-            "tools": tools(),
-            "created": now(),
-        }
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        replace_dir(tmp, out)
-        return out
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        description = clip_description(
+            int8=int8, quantization=quantization, embed_dim=config.embed_dim, context_length=config.context_length,
+            image_resolution=config.image_resolution, vocab_size=config.vocab_size, opset=opset,
+            image_io=specs["image"], text_io=specs["text"], mean=CLIP_MEAN, std=CLIP_STD, sot=SOT, eot=EOT)
+        sha256 = {"image_onnx": sha256_file(paths[0]), "text_onnx": sha256_file(paths[1]),
+                  "bpe": sha256_file(tmp / BPE_NAME), "weights": sha256_file(weights)}
+        source = {"weights": weights.name, "parameters": config.parameters}
+        m = manifest(description, sha256=sha256, source=source, self_check=check, converter=CONVERTER, tools=tools())
+        write_manifest(tmp, m, ensure_ascii=False)
+    return out

@@ -1,19 +1,18 @@
 """What the native converter's bundle writers share (:mod:`.native_bundle` for FastSAM, :mod:`.native_clip_bundle`
-for CLIP): reading the checkpoint, the manifest's I/O specs and tool versions, the temporary directory renamed into
-place, onnxruntime sessions of the self-checks. numpy, ``onnx`` and onnxruntime only; nothing of the runtime model."""
+for CLIP) and the torch exporters do not (what those share too is in :mod:`.bundle`): progress lines, reading the
+checkpoint, the tools' versions, the self-checks' onnxruntime sessions and comparisons, the simplified-graph check.
+numpy, ``onnx`` and onnxruntime only; nothing of the runtime model."""
 
 from __future__ import annotations
 
-import datetime as _dt
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from . import ExportError
+from .bundle import versions
 
 CONVERTER = "native"
 #: one image alone and in a batch: |batch - alone| <= CHECK_ATOL + CHECK_RTOL * |alone| element-wise
@@ -38,59 +37,9 @@ def read_weights(weights: Path) -> Any:
     return read_checkpoint(weights)
 
 
-def io_spec(values) -> list[dict]:
-    """Inputs or outputs of a graph as the manifest lists them: name, shape (ints, names of free axes), dtype."""
-    from onnx import helper
-
-    out = []
-    for v in values:
-        t = v.type.tensor_type
-        shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
-        out.append({"name": v.name, "shape": shape, "dtype": helper.tensor_dtype_to_np_dtype(t.elem_type).name})
-    return out
-
-
-def opset_of(proto) -> int:
-    return int(next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")))
-
-
 def tools(*extra: str) -> dict[str, str]:
     """Versions of the packages that made the bundle (no torch: the native converter uses none)."""
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("fastsam-onnx", "numpy", "onnx", "onnxruntime", *extra):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-def now() -> str:
-    """The time, UTC, to the second (the manifest's ``created``)."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def new_tmp(out: Path) -> Path:
-    """A fresh temporary directory beside ``out`` (``out`` must not be a file)."""
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"output path exists and is not a directory: {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)
-    return tmp
-
-
-def replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` bundle to ``out``, replacing an existing bundle there."""
-    if out.exists():
-        old = out.with_name(out.name + ".old-" + tmp.name)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
+    return versions("fastsam-onnx", "numpy", "onnx", "onnxruntime", *extra)
 
 
 def cpu_session(path: Path):

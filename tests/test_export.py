@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from exportkit import bad_checkpoint, leftovers
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -37,30 +38,24 @@ def _export(args, capsys):
     return status, capsys.readouterr()
 
 
-def _leftovers(parent: Path, name: str):
-    return [p.name for p in parent.iterdir() if p.name.startswith(f".{name}")]
-
-
-@pytest.mark.parametrize("kind", ["missing", "empty", "corrupt", "detect", "multiclass"])
+@pytest.mark.parametrize("kind", ["missing", "empty", "random", "detect", "multiclass"])
 def test_bad_checkpoint_exit_2_one_line_nothing_left(kind, tmp_path, capsys):
     from ultralytics.nn.tasks import DetectionModel, SegmentationModel
 
     ckpt = tmp_path / f"{kind}.pt"
-    if kind == "empty":
-        ckpt.write_bytes(b"")
-    elif kind == "corrupt":
-        ckpt.write_bytes(np.random.default_rng(0).bytes(4096))
-    elif kind == "detect":
+    if kind == "detect":
         _save(DetectionModel("yolov8n.yaml", nc=1, verbose=False), ckpt)
     elif kind == "multiclass":
         _save(SegmentationModel("yolov8n-seg.yaml", nc=3, verbose=False), ckpt)
+    else:
+        bad_checkpoint(ckpt, kind)
     out = tmp_path / "bundle"
     status, cap = _export(["--weights", ckpt, "--out", out, "--imgsz", 320], capsys)
     assert status == 2
     err_lines = [line for line in cap.err.splitlines() if line.startswith("fastsam-onnx")]
     assert len(err_lines) == 1 and "error" in err_lines[0], cap.err
     assert not out.exists()
-    assert _leftovers(tmp_path, "bundle") == []
+    assert leftovers(tmp_path, "bundle") == []
 
 
 def test_bad_imgsz_exit_2(tiny_seg, tmp_path, capsys):
@@ -86,7 +81,7 @@ def test_parity_failure_is_an_error_and_leaves_nothing(tiny_seg, tmp_path, monke
     out = tmp_path / "bundle"
     status, cap = _export(["--weights", tiny_seg, "--out", out, "--imgsz", 320], capsys)
     assert status == 2 and "disagree" in cap.err, cap.err
-    assert not out.exists() and _leftovers(tmp_path, "bundle") == []
+    assert not out.exists() and leftovers(tmp_path, "bundle") == []
 
 
 @pytest.mark.parametrize("dynamic", [False, True])
@@ -124,7 +119,7 @@ def test_bundle_and_manifest(tiny_seg, tmp_path, capsys, dynamic):
     assert len(softmax) == 1 and onnx.helper.get_attribute_value(softmax[0].attribute[0]) == 3
     # overwrite an existing bundle in place
     status, _ = _export(args, capsys)
-    assert status == 0 and _leftovers(tmp_path, "bundle") == []
+    assert status == 0 and leftovers(tmp_path, "bundle") == []
 
 
 def test_batch_and_opset(tiny_seg, tmp_path, capsys):

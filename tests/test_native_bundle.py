@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from exportkit import bad_checkpoint, leftovers
 from torchfree import run_blocked
 
 from fastsam_onnx import FastSAM
@@ -39,10 +40,6 @@ CLIP_FIELDS = {
 def static_bundle(demo, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("native") / "static"
     return convert_fastsam(demo / "fastsam-demo.pt", out, imgsz=512, dynamic=False, **QUIET)
-
-
-def _leftovers(parent: Path, name: str) -> list[str]:
-    return [p.name for p in parent.iterdir() if p.name.startswith(f".{name}")]
 
 
 def test_fastsam_bundle_has_the_torch_layout(static_bundle, demo):
@@ -98,23 +95,22 @@ def test_static_batch(demo, tmp_path):
 def test_bad_options(demo, tmp_path, kwargs, message):
     with pytest.raises(ExportError, match=message):
         convert_fastsam(demo / "fastsam-demo.pt", tmp_path / "b", **kwargs, **QUIET)
-    assert not (tmp_path / "b").exists() and _leftovers(tmp_path, "b") == []
+    assert not (tmp_path / "b").exists() and leftovers(tmp_path, "b") == []
 
 
 def test_bad_checkpoint_leaves_nothing_and_keeps_the_old_bundle(demo, tmp_path):
-    bad = tmp_path / "bad.pt"
-    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    bad = bad_checkpoint(tmp_path / "bad.pt", "random")
     out = tmp_path / "bundle"
     with pytest.raises(BadModelError) as e:
         convert_fastsam(bad, out, **QUIET)
-    assert "\n" not in str(e.value) and not out.exists() and _leftovers(tmp_path, "bundle") == []
+    assert "\n" not in str(e.value) and not out.exists() and leftovers(tmp_path, "bundle") == []
     convert_fastsam(demo / "fastsam-demo.pt", out, imgsz=256, **QUIET)
     before = (out / "manifest.json").read_bytes()
     with pytest.raises(BadModelError):
         convert_fastsam(bad, out, **QUIET)
-    assert (out / "manifest.json").read_bytes() == before and _leftovers(tmp_path, "bundle") == []
+    assert (out / "manifest.json").read_bytes() == before and leftovers(tmp_path, "bundle") == []
     convert_fastsam(demo / "fastsam-demo.pt", out, imgsz=320, **QUIET)  # replaced in place
-    assert read_manifest(out)["imgsz"] == [320, 320] and _leftovers(tmp_path, "bundle") == []
+    assert read_manifest(out)["imgsz"] == [320, 320] and leftovers(tmp_path, "bundle") == []
     clip_state = tmp_path / "state.pt"
     shutil.copyfile(demo_clip_bundle() / "clip-demo.pt", clip_state)  # a state dict, not an ultralytics checkpoint
     with pytest.raises(BadModelError, match="not an ultralytics checkpoint"):

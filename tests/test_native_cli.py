@@ -11,10 +11,9 @@ import http.server
 import json
 import shutil
 import threading
-from pathlib import Path
 
-import numpy as np
 import pytest
+from exportkit import bad_checkpoint, leftovers
 from torchfree import run_blocked
 
 from fastsam_onnx.cli import main
@@ -166,19 +165,17 @@ def test_export_half_without_onnxconverter(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("kind", ["missing", "empty", "random", "truncated", "state-dict"])
 def test_bad_checkpoints_exit_2_one_line_nothing_left(kind, tmp_path, capsys):
     ckpt = tmp_path / f"{kind}.pt"
-    if kind == "empty":
-        ckpt.write_bytes(b"")
-    elif kind == "random":
-        ckpt.write_bytes(np.random.default_rng(0).bytes(4096))
-    elif kind == "truncated":
+    if kind == "truncated":
         ckpt.write_bytes(FASTSAM_PT.read_bytes()[: FASTSAM_PT.stat().st_size // 2])
     elif kind == "state-dict":
         shutil.copyfile(CLIP_PT, ckpt)
+    else:
+        bad_checkpoint(ckpt, kind)
     out = tmp_path / "bundle"
     assert main(["export", "fastsam", "--weights", str(ckpt), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fastsam-onnx export: error:"), err
-    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".bundle")] == []
+    assert not out.exists() and leftovers(tmp_path, "bundle") == []
     if kind in ("random", "state-dict"):
         assert main(["export", "clip", "--weights", str(ckpt if kind == "random" else FASTSAM_PT), "--out", str(out),
                      "--quiet"]) == 2
