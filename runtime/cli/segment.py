@@ -175,6 +175,17 @@ def read_prompts_file(path: Path) -> dict:
     return out
 
 
+def check_mode_prompts(args: argparse.Namespace, points: bool, texts: bool) -> None:
+    """Refuse (UsageError) a --point-mode/--text-mode other than select with none of its prompts: it would
+    change nothing (`--point-mode each` without points selected by boxes or texts alone, or nothing)."""
+    from .usage import UsageError
+
+    if args.point_mode != "select" and not points:
+        raise UsageError(f"--point-mode {args.point_mode} needs points (--point X,Y or \"points\" in --prompts)")
+    if args.text_mode != "select" and not texts:
+        raise UsageError(f"--text-mode {args.text_mode} needs texts (--text TEXT or \"texts\" in --prompts)")
+
+
 def gather_prompts(args: argparse.Namespace) -> dict:
     """Prompts from --box/--point/--text and --prompts FILE, merged; keys as ``FastSAM.prompt`` takes them."""
     boxes = [_numbers(b, (4,), "box") for b in args.box]
@@ -192,6 +203,7 @@ def gather_prompts(args: argparse.Namespace) -> dict:
         texts += data["texts"]
     from ..prompts import parse_boxes, parse_points, parse_texts
 
+    check_mode_prompts(args, bool(points), bool(texts))
     out: dict = {}
     huge = (1 << 31, 1 << 31)  # check with the API's own parsers once, not once per image of a folder
     if boxes:
@@ -215,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
     from .distributed import check_engine, run_ray
     from .folder import run_folder
     from .options import check_options
-    from .segment_many import check_output_file, kind_of, plural
+    from .segment_many import check_output_file, check_stdout_once, kind_of, plural
     from .usage import UsageError
     from .video import run_video
 
@@ -226,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
     from .edges_proposals import check_outputs
 
     check_outputs(args, kind)  # --edges, --proposals
+    check_stdout_once(args)  # "-": standard output, for one output at most
     prompts = gather_prompts(args)
     if kind == "folder":
         from .folder import check_folder_outputs
