@@ -114,6 +114,9 @@ def test_cli_ray_rows_equal_cli_json(local_ray, photos, cli_json, tmp_path, caps
     import pyarrow.parquet as pq
 
     assert pq.read_table(out).num_rows == 7  # the folder reads as one table
+    pd = pytest.importorskip("pandas")
+    assert {r["path"]: to_result_json(r) for r in pd.read_parquet(out).to_dict("records")} == {
+        r["path"]: to_result_json(r) for r in rows}  # as the README reads it
     assert len({r["worker_pid"] for r in rows}) >= 1 and all(r["node_id"] for r in rows)
 
 
@@ -255,3 +258,57 @@ def test_part_writer_flushes_by_time(tmp_path):
     time.sleep(0.1)
     w.add(to_table(rows[1:]))  # over the time: both batches go to part 0
     assert len(w.parts) == 1 and read_results(tmp_path / "r.parquet") == rows
+
+
+def reader_rows(parquet, jsonl):
+    """{reader: its rows} for every way the docs read an output folder back (pandas 2 semantics too, where the
+    installed pandas can still be asked for them)."""
+    import warnings
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    got = {"read_results parquet": read_results(parquet), "read_results jsonl": read_results(jsonl),
+           "pyarrow to_pylist": pq.read_table(parquet).to_pylist()}
+    frames = {f"pandas {b}": pd.read_parquet(parquet, dtype_backend=b) for b in ("numpy_nullable", "pyarrow")}
+    frames["pandas"] = pd.read_parquet(parquet)
+    frames["pandas read_json"] = pd.concat(
+        [pd.read_json(p, lines=True, precise_float=True) for p in part_files(jsonl, "jsonl")], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with pd.option_context("future.infer_string", False):  # pandas 2's object columns holding None
+                frames["pandas object strings"] = pd.read_parquet(parquet)
+        except (KeyError, ValueError):  # pandas 4: the option is gone
+            pass
+    for name, df in frames.items():
+        assert df["error"].isna().sum() == 5, name  # the docs' filter: df[df["error"].isna()]
+        got[name + " to_dict"] = df.to_dict("records")
+        got[name + " iterrows"] = [r for _, r in df.iterrows()]
+        got[name + " iloc"] = [df.iloc[i] for i in range(len(df))]
+    return got
+
+
+def test_every_reader_gives_the_folder_json(photos, cli_json, tmp_path):
+    """pyarrow, pandas (each dtype backend, records / iterrows / iloc) and JSON lines: the rows of an output folder
+    (several parts) give the folder mode's JSON for every good image and None for the bad ones (pandas 3 reads a
+    null ``error`` as NaN, list columns as numpy arrays and integer columns with nulls as float64)."""
+    pytest.importorskip("pandas")
+    rows = [Segmenter().segment_one(p, s) for p, s in list_source(photos)]
+    assert {r["path"]: strip(to_result_json(r)) for r in rows if r["error"] is None} == {
+        p: strip(j) for p, j in cli_json.items()}
+    for r in rows:  # prompt tags and a prompt timing, as a prompted run writes them
+        if r["instances"]:
+            r["instances"][0]["selected_by"] = ["text:0", "box:1"]
+            r["timings_ms"]["prompt"] = 1.25
+    want = {r["path"]: to_result_json(r) for r in rows}
+    assert sorted(p for p, j in want.items() if j is None) == ["fake.png", "synth/broken.jpg"]
+    for fmt in ("parquet", "jsonl"):
+        with PartWriter(tmp_path / f"r.{fmt}", fmt, rows_per_part=3) as w:
+            for r in rows:
+                w.add(to_table([r]))
+        assert len(part_files(tmp_path / f"r.{fmt}", fmt)) == 3
+    for name, got in reader_rows(tmp_path / "r.parquet", tmp_path / "r.jsonl").items():
+        assert len(got) == 7, name
+        for r in got:
+            assert to_result_json(r) == want[r["path"]], (name, r["path"])

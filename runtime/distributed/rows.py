@@ -15,14 +15,18 @@ Columns (:func:`schema`):
 ``node_id``, ``worker_pid``  where the row was made (Ray node id, process id): informational
 ========================  ==================================================================================
 
-:func:`to_result_json` turns a row back into exactly the dict the CLI writes for that image.
+:func:`to_result_json` turns a row back into exactly the dict the CLI writes for that image, whichever reader gave
+the row (pyarrow, pandas 2 or 3 with any ``dtype_backend``, JSON lines, Ray): :func:`is_null` takes None, NaN and
+``pd.NA`` as null.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["COLUMNS", "schema", "row_of", "error_row", "to_result_json", "to_table"]
+import numpy as np
+
+__all__ = ["COLUMNS", "schema", "row_of", "error_row", "to_result_json", "is_null", "to_table"]
 
 COLUMNS = ("path", "source", "width", "height", "mask_width", "mask_height", "instances", "timings_ms", "error",
            "node_id", "worker_pid")
@@ -81,21 +85,51 @@ def to_table(rows: list[dict[str, Any]]):
     return pa.Table.from_pylist(rows, schema=schema())
 
 
-def to_result_json(row: dict[str, Any]) -> dict[str, Any] | None:
-    """The CLI's per-image JSON (``Result.to_json``) for a row; None for a row with an ``error``."""
-    if row.get("error") is not None:
+def is_null(value: Any) -> bool:
+    """Whether a reader's cell is a null: None (pyarrow, JSON), NaN (pandas' default float and ``str`` columns:
+    pandas 3 reads a null ``error`` as NaN) or ``pd.NA`` / ``pd.NaT`` (pandas' nullable and ``pyarrow`` dtypes)."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    return type(value).__name__ in ("NAType", "NaTType")  # pandas' missing markers, without importing pandas
+
+
+def _items(value: Any) -> list[Any]:
+    """A list cell as a list: a list (pyarrow, JSON), a numpy array (pandas' object columns) or a null (→ [])."""
+    return [] if is_null(value) else list(value)
+
+
+def _counts(value: Any) -> str | list[int]:
+    """RLE counts: a list of run lengths as ints; a compressed COCO string (str or bytes) as a str."""
+    if isinstance(value, bytes):
+        return value.decode("ascii")
+    return value if isinstance(value, str) else [int(v) for v in _items(value)]
+
+
+def to_result_json(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The CLI's per-image JSON (``Result.to_json``) for a row; None for a row with an ``error``.
+
+    ``row`` is one row as any reader gives it: a dict from ``pyarrow`` (``Table.to_pylist()``), from a JSON-lines
+    part (``json.loads``), from Ray (``Dataset.take``/``iter_rows``), or from pandas (``read_parquet(...)`` then
+    ``to_dict("records")``, ``iterrows()`` or ``iloc[i]``, with any ``dtype_backend``): nulls may be None, NaN or
+    ``pd.NA``, lists numpy arrays, numbers numpy scalars or floats (pandas reads an integer column with nulls as
+    float64); the JSON is the same."""
+    if not is_null(row.get("error")):
         return None
     instances = []
-    for i in row["instances"]:
+    for i in _items(row["instances"]):
         seg = i["segmentation"]
-        inst = {"id": int(i["id"]), "box": [float(v) for v in i["box"]], "score": float(i["score"]), "area": int(i["area"]),
-                "segmentation": {"size": [int(v) for v in seg["size"]], "counts": [int(v) for v in seg["counts"]]}}
-        if i.get("selected_by") is not None:
-            inst["selected_by"] = list(i["selected_by"])
+        inst = {"id": int(i["id"]), "box": [float(v) for v in _items(i["box"])], "score": float(i["score"]),
+                "area": int(i["area"]),
+                "segmentation": {"size": [int(v) for v in _items(seg["size"])], "counts": _counts(seg["counts"])}}
+        if not is_null(i.get("selected_by")):
+            inst["selected_by"] = [str(t) for t in i["selected_by"]]
         instances.append(inst)
-    timings = {k: float(v) for k, v in (row.get("timings_ms") or {}).items() if v is not None}
+    timings = row.get("timings_ms")
+    timings = {} if is_null(timings) else {k: float(v) for k, v in timings.items() if not is_null(v)}
     return {
-        "image": {"path": row["path"], "width": int(row["width"]), "height": int(row["height"])},
+        "image": {"path": str(row["path"]), "width": int(row["width"]), "height": int(row["height"])},
         "mask_size": {"width": int(row["mask_width"]), "height": int(row["mask_height"])},
         "instances": instances,
         "timings_ms": timings,
