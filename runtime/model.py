@@ -266,7 +266,8 @@ class FastSAM:
         instances hit by a positive point and by no negative one.
         texts: a string or a list — per text the instance whose masked crop CLIP matches best.
         Each prompt type ORs into one selection; instances keep their order (ultralytics semantics); the
-        result's ``selected_by`` says which prompts picked each instance.
+        result's ``selected_by`` says which prompts picked each instance (``box:k``, ``point:k``, ``text:TEXT``,
+        k = the prompt's index in its list; in every point mode).
 
         ``point_mode="merge"`` is the original FastSAM point prompt: ONE mask merged from the instances the
         points hit (largest first; positive points paint on, negative off). ``text_mode="original"`` is

@@ -7,9 +7,12 @@ work on :class:`~fastsam_onnx.masks.MaskCrop` lists (instance masks stored insid
 Malformed prompts raise :class:`BadPromptError`; coordinates outside the image are clipped as the
 reference clips them (boxes to [0, w] × [0, h], points to [0, w-1] × [0, h-1]).
 
+Point prompts tag their picks ``point:k``, k = the point's index in the prompt's list (negative points count),
+in every mode: ``select`` tags an instance with each positive point that picked it (all labels 0: with every
+point), ``merge`` tags its one instance with the positive points that hit an instance.
+
 Modes beyond the reference: ``point_mode="each"`` picks one instance per positive point (the highest-scoring
-instance whose mask contains the point and that no negative point hits; tag ``point:k``, k = the point's index
-in the prompt's list); ``text_mode="all"`` picks, per text, every candidate crop whose cosine similarity to the
+instance whose mask contains the point and that no negative point hits; tag ``point:k``); ``text_mode="all"`` picks, per text, every candidate crop whose cosine similarity to the
 text (CLIP embeddings, both L2-normalised) is >= ``text_threshold``, and reports it in ``prompt_scores``.
 """
 
@@ -145,12 +148,21 @@ def _hits(crops: Sequence[MaskCrop], coords: np.ndarray) -> np.ndarray:
     return out
 
 
+def point_picks(crops: Sequence[MaskCrop], coords: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N, K) bool: point k picks instance i (``point_mode="select"``): a positive point picks the instances
+    it hits that no negative point hits; when all labels are 0, every point picks every instance that no
+    negative point hits."""
+    hits = _hits(crops, coords)
+    allowed = ~hits[:, labels == 0].any(1)
+    if labels.sum() == 0:
+        return np.repeat(allowed[:, None], len(coords), axis=1)
+    return hits & (labels == 1)[None, :] & allowed[:, None]
+
+
 def select_by_points(crops: Sequence[MaskCrop], coords: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(N,) bool: instances hit by any positive point and by no negative point (every instance not hit
     by a negative point when all labels are 0)."""
-    hits = _hits(crops, coords)
-    pos = np.ones(len(crops), dtype=bool) if labels.sum() == 0 else hits[:, labels == 1].any(1)
-    return pos & ~hits[:, labels == 0].any(1)
+    return point_picks(crops, coords, labels).any(1)
 
 
 def select_each_point(
@@ -263,13 +275,15 @@ def apply_prompts(
             tags[i].append(f"box:{k}")
     if points_p is not None:
         if point_mode == "merge":
-            return merged_result(result, merge_by_points(crops, *points_p, shape), select_by_points(crops, *points_p))
+            painted = np.flatnonzero((points_p[1] == 1) & _hits(crops, points_p[0]).any(0))  # its tags
+            return merged_result(result, merge_by_points(crops, *points_p, shape), select_by_points(crops, *points_p),
+                                 [f"point:{k}" for k in painted])
         if point_mode == "each":
             for k, i in select_each_point(crops, result.scores, *points_p):
                 tags[i].append(f"point:{k}")
         else:
-            for i in np.flatnonzero(select_by_points(crops, *points_p)):
-                tags[i].append("points")
+            for i, k in zip(*np.nonzero(point_picks(crops, *points_p))):  # row-major: per instance, k ascending
+                tags[i].append(f"point:{k}")
     if texts_p is not None:
         if any(c.mask.sum() > 100 for c in crops):  # some instance can be a text candidate: CLIP is needed
             clip = clip_getter()
@@ -294,9 +308,9 @@ def apply_prompts(
     return out
 
 
-def merged_result(result: Result, mask: np.ndarray, hit: np.ndarray) -> Result:
-    """A one-instance result holding ``mask`` (original size): box = the mask's extent, score = the best
-    score among the instances the points selected; empty when the mask is empty."""
+def merged_result(result: Result, mask: np.ndarray, hit: np.ndarray, tags: list[str]) -> Result:
+    """A one-instance result holding ``mask`` (original size), selected by ``tags``: box = the mask's extent,
+    score = the best score among the instances the points selected; empty when the mask is empty."""
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
         return result.select([], [])
@@ -305,5 +319,5 @@ def merged_result(result: Result, mask: np.ndarray, hit: np.ndarray) -> Result:
     return Result(
         np.array([[x0, y0, x1, y1]], dtype=np.float32), np.array([score], dtype=np.float32),
         [MaskCrop(int(x0), int(y0), mask[y0:y1, x0:x1].copy())], result.orig_shape, result.orig_shape,
-        dict(result.timings), result.orig_img, [["points:merged"]], result.path,
+        dict(result.timings), result.orig_img, [list(tags)], result.path,
     )

@@ -80,8 +80,8 @@ def test_each_point_combines_with_boxes_and_keeps_select_and_merge():
     r = _result([(0, 0, 100, 80), (10, 10, 40, 40), (20, 20, 60, 60)], [0.5, 0.9, 0.7])
     sel = apply_prompts(r, lambda: None, bboxes=[[20, 20, 60, 60]], points=[[25, 25]], point_mode="each")
     assert sel.selected_by == [["point:0"], ["box:0"]]
-    assert apply_prompts(r, lambda: None, points=[[25, 25]]).selected_by == [["points"]] * 3  # select: every hit
-    assert apply_prompts(r, lambda: None, points=[[25, 25]], point_mode="merge").selected_by == [["points:merged"]]
+    assert apply_prompts(r, lambda: None, points=[[25, 25]]).selected_by == [["point:0"]] * 3  # select: every hit
+    assert apply_prompts(r, lambda: None, points=[[25, 25]], point_mode="merge").selected_by == [["point:0"]]
     for bad in ("any", "EACH", None):
         with pytest.raises(BadArgumentError):
             apply_prompts(r, lambda: None, points=[[25, 25]], point_mode=bad)

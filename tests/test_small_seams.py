@@ -34,3 +34,33 @@ def test_a_mode_with_its_prompts_from_a_file_is_accepted(tmp_path):
     prompts.write_text(json.dumps({"points": [[250, 200]]}))
     assert main(["segment", str(example_image()), "--json", str(out), "--prompts", str(prompts), "--point-mode", "each", "-q"]) == 0
     assert all(i["selected_by"] == ["point:0"] for i in json.loads(out.read_text())["instances"])
+
+
+# --- point prompts carry their index in every mode ---------------------------------------------------------------
+
+
+def test_point_tags_carry_the_point_index_in_every_mode():
+    import numpy as np
+
+    from fastsam_onnx import Result
+    from fastsam_onnx.masks import MaskCrop
+    from fastsam_onnx.prompts import apply_prompts
+
+    rects = [(0, 0, 100, 80), (10, 10, 40, 40), (50, 50, 90, 70)]
+    crops = [MaskCrop(x1, y1, np.ones((y2 - y1, x2 - x1), bool)) for x1, y1, x2, y2 in rects]
+    r = Result(np.array(rects, np.float32), np.array([0.5, 0.9, 0.7], np.float32), crops, (100, 120), (100, 120),
+               orig_img=np.zeros((100, 120, 3), np.uint8))
+
+    def tags(**kw):
+        return apply_prompts(r, lambda: None, **kw).selected_by
+
+    # select: each positive point tags the instances it picks; a negative point (index 1) only excludes
+    assert tags(points=[[20, 20], [60, 60], [30, 30]], labels=[1, 0, 1]) == [["point:0", "point:2"]]
+    assert tags(points=[[20, 20], [5, 5]]) == [["point:0", "point:1"], ["point:0"]]
+    assert tags(points=[[95, 90], [60, 60]], labels=[0, 0]) == [["point:0", "point:1"]]  # all negative: both tag
+    # merge: the one mask carries the positive points that hit an instance (point 1 hits nothing)
+    assert tags(points=[[20, 20], [110, 95], [60, 60]], point_mode="merge") == [["point:0", "point:2"]]
+    # each: as before
+    assert tags(points=[[20, 20], [60, 60]], point_mode="each") == [["point:0"], ["point:1"]]
+    # boxes and texts keep theirs
+    assert tags(bboxes=[[10, 10, 40, 40]], points=[[60, 60]]) == [["point:0"], ["box:0"], ["point:0"]]
