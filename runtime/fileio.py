@@ -1,8 +1,20 @@
-"""Atomic output files: everything the package writes appears whole or not at all.
+"""Output files: everything the package writes appears whole or not at all, at the path the user named.
 
-Each writer goes to a temporary file in the destination's own directory (same file system) and renames it
-into place with :func:`os.replace` only once it is complete, so a run killed mid-write leaves the old file (or
-nothing) and at most a ``.NAME.*.tmp`` file, never a truncated output that a later ``--skip-existing`` would keep.
+What a destination gets depends on what is there (:func:`output_target`):
+
+* a regular file or a new path: the writer goes to a temporary file in the destination's own directory (same
+  file system) and renames it into place with :func:`os.replace` only once it is complete, so a run killed
+  mid-write leaves the old file (or nothing) and at most a ``.NAME.*.tmp`` file, never a truncated output that a
+  later ``--skip-existing`` would keep;
+* a symlink: the link is followed and its target is written as above (atomically, in the target's directory),
+  so the link itself stays a link; a dangling link creates its target;
+* anything else that is not a directory (a FIFO, a character device such as ``/dev/stdout`` or ``/dev/null``, a
+  socket): opened and written through in place, never replaced (a rename would swap the pipe or device for a
+  regular file);
+* ``"-"``: standard output (``sys.stdout``'s binary buffer; text already printed there is flushed first).
+
+Writers that need a real file name (:func:`atomic_path`, e.g. for ``cv2.VideoWriter``) get one in the temporary
+directory for the last two kinds; its bytes are copied to the destination once the writer is done.
 """
 
 from __future__ import annotations
@@ -10,11 +22,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import stat
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_imwrite"]
+__all__ = [
+    "STDOUT", "is_stdout", "output_target", "image_suffix", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+    "atomic_imwrite",
+]
+
+STDOUT = "-"
+"""The destination name that means standard output."""
 
 
 def _umask() -> int:
@@ -34,22 +55,92 @@ def _mode_for(dest: Path) -> int:
         return 0o666 & ~_UMASK
 
 
+def is_stdout(dest: str | os.PathLike[str] | None) -> bool:
+    """True when ``dest`` is ``"-"`` (standard output)."""
+    return dest is not None and os.fspath(dest) == STDOUT
+
+
+def image_suffix(dest: str | os.PathLike[str]) -> str:
+    """The extension that picks ``dest``'s image format (lower case): its own, ``.png`` when it has none
+    (``-``, ``/dev/stdout``, a FIFO named without one)."""
+    return Path(dest).suffix.lower() or ".png"
+
+
+def output_target(dest: str | os.PathLike[str]) -> tuple[Path | None, bool]:
+    """Where a write to ``dest`` goes and how: ``(path, through)``.
+
+    ``path`` is None for ``"-"`` (standard output), the target of a symlink to a regular file or to nothing (a
+    dangling link: the target is created), else ``dest``; ``through``
+    is True when ``path`` is opened and written in place (standard output, a FIFO, a device, a socket) and False
+    when it gets a temporary file renamed over it (a regular file or a new path). Raises IsADirectoryError for a
+    directory (or a link to one)."""
+    if is_stdout(dest):
+        return None, True
+    path = Path(dest)
+    try:
+        mode = path.stat().st_mode  # through any links, including /dev/stdout's magic link onto a pipe
+    except (FileNotFoundError, NotADirectoryError):  # a new path, or a dangling link: its target is created
+        return (Path(os.path.realpath(path)) if path.is_symlink() else path), False
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"is a directory: {dest}")
+    if not stat.S_ISREG(mode):
+        return path, True  # opened by the name given: the kernel follows the links
+    return (Path(os.path.realpath(path)) if path.is_symlink() else path), False
+
+
+@contextlib.contextmanager
+def _through(path: Path | None) -> Iterator[BinaryIO]:
+    """A binary stream onto standard output (``path`` None) or onto ``path`` opened in place."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()  # what was printed before comes first (also for /dev/stdout)
+    if path is not None:
+        with open(path, "wb") as f:
+            yield f
+        return
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:  # a text-only stand-in (io.StringIO): bytes go in as UTF-8 text
+        buf = _TextSink(sys.stdout)
+        yield buf  # type: ignore[misc]
+    else:
+        yield out
+        out.flush()
+
+
+class _TextSink:
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, data: bytes) -> int:
+        self.stream.write(data.decode("utf-8", errors="replace"))
+        return len(data)
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``dest`` (same suffix, so OpenCV writers pick the same format); on a
-    clean exit it is renamed to ``dest``, on an exception it is deleted and ``dest`` is left untouched."""
-    dest = Path(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}", dir=dest.parent)
+    """Yield a temporary path to write ``dest``'s content to (same suffix, so OpenCV writers pick the same
+    format); on a clean exit it becomes ``dest`` (renamed into place beside a regular file or a new path,
+    copied into standard output, a FIFO or a device), on an exception it is deleted and ``dest`` is left
+    untouched."""
+    path, through = output_target(dest)
+    name = Path(dest).name if path is None else path.name
+    where = None if through else (path.parent if path is not None else None)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{Path(name).suffix}", dir=where)
     tmp_path = Path(tmp)
     try:  # mkstemp makes 0600 files: give the output the mode a plain open() would (or the replaced file's)
-        os.fchmod(fd, _mode_for(dest))
+        if not through:
+            os.fchmod(fd, _mode_for(path))  # type: ignore[arg-type]
     except (AttributeError, OSError):
         pass
     finally:
         os.close(fd)
     try:
         yield tmp_path
-        os.replace(tmp_path, dest)
+        if through:
+            with open(tmp_path, "rb") as src, _through(path) as out:
+                shutil.copyfileobj(src, out)
+            tmp_path.unlink()
+        else:
+            os.replace(tmp_path, path)  # type: ignore[arg-type]
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -57,8 +148,14 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``dest`` atomically (flushed and fsynced before the rename); returns ``dest``."""
-    with atomic_path(dest) as tmp:
+    """Write ``data`` to ``dest`` (atomically where it is a regular file or a new path, flushed and fsynced
+    before the rename; written through for ``"-"``, a FIFO or a device); returns ``dest``."""
+    path, through = output_target(dest)
+    if through:
+        with _through(path) as out:
+            out.write(data)
+        return Path(dest)
+    with atomic_path(path) as tmp:  # type: ignore[arg-type]
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -67,24 +164,25 @@ def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def atomic_write_text(dest: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``dest`` atomically; returns ``dest``."""
+    """Write ``text`` (UTF-8) to ``dest`` as :func:`atomic_write_bytes` does; returns ``dest``."""
     return atomic_write_bytes(dest, text.encode("utf-8"))
 
 
 def atomic_write_json(dest: str | os.PathLike[str], data: Any) -> Path:
-    """Write ``data`` as compact JSON plus a newline to ``dest`` atomically; returns ``dest``."""
+    """Write ``data`` as compact JSON plus a newline to ``dest`` as :func:`atomic_write_bytes` does."""
     return atomic_write_text(dest, json.dumps(data, separators=(",", ":")) + "\n")
 
 
 def atomic_imwrite(dest: str | os.PathLike[str], image: Any) -> bool:
-    """Encode an (H, W, 3) BGR uint8 image by ``dest``'s extension (OpenCV) and write it atomically.
+    """Encode an (H, W, 3) BGR uint8 image by ``dest``'s extension (OpenCV; PNG without one) and write it as
+    :func:`atomic_write_bytes` does.
 
     Returns False (and writes nothing) when OpenCV cannot encode to that extension.
     """
     import cv2
 
     try:
-        ok, buf = cv2.imencode(Path(dest).suffix or ".png", image)
+        ok, buf = cv2.imencode(image_suffix(dest), image)
     except cv2.error:  # no encoder for this extension
         ok = False
     if not ok:

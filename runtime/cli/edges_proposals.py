@@ -1,7 +1,8 @@
 """``segment``'s edge-map and proposal outputs: ``--edges EDGES.png`` (one image) and ``--proposals [N]``.
 
 ``--edges FILE``: the image's edge map (:meth:`FastSAM.edges`, computed in the same pass as the masks) as a
-16-bit PNG/TIFF (0-65535 = 0-1), an 8-bit image for other extensions, or ``.npy`` (the float32 array).
+16-bit PNG/TIFF (0-65535 = 0-1; PNG for a name without an extension, such as ``-`` or ``/dev/stdout``), an
+8-bit image for other extensions, or ``.npy`` (the float32 array).
 
 ``--proposals [N]`` (N default 1000): object-proposal mode. Up to N instances ranked by score, conf 0.01
 (when ``--conf`` is left at its default 0.4) and ``--iou`` as given (default 0.9), written as COCO *result*
@@ -42,10 +43,12 @@ def check_outputs(args: argparse.Namespace, kind: str) -> None:
         if kind != "image":
             raise UsageError("--edges applies to one image (a folder or a video has no single edge map)")
         check_output_file(args.edges, "--edges")
-        if args.edges.suffix.lower() != ".npy":
+        from ..fileio import image_suffix
+
+        if image_suffix(args.edges) != ".npy":
             import cv2
 
-            if not cv2.haveImageWriter(str(args.edges)):
+            if not cv2.haveImageWriter("edges" + image_suffix(args.edges)):  # no extension: PNG
                 raise UsageError(f"cannot write edge map {clean(args.edges)}: unknown image extension (use .png or .npy)")
     if args.proposals is None:
         return
@@ -70,14 +73,14 @@ def check_outputs(args: argparse.Namespace, kind: str) -> None:
 
 def write_edge_map(path: Path, edges: np.ndarray) -> None:
     """Write an (H, W) float32 map in [0, 1] atomically (see the module doc for the formats)."""
-    from ..fileio import atomic_imwrite, atomic_path
+    from ..fileio import atomic_imwrite, atomic_path, image_suffix
 
-    if path.suffix.lower() == ".npy":
+    if image_suffix(path) == ".npy":
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, np.asarray(edges, np.float32))
         return
-    wide = path.suffix.lower() in (".png", ".tif", ".tiff")
+    wide = image_suffix(path) in (".png", ".tif", ".tiff")
     scale = 65535 if wide else 255
     img = np.rint(np.clip(edges, 0, 1) * scale).astype(np.uint16 if wide else np.uint8)
     if not atomic_imwrite(path, img):

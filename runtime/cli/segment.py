@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-det", type=int, default=300, help="maximum number of instances, >= 1 (default 300)")
     p.add_argument("--no-retina", action="store_true", help="masks at the network-input size, letterboxed")
     p.add_argument("--out", type=Path, help="image: write an overlay (PNG/JPEG); video: write a video (.mp4/.avi/...)")
-    p.add_argument("--json", type=Path, help="image: write the instances as JSON (boxes, scores, COCO RLE masks); video: JSON lines")
+    p.add_argument("--json", type=Path, help="image: write the instances as JSON (boxes, scores, COCO RLE masks); video: JSON lines; '-': standard output")
     p.add_argument(
         "--providers", default=None, metavar="auto|cpu|cuda|tensorrt|LIST",
         help="execution providers: auto (default, or $FASTSAM_ONNX_PROVIDERS), cpu, cuda, tensorrt, "
@@ -51,7 +51,7 @@ def add_parser(sub) -> None:
     b = p.add_argument_group("folders and videos (see fastsam_onnx.cli.folder and fastsam_onnx.cli.video)")
     b.add_argument("--out-dir", type=Path, help="folder: write one JSON per image here (the folder's tree mirrored)")
     b.add_argument("--overlays", type=Path, metavar="DIR", help="folder: write one overlay PNG per image here (tree mirrored)")
-    b.add_argument("--coco", type=Path, help="folder: write one COCO-style JSON of every image")
+    b.add_argument("--coco", type=Path, help="folder: write one COCO-style JSON of every image ('-': standard output)")
     b.add_argument(
         "--skip-existing", action="store_true",
         help="folder: skip images whose outputs exist (JSON that parses; with --coco it is read back into the COCO file)",
@@ -227,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
     from .distributed import check_engine, run_ray
     from .folder import run_folder
     from .options import check_options
+    from ..fileio import image_suffix
     from .segment_many import check_output_file, check_stdout_once, kind_of, plural
     from .usage import UsageError
     from .video import run_video
@@ -252,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, "--json")
         check_output_file(args.out, "--out")
         check_output_file(args.embeddings, "--embeddings")
-        if args.out is not None and not cv2.haveImageWriter(str(args.out)):
+        if args.out is not None and not cv2.haveImageWriter("overlay" + image_suffix(args.out)):  # none: PNG
             raise UsageError(f"cannot write overlay {clean(args.out)}: unknown image extension (use .png or .jpg)")
     fetch_models(args.model, args.clip, quiet=args.quiet, need_clip=bool(prompts.get("texts")) or args.embeddings is not None)
     model = FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict)

@@ -8,7 +8,8 @@ and skipped; the exit status is 0 when every image was segmented, 1 when some fa
 Video: frames read with OpenCV from a file or a camera index, masks drawn into ``--out`` (a video file, same
 frame rate and size; mp4v for .mp4/.m4v/.mov/.mkv, MJPG for .avi) and/or one JSON line per frame (``--json``).
 
-Every output is written to a temporary file and renamed into place when complete (:mod:`fastsam_onnx.fileio`).
+Every output is written to a temporary file and renamed into place when complete; ``-`` (standard output), a FIFO
+or a device is written through and a symlink's target is replaced, the link kept (:mod:`fastsam_onnx.fileio`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", 
 VIDEO_OUT_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 """Containers ``--out`` can write for a video, and the codec used for each."""
 
-__all__ = ["kind_of", "plural", "check_output_file", "check_output_dir", "segment_kwargs", "maybe_atomic"]
+__all__ = [
+    "kind_of", "plural", "check_output_file", "check_output_dir", "check_stdout_once", "segment_kwargs", "maybe_atomic",
+]
 
 
 def kind_of(source: str) -> str:
@@ -60,14 +63,34 @@ def _probe_dir(d: Path, flag: str) -> None:
 
 
 def check_output_file(path: Path | None, flag: str) -> None:
-    """Refuse (UsageError) an output file that is a directory or whose directory is missing or unwritable."""
+    """Refuse (UsageError) an output file that is a directory or whose directory is missing or unwritable.
+
+    ``-`` (standard output), a FIFO or a device is accepted as it is (written through, see
+    :func:`fastsam_onnx.fileio.output_target`); a symlink is checked as the file it points to."""
+    from ..fileio import output_target
+
     if path is None:
         return
-    if path.is_dir():
-        raise UsageError(f"{flag} {clean(path)} is a directory, expected a file name")
-    if not path.parent.is_dir():
-        raise UsageError(f"{flag}: output directory does not exist: {clean(path.parent)}")
-    _probe_dir(path.parent, flag)
+    try:
+        target, through = output_target(path)
+    except IsADirectoryError:
+        raise UsageError(f"{flag} {clean(path)} is a directory, expected a file name") from None
+    except OSError as e:  # a symlink loop, a path through a file, ...
+        raise UsageError(f"{flag}: cannot write {clean(path)}: {e.strerror or e}") from None
+    if through or target is None:
+        return
+    if not target.parent.is_dir():
+        raise UsageError(f"{flag}: output directory does not exist: {clean(target.parent)}")
+    _probe_dir(target.parent, flag)
+
+
+def check_stdout_once(args: argparse.Namespace) -> None:
+    """Refuse (UsageError) more than one output given as ``-`` (standard output holds one file)."""
+    from ..fileio import is_stdout
+
+    flags = [f"--{name}" for name in ("json", "coco", "out", "embeddings", "edges") if is_stdout(getattr(args, name, None))]
+    if len(flags) > 1:
+        raise UsageError(f"only one output can go to standard output ('-'), got {' and '.join(flags)}")
 
 
 def check_output_dir(path: Path | None, flag: str) -> None:
