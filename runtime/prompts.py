@@ -13,7 +13,8 @@ point), ``merge`` tags its one instance with the positive points that hit an ins
 
 Modes beyond the reference: ``point_mode="each"`` picks one instance per positive point (the highest-scoring
 instance whose mask contains the point and that no negative point hits; tag ``point:k``); ``text_mode="all"`` picks, per text, every candidate crop whose cosine similarity to the
-text (CLIP embeddings, both L2-normalised) is >= ``text_threshold``, and reports it in ``prompt_scores``.
+text (CLIP embeddings, both L2-normalised) is >= ``text_threshold``, and reports it in ``prompt_scores``; each
+text's best similarity over every candidate, picked or not, is in ``best_prompt_scores`` (:func:`unmatched_texts`).
 """
 
 from __future__ import annotations
@@ -210,6 +211,19 @@ def select_all_by_texts(similarity: np.ndarray, keep: Sequence[int], threshold: 
     return [[(int(idx[k]), float(row[k])) for k in np.flatnonzero(row >= threshold)] for row in similarity]
 
 
+def unmatched_texts(result: Result, threshold: float | None = None) -> list[str]:
+    """``text_mode="all"``: one line per text that selected nothing, with the best cosine similarity it saw
+    (from ``result.best_prompt_scores``) against ``threshold``; [] when every text selected something."""
+    picked = {t for tags in result.selected_by or [] for t in tags}
+    against = "" if threshold is None else f" < the threshold {threshold:g}"
+    out = []
+    for tag, cos in (result.best_prompt_scores or {}).items():
+        if tag.startswith("text:") and tag not in picked:
+            seen = "no candidate instance (masks over 100 px)" if cos is None else f"best cosine similarity {cos:.3f}{against}"
+            out.append(f"text {tag[5:]!r} selected nothing: {seen}")
+    return out
+
+
 def check_modes(point_mode: str, text_mode: str, text_threshold) -> float | None:
     """Validate the prompt modes; returns ``text_threshold`` as a float (None when not given).
 
@@ -266,10 +280,12 @@ def apply_prompts(
         empty = result.select([], [])
         if text_mode == "all" and texts_p is not None:
             empty.prompt_scores = []
+            empty.best_prompt_scores = {f"text:{t}": None for t in texts_p}
         return empty
     crops = result.original_crops()
     tags: list[list[str]] = [[] for _ in crops]
     scored: list[dict[str, float]] = [{} for _ in crops]  # text_mode="all": tag → cosine similarity
+    best: dict[str, float | None] = {f"text:{t}": None for t in texts_p or ()}  # text_mode="all": tag → best cosine
     if boxes_p is not None:
         for k, i in enumerate(select_by_boxes(crops, boxes_p)):
             tags[i].append(f"box:{k}")
@@ -291,6 +307,8 @@ def apply_prompts(
             if keep:
                 sim = clip.encode_texts(texts_p) @ feats.T
                 if text_mode == "all":
+                    for text, row in zip(texts_p, sim):
+                        best[f"text:{text}"] = round(float(row.max()), 6)
                     for text, picks in zip(texts_p, select_all_by_texts(sim, keep, threshold)):
                         for i, cos in picks:
                             if f"text:{text}" not in tags[i]:  # a repeated text tags once
@@ -304,6 +322,7 @@ def apply_prompts(
     out = result.select(idx, [tags[i] for i in idx])
     if text_mode == "all" and texts_p is not None:
         out.prompt_scores = [scored[i] for i in idx]
+        out.best_prompt_scores = best
     out.timings["prompt"] = (time.perf_counter() - t0) * 1e3
     return out
 

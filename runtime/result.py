@@ -33,6 +33,9 @@ class Result:
         path: the image file the result came from (None for an array); :meth:`to_json` reports it.
         prompt_scores: per instance, ``{tag: score}`` for the prompts that score their picks (today
             ``text_mode="all"``: ``{"text:red circle": cosine}``); None when no prompt scored.
+        best_prompt_scores: ``{tag: best score}`` of each scoring prompt over every candidate, whether or not it
+            reached the threshold (``text_mode="all"``: the best cosine similarity of each text, None when no
+            instance was a candidate): why a text selected nothing. None when no prompt scored.
 
     ``repr(result)`` is a one-line summary, never the arrays.
     """
@@ -47,6 +50,7 @@ class Result:
     selected_by: list[list[str]] | None = None
     path: str | None = None
     prompt_scores: list[dict[str, float]] | None = None
+    best_prompt_scores: dict[str, float | None] | None = None
     _clip_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _clip_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
     # edge maps (fastsam_onnx.outputs.edges): (protos (32, mh, mw), coeffs (N, 32), retina) kept by postprocess, and
@@ -160,6 +164,7 @@ class Result:
         out = Result(
             self.boxes[rows], self.scores[rows], [self.crops[i] for i in rows], self.mask_shape,
             self.orig_shape, dict(self.timings), self.orig_img, selected_by, self.path, scores,
+            None if self.best_prompt_scores is None else dict(self.best_prompt_scores),
         )
         if self._logits is not None:  # edges of a selection: its own instances' logits
             out._logits = (self._logits[0], self._logits[1][rows], self._logits[2])
@@ -249,9 +254,12 @@ class Result:
                 instances[-1]["selected_by"] = self.selected_by[i]
             if self.prompt_scores is not None:
                 instances[-1]["prompt_scores"] = self.prompt_scores[i]
-        return {
+        out = {
             "image": {"path": image_path, "width": w0, "height": h0},
             "mask_size": {"width": self.mask_shape[1], "height": self.mask_shape[0]},
             "instances": instances,
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
         }
+        if self.best_prompt_scores is not None:
+            out["best_prompt_scores"] = dict(self.best_prompt_scores)
+        return out

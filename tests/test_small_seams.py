@@ -64,3 +64,40 @@ def test_point_tags_carry_the_point_index_in_every_mode():
     assert tags(points=[[20, 20], [60, 60]], point_mode="each") == [["point:0"], ["point:1"]]
     # boxes and texts keep theirs
     assert tags(bboxes=[[10, 10, 40, 40]], points=[[60, 60]]) == [["point:0"], ["box:0"], ["point:0"]]
+
+
+# --- text_mode="all" that selects nothing says the best score it saw ---------------------------------------------
+
+
+def test_text_all_reports_each_texts_best_score(tmp_path, capsys):
+    import numpy as np
+
+    from fastsam_onnx import FastSAM
+    from fastsam_onnx.cli import main
+    from fastsam_onnx.prompts import unmatched_texts
+
+    model = FastSAM()
+    everything = model.segment(example_image())
+    texts = ["blue rectangle", "yellow pentagon"]
+    loose = model.prompt(everything, texts=texts, text_mode="all", text_threshold=0.5)
+    best = loose.best_prompt_scores
+    assert set(best) == {f"text:{t}" for t in texts} and all(isinstance(v, float) for v in best.values())
+    for tag, cos in best.items():  # the best of the picks is the best seen
+        assert cos == pytest.approx(max(s[tag] for s in loose.prompt_scores if tag in s))
+    assert unmatched_texts(loose, 0.5) == [] and loose.to_json()["best_prompt_scores"] == best
+    top = max(best.values())
+    none = model.prompt(everything, texts=texts, text_mode="all", text_threshold=float(np.nextafter(top, 2)))
+    assert len(none) == 0 and none.best_prompt_scores == best and none.to_json()["best_prompt_scores"] == best
+    lines = unmatched_texts(none, 0.99)
+    assert len(lines) == 2 and all("selected nothing" in x and "< the threshold 0.99" in x for x in lines)
+    assert f"{best['text:blue rectangle']:.3f}" in lines[0]
+    assert model.prompt(everything, texts=texts).best_prompt_scores is None  # select mode: no threshold
+
+    out = tmp_path / "r.json"
+    args = ["segment", str(example_image()), "--json", str(out), "--text", "blue rectangle", "--text-mode", "all"]
+    assert main([*args, "--text-threshold", "1", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert f"'blue rectangle' selected nothing: best cosine similarity {best['text:blue rectangle']:.3f} < the threshold 1" in err
+    assert json.loads(out.read_text())["best_prompt_scores"] == {"text:blue rectangle": best["text:blue rectangle"]}
+    assert main([*args, "--text-threshold", "0.5", "-q"]) == 0
+    assert "selected nothing" not in capsys.readouterr().err

@@ -145,6 +145,10 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
                     props += proposal_records(result, len(coco["images"]), args.proposals)
             done += 1
             instances += len(result)
+            from ..prompts import unmatched_texts
+
+            for line in unmatched_texts(result, getattr(args, "text_threshold", None)):  # --text-mode all
+                progress.write(f"[{n}/{total}] {clean(rel)}: {line}")
             progress.update(status=f"{rel}: {plural(len(result), 'instance')}")
     except KeyboardInterrupt:
         interrupted = True

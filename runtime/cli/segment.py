@@ -291,6 +291,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         raise UsageError(f"cannot write {clean(dest)}: {e.strerror or e}") from None
     say_if_demo(model, args.quiet)  # an image was segmented with it and written (not said when anything failed)
+    from ..prompts import unmatched_texts
+
+    for line in unmatched_texts(result, args.text_threshold):  # --text-mode all: why a text selected nothing
+        print(clean(f"{args.image}: --text-mode all: {line}"), file=sys.stderr)
     t = result.timings
     print(
         clean(
