@@ -14,7 +14,7 @@ from fastsam_onnx.cli import main
 from fastsam_onnx.letterbox import letterbox_geometry
 from fastsam_onnx.model import postprocess
 from fastsam_onnx.models import demo_bundle
-from fastsam_onnx.outputs.proposals import CONF, MAX_DET, proposal_records
+from fastsam_onnx.outputs.proposals import CONF, MAX_DET, proposal_records, records_for
 
 EXAMPLE = demo_bundle() / "example.jpg"
 mask_utils = pytest.importorskip("pycocotools.mask")
@@ -56,13 +56,41 @@ def test_cli_proposals_one_image_and_folder(tmp_path, capsys):
     assert len(json.loads(out.read_text())) > 13  # default 1000 at conf 0.01
     folder = tmp_path / "imgs"
     folder.mkdir()
-    for name in ("a.jpg", "b.jpg", "c.jpg"):
+    (folder / "sub").mkdir()
+    for name in ("a.jpg", "b.jpg", "sub/c.jpg"):
         shutil.copy(EXAMPLE, folder / name)
     coco = tmp_path / "all.json"
     assert main(["segment", str(folder), "--proposals", "4", "--coco", str(coco), "-q"]) == 0
-    recs = json.loads(coco.read_text())
+    data = json.loads(coco.read_text())  # images (id → file_name, relative to the folder), annotations, categories
+    recs = data["annotations"]
     assert len(recs) == 12 and sorted({x["image_id"] for x in recs}) == [1, 2, 3]
-    _coco([{"id": i, "width": 512, "height": 512} for i in (1, 2, 3)]).loadRes(recs)
+    assert sorted(im["file_name"] for im in data["images"]) == ["a.jpg", "b.jpg", "sub/c.jpg"]
+    assert [r["id"] for r in recs] == list(range(1, 13))
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        own = COCO(str(coco))  # pycocotools reads the file as it is
+    assert own.imgs[recs[0]["image_id"]]["file_name"] in ("a.jpg", "b.jpg", "sub/c.jpg") and len(own.anns) == 12
+    gt_ids = {"sub/c.jpg": 11, "a.jpg": 12, "b.jpg": 13}  # another dataset's ids, mapped by file_name
+    mapped = records_for(data, gt_ids)
+    files = {im["id"]: im["file_name"] for im in data["images"]}
+    assert [r["image_id"] for r in mapped] == [gt_ids[files[r["image_id"]]] for r in recs]
+    _coco([{"id": i, "width": 512, "height": 512} for i in (11, 12, 13)]).loadRes(mapped)
+    assert records_for(data) == [{k: v for k, v in r.items() if k != "id"} for r in recs]
+    with pytest.raises(ValueError, match="not in the ground truth"):
+        records_for(data, {"a.jpg": 1})
+    gt = tmp_path / "gt.json"  # the folder's own instances as ground truth, under other image ids
+    assert main(["segment", str(folder), "--coco", str(gt), "-q"]) == 0
+    g = json.loads(gt.read_text())
+    new = {im["id"]: gt_ids[im["file_name"]] for im in g["images"]}
+    for im in g["images"]:
+        im["id"] = new[im["id"]]
+    for ann in g["annotations"]:
+        ann["image_id"] = new[ann["image_id"]]
+    gt.write_text(json.dumps(g))
+    figures = tmp_path / "fig.json"
+    assert main(["evaluate", "proposals", "--gt", str(gt), "--results", str(coco), "--json", str(figures), "-q"]) == 0
+    assert json.loads(figures.read_text())["proposals"] == 12
     capsys.readouterr()
     assert main(["segment", str(EXAMPLE), "--proposals", "5"]) == 2
     assert "--proposals needs --json" in capsys.readouterr().err

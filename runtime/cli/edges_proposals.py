@@ -7,7 +7,8 @@
 ``--proposals [N]`` (N default 1000): object-proposal mode. Up to N instances ranked by score, conf 0.01
 (when ``--conf`` is left at its default 0.4) and ``--iou`` as given (default 0.9), written as COCO *result*
 records (:mod:`fastsam_onnx.outputs.proposals`) — one image: to ``--json`` (image_id 1); a folder: to ``--coco``
-(one list for the whole folder, image_id = the image's id in the COCO file, i.e. its position + 1).
+(a COCO-style dict for the whole folder: ``images`` with each image's id and ``file_name`` relative to the folder,
+``annotations`` the records, image_id = the image's position + 1; :func:`~fastsam_onnx.outputs.proposals.proposals_dataset`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``evaluate proposals --gt annotations.json --images DIR`` runs the model on every image of the annotations
 (``file_name`` under DIR; or ``--results FILE``: COCO result records made before, e.g. by ``segment
---proposals``) and prints box and mask AR@10/100/1000 and AR small/medium/large at 1000, class-agnostic
+--proposals``; a folder's file maps its images onto the ground truth's by ``file_name``) and prints box and mask AR@10/100/1000 and AR small/medium/large at 1000, class-agnostic
 (pycocotools ``COCOeval`` with ``useCats = 0``; needs the ``[eval]`` extra).
 
 ``evaluate edges --gt DIR --images DIR`` makes the edge map of every image (or reads ``--pred DIR``: one PNG
@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     from ..outputs.proposals import CONF, IOU, MAX_DET
 
     pr.add_argument("--gt", type=Path, required=True, help="COCO annotations JSON (instances)")
-    pr.add_argument("--results", type=Path, help="COCO result records to evaluate instead of running the model")
+    pr.add_argument("--results", type=Path, help="COCO result records to evaluate instead of running the model (a list, or segment FOLDER --proposals --coco's file)")
     pr.add_argument("--max-det", type=int, default=MAX_DET, help=f"proposals per image (default {MAX_DET})")
     pr.add_argument("--conf", type=float, default=CONF, help=f"confidence threshold (default {CONF})")
     pr.add_argument("--iou", type=float, default=IOU, help=f"NMS IoU threshold (default {IOU})")
@@ -115,8 +115,12 @@ def _proposals(args: argparse.Namespace) -> dict:
             results = json.loads(args.results.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise UsageError(f"cannot read results {clean(args.results)}: {e}") from None
-        if not isinstance(results, list):
-            raise UsageError(f"{clean(args.results)}: expected a list of COCO result records")
+        from ..outputs.proposals import records_for
+
+        try:  # a folder's proposals (segment FOLDER --proposals --coco): its images mapped to the ground truth's by file_name
+            results = records_for(results, None if isinstance(results, list) else {im["file_name"]: i for i, im in coco.imgs.items()})
+        except (ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"{clean(args.results)}: {e}") from None
     else:
         imgs = [coco.imgs[i] for i in sorted(coco.getImgIds())]
         missing = [im["file_name"] for im in imgs if not (args.images / im["file_name"]).is_file()]

@@ -155,7 +155,9 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
     finally:
         progress.close()
     if args.coco is not None:
-        atomic_write_json(args.coco, coco if props is None else props)
+        from ..outputs.proposals import proposals_dataset
+
+        atomic_write_json(args.coco, coco if props is None else proposals_dataset(coco["images"], props))
     stopped = f", stopped by Ctrl-C after {done + skipped + bad}" if interrupted else ""
     progress.write(
         f"{folder}: {done} segmented, {skipped} skipped (existing), {bad} bad, {plural(total, 'image')}{stopped} "
