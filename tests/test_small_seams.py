@@ -101,3 +101,35 @@ def test_text_all_reports_each_texts_best_score(tmp_path, capsys):
     assert json.loads(out.read_text())["best_prompt_scores"] == {"text:blue rectangle": best["text:blue rectangle"]}
     assert main([*args, "--text-threshold", "0.5", "-q"]) == 0
     assert "selected nothing" not in capsys.readouterr().err
+
+
+# --- the server's cache hit reports its own timings --------------------------------------------------------------
+
+
+def test_a_cache_hit_reports_its_own_timings():
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from fastsam_onnx import FastSAM
+    from fastsam_onnx.server.app import create_app
+    from fastsam_onnx.server.engine import Engine, ServerConfig
+
+    cfg = ServerConfig()
+    c = TestClient(create_app(cfg, Engine(cfg, model=FastSAM())), base_url="http://127.0.0.1")
+    img = example_image().read_bytes()
+
+    def post(**fields):
+        r = c.post("/v1/segment", files={"image": ("example.jpg", img, "image/jpeg")}, data=fields)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    miss, hit = post(), post()
+    assert miss["cached"] is False and {"preprocess", "inference", "postprocess", "server_total"} <= set(miss["timings_ms"])
+    assert hit["cached"] is True and set(hit["timings_ms"]) == {"decode", "lookup", "encode", "server_total"}
+    t = hit["timings_ms"]
+    assert all(v >= 0 for v in t.values()) and t["decode"] + t["lookup"] + t["encode"] <= t["server_total"] + 1e-3
+    prompted = post(points="[[250, 200]]")
+    assert set(prompted["timings_ms"]) == {"decode", "lookup", "prompt", "encode", "server_total"}
+    r = c.post("/v1/prompt", json={"image_id": hit["image_id"], "points": [[250, 200]]}).json()
+    assert set(r["timings_ms"]) == {"lookup", "prompt", "encode", "server_total"}
+    assert [i["selected_by"] for i in r["instances"]] == [i["selected_by"] for i in prompted["instances"]]

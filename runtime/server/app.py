@@ -214,16 +214,20 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
         t0 = time.perf_counter()
         deadline = time.monotonic() + config.timeout
         data, opts = await _segment_input(request)
+        t1 = time.perf_counter()
         image_id, result, cached = await engine.everything(data, opts.settings(), deadline)
-        body = await engine.finish(image_id, result, opts.prompt_kwargs(), _outputs(opts), deadline, {"cached": cached}, t0)
+        own = {"decode": (t1 - t0) * 1e3, "lookup": (time.perf_counter() - t1) * 1e3} if cached else None
+        body = await engine.finish(image_id, result, opts.prompt_kwargs(), _outputs(opts), deadline, {"cached": cached}, t0, own)
         return Response(body, media_type="application/json")
 
     @app.post("/v1/prompt", summary="prompts on a cached image (its image_id from /v1/segment)", responses=_ERRORS)
     async def prompt(req: PromptRequest) -> Response:
         t0 = time.perf_counter()
         engine._require_ready()
+        t1 = time.perf_counter()
         result = engine.cached(req.image_id)
-        body = await engine.finish(req.image_id, result, req.prompt_kwargs(), _outputs(req), None, {"cached": True}, t0)
+        own = {"lookup": (time.perf_counter() - t1) * 1e3}
+        body = await engine.finish(req.image_id, result, req.prompt_kwargs(), _outputs(req), None, {"cached": True}, t0, own)
         return Response(body, media_type="application/json")
 
     app.include_router(anylabeling_router(engine, config))

@@ -223,10 +223,12 @@ class Engine:
         return result
 
     def _finish_sync(self, image_id: str, result: Result, prompts: dict[str, Any], outputs: dict[str, Any],
-                     extra: dict[str, Any] | None = None, t0: float | None = None) -> bytes:
+                     extra: dict[str, Any] | None = None, t0: float | None = None,
+                     own: dict[str, float] | None = None) -> bytes:
         from .render import result_json
 
         model = self._require_ready()
+        t_prompt = time.perf_counter()
         if prompts:
             accepted = inspect.signature(model.prompt).parameters
             unknown = sorted(k for k in prompts if k not in accepted)
@@ -235,18 +237,28 @@ class Engine:
             result = model.prompt(result, **prompts)
             with self._lock:
                 self.counts["prompt_runs"] += 1
+        t_encode = time.perf_counter()
         out = result_json(result, image_id, **outputs)
+        if own is not None:  # a cached result: this request's own stages, not the original run's
+            timings = dict(own)
+            if prompts:
+                timings["prompt"] = (t_encode - t_prompt) * 1e3
+            timings["encode"] = (time.perf_counter() - t_encode) * 1e3
+            out["timings_ms"] = {k: round(v, 3) for k, v in timings.items()}
         out.update(extra or {})
         if t0 is not None:
             out["timings_ms"]["server_total"] = round((time.perf_counter() - t0) * 1e3, 3)
         return json.dumps(out, separators=(",", ":")).encode()  # here, in the pool: big RLE lists stay off the event loop
 
     async def finish(self, image_id: str, result: Result, prompts: dict[str, Any], outputs: dict[str, Any],
-                     deadline: float | None = None, extra: dict[str, Any] | None = None, t0: float | None = None) -> bytes:
+                     deadline: float | None = None, extra: dict[str, Any] | None = None, t0: float | None = None,
+                     own: dict[str, float] | None = None) -> bytes:
         """Apply ``prompts`` (keyword arguments of ``FastSAM.prompt``; none: everything) to a cached result and
         render the JSON body (``outputs``: polygons, epsilon, overlay; ``extra`` keys added; ``t0``: the
-        request's start, for ``timings_ms.server_total``), in the pool."""
-        out = await self.run(self._finish_sync, image_id, result, prompts, outputs, extra, t0, deadline=deadline)
+        request's start, for ``timings_ms.server_total``), in the pool. ``own``: the request's own timings (ms)
+        when ``result`` came from the cache; ``timings_ms`` is then ``own`` + ``prompt`` (when prompted) +
+        ``encode`` (building the response) + ``server_total``, not the original run's stages."""
+        out = await self.run(self._finish_sync, image_id, result, prompts, outputs, extra, t0, own, deadline=deadline)
         if prompts.get("texts") is not None:
             self.cache.touch(image_id)  # its CLIP crop embeddings are cached on it now
         return out
