@@ -133,3 +133,35 @@ def test_a_cache_hit_reports_its_own_timings():
     r = c.post("/v1/prompt", json={"image_id": hit["image_id"], "points": [[250, 200]]}).json()
     assert set(r["timings_ms"]) == {"lookup", "prompt", "encode", "server_total"}
     assert [i["selected_by"] for i in r["instances"]] == [i["selected_by"] for i in prompted["instances"]]
+
+
+# --- edge maps for folders ---------------------------------------------------------------------------------------
+
+
+def test_edges_dir_writes_one_edge_map_per_image_the_tree_mirrored(tmp_path, capsys):
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from fastsam_onnx import FastSAM
+    from fastsam_onnx.cli import main
+
+    folder = tmp_path / "imgs"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "sub/b.jpg"):
+        shutil.copy(example_image(), folder / name)
+    edges = folder / "edges"  # inside the folder: never read back as an input
+    assert main(["segment", str(folder), "--edges-dir", str(edges), "-q"]) == 0
+    written = sorted(p.relative_to(edges).as_posix() for p in edges.rglob("*") if p.is_file())
+    assert written == ["a.jpg.png", "sub/b.jpg.png"]
+    got = cv2.imread(str(edges / "sub/b.jpg.png"), cv2.IMREAD_UNCHANGED)
+    expected = FastSAM().edges(str(example_image()))
+    assert got.dtype == np.uint16 and got.shape == expected.shape
+    np.testing.assert_array_equal(got, np.rint(np.clip(expected, 0, 1) * 65535).astype(np.uint16))
+    (edges / "a.jpg.png").unlink()
+    assert main(["segment", str(folder), "--edges-dir", str(edges), "--skip-existing"]) == 0
+    assert "1 segmented, 1 skipped" in capsys.readouterr().err and (edges / "a.jpg.png").is_file()
+    for bad, words in ((["segment", str(example_image()), "--edges-dir", str(edges)], "--edges-dir applies to a folder"),
+                       (["segment", str(folder), "--edges", str(tmp_path / "e.png")], "--edges-dir DIR")):
+        assert main(bad) == 2 and words in capsys.readouterr().err

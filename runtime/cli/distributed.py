@@ -23,7 +23,7 @@ from ..progress import Progress, clean
 __all__ = ["add_ray_arguments", "check_engine", "run_ray"]
 
 _RAY_ONLY = ("address", "workers", "threads_per_worker", "batch_size")
-_NOT_WITH_RAY = ("json", "out_dir", "overlays", "coco", "max_frames", "embeddings", "epsilon", "label")
+_NOT_WITH_RAY = ("json", "out_dir", "overlays", "edges_dir", "coco", "max_frames", "embeddings", "epsilon", "label")
 
 
 def add_ray_arguments(group) -> None:

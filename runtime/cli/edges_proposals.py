@@ -1,5 +1,8 @@
 """``segment``'s edge-map and proposal outputs: ``--edges EDGES.png`` (one image) and ``--proposals [N]``.
 
+``--edges-dir DIR`` (a folder): one edge map per image, the folder's tree mirrored as ``--overlays`` does
+(``a/b.jpg`` → ``DIR/a/b.jpg.png``, a 16-bit PNG as ``--edges`` writes it).
+
 ``--edges FILE``: the image's edge map (:meth:`FastSAM.edges`, computed in the same pass as the masks) as a
 16-bit PNG/TIFF (0-65535 = 0-1; PNG for a name without an extension, such as ``-`` or ``/dev/stdout``), an
 8-bit image for other extensions, or ``.npy`` (the float32 array).
@@ -30,6 +33,8 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("edge maps and object proposals (see fastsam_onnx.cli.edges_proposals)")
     g.add_argument("--edges", type=Path, metavar="EDGES.png",
                    help="one image: write its edge map (16-bit PNG/TIFF, 8-bit for other image types, .npy float32)")
+    g.add_argument("--edges-dir", type=Path, metavar="DIR",
+                   help="folder: write one edge map per image here, the tree mirrored (a/b.jpg -> DIR/a/b.jpg.png, 16-bit)")
     g.add_argument("--proposals", type=int, nargs="?", const=MAX_DET, default=None, metavar="N",
                    help=f"object proposals: up to N (default {MAX_DET}) instances by score, conf {CONF} unless --conf "
                    "is given; --json (one image) / --coco (folder) then hold COCO result records")
@@ -42,7 +47,8 @@ def check_outputs(args: argparse.Namespace, kind: str) -> None:
 
     if args.edges is not None:
         if kind != "image":
-            raise UsageError("--edges applies to one image (a folder or a video has no single edge map)")
+            raise UsageError("--edges applies to one image (a folder or a video has no single edge map"
+                             + ("; use --edges-dir DIR)" if kind == "folder" else ")"))
         check_output_file(args.edges, "--edges")
         from ..fileio import image_suffix
 
@@ -51,6 +57,12 @@ def check_outputs(args: argparse.Namespace, kind: str) -> None:
 
             if not cv2.haveImageWriter("edges" + image_suffix(args.edges)):  # no extension: PNG
                 raise UsageError(f"cannot write edge map {clean(args.edges)}: unknown image extension (use .png or .npy)")
+    if getattr(args, "edges_dir", None) is not None:
+        if kind != "folder":
+            raise UsageError("--edges-dir applies to a folder" + (" (use --edges FILE)" if kind == "image" else ""))
+        from .segment_many import check_output_dir
+
+        check_output_dir(args.edges_dir, "--edges-dir")
     if args.proposals is None:
         return
     if args.proposals < 1:

@@ -1,7 +1,8 @@
 """``fastsam-onnx segment FOLDER``: every image under a folder (recursively), nothing lost on bad files.
 
 Outputs (at least one): ``--out-dir DIR`` one JSON per image (``a/b.jpg`` → ``DIR/a/b.jpg.json``),
-``--overlays DIR`` one overlay PNG per image (``DIR/a/b.jpg.png``), ``--coco FILE`` one COCO-style JSON of all
+``--overlays DIR`` one overlay PNG per image (``DIR/a/b.jpg.png``), ``--edges-dir DIR`` one 16-bit edge-map
+PNG per image (``DIR/a/b.jpg.png``), ``--coco FILE`` one COCO-style JSON of all
 images. Output locations are checked before the first image; every file is written atomically. With
 ``--format labelme|yolo`` the ``--out-dir`` files are labelme JSON (``a/b.json``, imagePath relative to it) or
 YOLO-seg txt (``a/b.txt``) instead (:mod:`fastsam_onnx.outputs.formats`); two images with one stem in one folder are
@@ -38,10 +39,11 @@ def check_folder_outputs(args: argparse.Namespace) -> None:
     """Refuse (UsageError) a folder run without an output, or with an unusable output location."""
     from .usage import UsageError
 
-    if args.out_dir is None and args.coco is None and args.overlays is None:
-        raise UsageError("a folder needs --out-dir DIR (one JSON per image), --overlays DIR and/or --coco FILE")
-    if args.skip_existing and args.out_dir is None and args.overlays is None:
-        raise UsageError("--skip-existing needs --out-dir or --overlays (the outputs it looks for)")
+    edges_dir = getattr(args, "edges_dir", None)
+    if args.out_dir is None and args.coco is None and args.overlays is None and edges_dir is None:
+        raise UsageError("a folder needs --out-dir DIR (one JSON per image), --overlays DIR, --edges-dir DIR and/or --coco FILE")
+    if args.skip_existing and args.out_dir is None and args.overlays is None and edges_dir is None:
+        raise UsageError("--skip-existing needs --out-dir, --overlays or --edges-dir (the outputs it looks for)")
     if args.skip_existing and args.coco is not None and args.out_dir is None:
         raise UsageError("--skip-existing with --coco needs --out-dir: the COCO file is rebuilt from the existing per-image JSON")
     if args.skip_existing and args.coco is not None and getattr(args, "format", "coco") != "coco":
@@ -88,7 +90,8 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
     from .usage import UsageError
 
     folder = Path(args.image)
-    images = list_images(folder, exclude=(args.out_dir, args.overlays))
+    edges_dir = getattr(args, "edges_dir", None)  # segment --edges-dir (fastsam_onnx.cli.edges_proposals)
+    images = list_images(folder, exclude=(args.out_dir, args.overlays, edges_dir))
     if not images:
         raise UsageError(f"no images under {clean(folder)} (extensions: .jpg .png .bmp .tif .webp ...)")
     from ..outputs.formats import DEFAULT_EPSILON, annotation_path, check_unique_outputs, read_annotation, write_annotation
@@ -109,16 +112,17 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
             rel = path.relative_to(folder)
             out = None if args.out_dir is None else annotation_path(args.out_dir, rel, fmt)
             overlay = None if args.overlays is None else args.overlays / rel.with_name(rel.name + ".png")
+            edge_map = None if edges_dir is None else edges_dir / rel.with_name(rel.name + ".png")
             if args.skip_existing:
                 existing = None if out is None else read_result_json(out) if fmt == "coco" else read_annotation(out, fmt)
-                if (out is None or existing is not None) and (overlay is None or overlay.is_file()):
+                if (out is None or existing is not None) and all(f is None or f.is_file() for f in (overlay, edge_map)):
                     if args.coco is not None and existing is not None:
                         add_to_coco(coco, str(rel), existing)
                     skipped += 1
                     progress.update(status=f"{rel}: skipped (existing)")
                     continue
             try:
-                result = model.segment(str(path), **segment_kwargs(args, prompts))
+                result = model.segment(str(path), edges=edge_map is not None, **segment_kwargs(args, prompts))
                 data = result.to_json(str(rel))
                 if out is not None:
                     out.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +134,11 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
                     overlay.parent.mkdir(parents=True, exist_ok=True)
                     if not atomic_imwrite(overlay, draw_overlay(result)):
                         raise OSError(f"cannot encode overlay {overlay}")
+                if edge_map is not None:
+                    from .edges_proposals import write_edge_map
+
+                    edge_map.parent.mkdir(parents=True, exist_ok=True)
+                    write_edge_map(edge_map, result.edges())
             except (BadArgumentError, BadModelError, BadPromptError, ProviderError):
                 raise  # a setting, the model or a prompt: every image would fail the same way (exit 2)
             except Exception as e:  # noqa: BLE001 - one bad image never stops a folder run
