@@ -1,5 +1,7 @@
-"""The small seams of the segment command, the prompts and the server (issue 25, item 7): usage errors for a
-prompt mode without its prompts, ..."""
+"""The small seams of the segment command, the prompts and the server (issue 25, item 7): a prompt mode without
+its prompts is a usage error, point tags carry the point's index in every mode, text_mode="all" says each text's
+best score, a cache hit reports its own timings, edge maps for folders (--edges-dir). The folder's proposals file
+is tested in tests/test_proposals.py."""
 
 from __future__ import annotations
 
