@@ -60,7 +60,7 @@ def test_page_point_and_box_in_chromium(tmp_path):
             page.mouse.click(box["x"] + point[0] * scale, box["y"] + point[1] * scale)
             _wait_status(page, "prompt:")
             last = page.evaluate("window.fastsam.last")
-            assert len(last["instances"]) >= 1 and all("points" in i["selected_by"] for i in last["instances"])
+            assert len(last["instances"]) >= 1 and all(i["selected_by"] == ["point:0"] for i in last["instances"])
             assert last["cached"] is True and len(last["image_id"]) == 32
             assert _overlay_alpha(page, *point) > 0  # the selected mask is drawn where we clicked
 
