@@ -80,10 +80,10 @@ def output_target(dest: str | os.PathLike[str]) -> tuple[Path | None, bool]:
     try:
         mode = path.stat().st_mode  # through any links, including /dev/stdout's magic link onto a pipe
     except (FileNotFoundError, NotADirectoryError):  # a new path, or a dangling link: its target is created
-        return (Path(os.path.realpath(path)) if path.is_symlink() else path), False
-    if stat.S_ISDIR(mode):
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
         raise IsADirectoryError(f"is a directory: {dest}")
-    if not stat.S_ISREG(mode):
+    if mode is not None and not stat.S_ISREG(mode):
         return path, True  # opened by the name given: the kernel follows the links
     return (Path(os.path.realpath(path)) if path.is_symlink() else path), False
 
@@ -123,7 +123,7 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     untouched."""
     path, through = output_target(dest)
     name = Path(dest).name if path is None else path.name
-    where = None if through else (path.parent if path is not None else None)
+    where = None if through else path.parent  # type: ignore[union-attr]  # (not through: a path)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{Path(name).suffix}", dir=where)
     tmp_path = Path(tmp)
     try:  # mkstemp makes 0600 files: give the output the mode a plain open() would (or the replaced file's)
