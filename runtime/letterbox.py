@@ -1,6 +1,8 @@
 """Letterbox: resize keeping the aspect ratio, pad to the network input, BGR uint8 → RGB float NCHW.
 
-Reproduces ultralytics ``LetterBox`` (centre padding, value 114, ``cv2.INTER_LINEAR``, upscaling allowed).
+Reproduces ultralytics ``LetterBox`` (centre padding, value 114, upscaling allowed). The resize is ``resize``:
+"linear" is the reference's ``cv2.INTER_LINEAR``, "exact" ``cv2.INTER_LINEAR_EXACT`` (bit-exact fixed point, the same
+values on every CPU; the aarch64 OpenCV wheels compute INTER_LINEAR with other kernels). See docs/arm64.md.
 """
 
 from __future__ import annotations
@@ -9,6 +11,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+
+#: the letterbox's resize choices → OpenCV interpolation flags
+RESIZES = {"linear": cv2.INTER_LINEAR, "exact": cv2.INTER_LINEAR_EXACT}
+DEFAULT_RESIZE = "linear"
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,11 @@ def letterbox_geometry(
     return Letterbox((h0, w0), (new_h + top + bottom, new_w + left + right), new_w, new_h, left, top)
 
 
-def letterbox(image: np.ndarray, lb: Letterbox, pad_value: int = 114) -> np.ndarray:
-    """Resize (H0, W0, 3) BGR uint8 into the letterbox and pad it: returns (H, W, 3) BGR uint8."""
+def letterbox(image: np.ndarray, lb: Letterbox, pad_value: int = 114, resize: str = DEFAULT_RESIZE) -> np.ndarray:
+    """Resize (H0, W0, 3) BGR uint8 into the letterbox (``resize``: a key of :data:`RESIZES`) and pad it:
+    returns (H, W, 3) BGR uint8."""
     if image.shape[:2] != (lb.new_h, lb.new_w):
-        image = cv2.resize(image, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
+        image = cv2.resize(image, (lb.new_w, lb.new_h), interpolation=RESIZES[resize])
     bottom, right = lb.input_shape[0] - lb.top - lb.new_h, lb.input_shape[1] - lb.left - lb.new_w
     if lb.top == bottom == lb.left == right == 0:
         return image  # nothing to pad (callers only read it)

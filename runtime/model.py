@@ -14,7 +14,7 @@ import numpy as np
 from .errors import BadArgumentError, BadModelError
 from .fixup import fastsam_fixup, scale_boxes
 from .image import MAX_PIXELS, ImageLike, load_image
-from .letterbox import Letterbox, letterbox, letterbox_geometry, to_tensor
+from .letterbox import DEFAULT_RESIZE, RESIZES, Letterbox, letterbox, letterbox_geometry, to_tensor
 from .zoo import default_clip, default_fastsam, resolve_fastsam
 from .outputs.edges import BAND
 from .masks import crop_masks, input_axes, retina_axes
@@ -61,6 +61,9 @@ class FastSAM:
         max_pixels: larger images raise :class:`~fastsam_onnx.errors.BadImageError` (default
             :data:`fastsam_onnx.image.MAX_PIXELS`, 100 MP; None = no limit).
         max_input_pixels: the bound on the network input (padded h × w), default :data:`MAX_INPUT_PIXELS`.
+        resize: the letterbox's resize, "linear" (the reference's ``cv2.INTER_LINEAR``) or "exact"
+            (``cv2.INTER_LINEAR_EXACT``: the same input tensor on every CPU); default
+            :data:`fastsam_onnx.letterbox.DEFAULT_RESIZE`, see docs/arm64.md.
 
     Wrongly typed or out-of-range arguments raise :class:`~fastsam_onnx.errors.BadArgumentError`.
     One object may be shared by threads: sessions are created once here, and :meth:`segment` and
@@ -76,6 +79,7 @@ class FastSAM:
         verify: bool = True,
         max_pixels: int | None = MAX_PIXELS,
         max_input_pixels: int = MAX_INPUT_PIXELS,
+        resize: str = DEFAULT_RESIZE,
     ):
         if model is not None and not isinstance(model, (str, os.PathLike)):
             raise BadArgumentError(f"model must be a path, a model-zoo name or None, got {type(model).__name__}")
@@ -83,6 +87,9 @@ class FastSAM:
             raise BadArgumentError(f"providers must be a string or a list of providers, got {providers!r}")
         if clip is not None and not isinstance(clip, (str, os.PathLike)) and not hasattr(clip, "similarity"):
             raise BadArgumentError(f"clip must be a CLIP bundle path, a zoo name or a CLIP object, got {type(clip).__name__}")
+        if not isinstance(resize, str) or resize not in RESIZES:
+            raise BadArgumentError(f"resize must be one of {', '.join(map(repr, RESIZES))}, got {resize!r}")
+        self.resize = resize
         self._strict = _flag("strict", strict)
         _flag("verify", verify)
         self.max_pixels = None if max_pixels is None else _integer("max_pixels", max_pixels, 1)
@@ -151,7 +158,7 @@ class FastSAM:
     def preprocess(self, image: np.ndarray, imgsz: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
         """(h0, w0, 3) BGR uint8 → ((B, 3, H, W) input tensor, letterbox geometry)."""
         lb = letterbox_geometry(image.shape[:2], imgsz, auto=self.dynamic, stride=self.stride)
-        x = to_tensor(letterbox(image, lb), self.session.input_dtype)
+        x = to_tensor(letterbox(image, lb, resize=self.resize), self.session.input_dtype)
         if self.batch > 1:
             x = np.concatenate([x, np.zeros((self.batch - 1, *x.shape[1:]), x.dtype)])
         return x, lb
