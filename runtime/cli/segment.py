@@ -39,6 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--imgsz", type=int, default=None, help="network input size, pixels (default: the model's)")
     p.add_argument("--max-det", type=int, default=300, help="maximum number of instances, >= 1 (default 300)")
     p.add_argument("--no-retina", action="store_true", help="masks at the network-input size, letterboxed")
+    p.add_argument("--resize", choices=("linear", "exact"), default="linear",
+                   help="letterbox resize: linear (default: the reference's cv2.INTER_LINEAR) or exact "
+                   "(cv2.INTER_LINEAR_EXACT: the same results on x86 and arm64; see docs/arm64.md)")
     p.add_argument("--out", type=Path, help="image: write an overlay (PNG/JPEG); video: write a video (.mp4/.avi/...)")
     p.add_argument("--json", type=Path, help="image: write the instances as JSON (boxes, scores, COCO RLE masks); video: JSON lines; '-': standard output")
     p.add_argument(
@@ -256,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out is not None and not cv2.haveImageWriter("overlay" + image_suffix(args.out)):  # none: PNG
             raise UsageError(f"cannot write overlay {clean(args.out)}: unknown image extension (use .png or .jpg)")
     fetch_models(args.model, args.clip, quiet=args.quiet, need_clip=bool(prompts.get("texts")) or args.embeddings is not None)
-    model = FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict)
+    model = FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict, resize=args.resize)
     if kind != "image":
         say_if_demo(model, args.quiet)  # once, before the progress bar
         return (run_folder if kind == "folder" else run_video)(args, model, prompts)
