@@ -47,8 +47,9 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence, Union
 
 from .errors import BadArgumentError, ProviderError
+from .extras import GPU_INSTALL, GPU_SWITCH
 from .gpulibs import (  # noqa: F401  # re-exported: doctor and the tests reach them here
-    GPU_LIBRARIES, ORT_DISTRIBUTIONS, PROVIDER_LIBRARIES, find_gpu_libraries, library_hint, ort_package, ort_packages,
+    ORT_DISTRIBUTIONS, build_info, describe_library, missing_libraries, ort_package, ort_packages, provider_libraries,
 )
 
 log = logging.getLogger(__name__)
@@ -165,17 +166,19 @@ def parse_request(requested, env: Mapping[str, str] | None = None) -> tuple[str 
 
 
 def unavailable_reason(name: str, available: Sequence[str], package: str | None = None) -> str:
-    """Why ``name`` is not usable with this build, as one sentence fragment."""
+    """Why ``name`` is not usable with this build, as one sentence fragment (with the command that fixes it)."""
     package = ort_package() if package is None else package
     if name in GPU_PROVIDERS and package != "onnxruntime-gpu":
+        how = GPU_SWITCH if package == "onnxruntime" else GPU_INSTALL
         return (
-            f"{name} is not offered by this onnxruntime build ({package} package installed; "
-            "install onnxruntime-gpu instead: pip uninstall onnxruntime && pip install onnxruntime-gpu)"
+            f"{name} is not offered by this onnxruntime build ({package} package installed; the NVIDIA GPU build is "
+            f"onnxruntime-gpu: {how})"
         )
     if name in GPU_PROVIDERS:
         return (
-            f"{name} is not offered by the imported onnxruntime although onnxruntime-gpu is installed (is the CPU "
-            "package onnxruntime installed too? pip uninstall onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu)"
+            f"{name} is not offered by the imported onnxruntime although onnxruntime-gpu is installed (the CPU package "
+            "onnxruntime is installed too and overwrote its files: pip uninstall -y onnxruntime onnxruntime-gpu && "
+            f"{GPU_INSTALL})"
         )
     return f"{name} is not offered by this onnxruntime build ({package}; it offers {', '.join(available) or 'nothing'})"
 
@@ -303,10 +306,12 @@ def warn_fallback(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=user_stacklevel())
 
 
-def missing_libraries(names: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    """For each of ``names`` (keys of :data:`GPU_LIBRARIES`) that cannot be loaded, the sonames tried."""
-    found = find_gpu_libraries()
-    return {n: GPU_LIBRARIES[n] for n in names if found.get(n) is None}
+def missing_provider_libraries(name: str) -> list[str]:
+    """The shared libraries that the installed build needs for provider ``name`` (read from the build:
+    :func:`~fastsam_onnx.gpulibs.provider_libraries`) and that cannot be loaded here, described with their versions
+    ("CUDA 13 runtime (libcudart.so.13)")."""
+    cuda = build_info().get("cuda_version")
+    return [describe_library(s, cuda) for s in missing_libraries(provider_libraries().get(name, ()))]
 
 
 def check_providers(
@@ -321,10 +326,7 @@ def check_providers(
     missing = [provider_name(p) for p in requested if provider_name(p) not in kept]
     if not missing:
         return []
-    libs: list[str] = []
-    for name in missing:
-        for what_lib, sonames in missing_libraries(PROVIDER_LIBRARIES.get(name, ())).items():
-            libs.append(f"{what_lib} ({' or '.join(sonames)})")
+    libs = [lib for name in missing for lib in missing_provider_libraries(name)]
     hint = f"; cannot load {', '.join(dict.fromkeys(libs))}" if libs else ""
     message = (
         f"onnxruntime did not enable {', '.join(missing)} for {what} (it kept {', '.join(kept) or 'nothing'}){hint}; "

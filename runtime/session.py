@@ -9,9 +9,17 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import onnxruntime as ort
 
 from .errors import BadModelError, ProviderError
+from .extras import MissingRuntimeError
+from .gpulibs import preload_gpu_libraries
+
+try:
+    import onnxruntime as ort
+except ModuleNotFoundError as _e:  # the base install leaves the build to the user: the [cpu] or the [gpu] extra
+    if _e.name != "onnxruntime":
+        raise
+    ort = None  # sessions raise MissingRuntimeError (one line naming both extras)
 from .providers import (
     CPU,
     GPU_PROVIDERS,
@@ -40,6 +48,8 @@ _ORT_DTYPES = {
 
 def default_providers() -> list[ProviderSpec]:
     """The "auto" request: TensorRT, CUDA, CPU among the providers this build offers, with their options."""
+    if ort is None:
+        raise MissingRuntimeError(what="fastsam-onnx")
     return resolve_providers(None, ort.get_available_providers())
 
 
@@ -95,6 +105,8 @@ class OnnxSession:
         *,
         sess_options: ort.SessionOptions | None = None,
     ):
+        if ort is None:
+            raise MissingRuntimeError(what="fastsam-onnx")
         self.path = Path(path)
         if not self.path.is_file():
             raise BadModelError(f"ONNX file not found: {self.path}")
@@ -105,6 +117,8 @@ class OnnxSession:
         if "TensorrtExecutionProvider" in names:
             cache.mkdir(parents=True, exist_ok=True)
         so = sess_options if sess_options is not None else session_options()
+        if any(n in GPU_PROVIDERS for n in names):
+            preload_gpu_libraries()  # CUDA and cuDNN from NVIDIA's pip wheels, where installed
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=self.requested)
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files

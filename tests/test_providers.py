@@ -13,16 +13,8 @@ import pytest
 from fastsam_onnx import FastSAM, ProviderError
 from fastsam_onnx import session as session_mod
 from fastsam_onnx.cli import main
-from fastsam_onnx.providers import (
-    CPU,
-    CUDA,
-    TENSORRT,
-    check_providers,
-    provider_name,
-    resolve_providers,
-    session_options,
-    thread_counts,
-)
+from fastsam_onnx.providers import CPU, CUDA, TENSORRT, check_providers, ort_package, provider_name, resolve_providers
+from fastsam_onnx.providers import session_options, thread_counts
 from fastsam_onnx.session import OnnxSession
 
 onnx = pytest.importorskip("onnx")
@@ -110,7 +102,7 @@ def test_malformed_requests_are_errors_even_without_strict(bad):
 
 
 def test_unavailable_provider_warns_and_falls_back():
-    with pytest.warns(RuntimeWarning, match="CUDAExecutionProvider is not offered.*install onnxruntime-gpu"):
+    with pytest.warns(RuntimeWarning, match=r"CUDAExecutionProvider is not offered.*GPU build is onnxruntime-gpu: pip uninstall -y onnxruntime && pip install 'fastsam-onnx\[gpu\]'"):
         assert resolve("cuda", CPU_ONLY) == [CPU]
     with pytest.warns(RuntimeWarning, match="TensorrtExecutionProvider"):
         assert names(resolve("tensorrt", CUDA_CPU)) == [CUDA, CPU]
@@ -136,9 +128,15 @@ def test_strict_names_the_reason():
         resolve("cuda", CPU_ONLY, strict=True)
     msg = str(e.value)
     assert "CUDAExecutionProvider is not offered by this onnxruntime build" in msg
-    assert "onnxruntime package installed" in msg and "install onnxruntime-gpu" in msg
-    with pytest.raises(ProviderError, match="TensorrtExecutionProvider.*is the CPU package onnxruntime installed too"):
+    assert "onnxruntime package installed" in msg  # the one recipe of extras.GPU_SWITCH (README, docs/gpu.md, doctor)
+    assert msg.endswith("the NVIDIA GPU build is onnxruntime-gpu: pip uninstall -y onnxruntime && "
+                        "pip install 'fastsam-onnx[gpu]')")
+    with pytest.raises(ProviderError, match="TensorrtExecutionProvider.*the CPU package onnxruntime is installed too.*"
+                                            r"pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'fastsam-onnx\[gpu\]'"):
         resolve("tensorrt", CUDA_CPU, strict=True, package="onnxruntime-gpu")
+    with pytest.raises(ProviderError, match=r"\(none package installed; the NVIDIA GPU build is onnxruntime-gpu: "
+                                            r"pip install 'fastsam-onnx\[gpu\]'\)"):
+        resolve("cuda", CPU_ONLY, strict=True, package="none")
     with pytest.raises(ProviderError, match="it offers OpenVINOExecutionProvider"):
         resolve(["FooExecutionProvider"], ["OpenVINOExecutionProvider", CPU], strict=True)
     assert names(resolve("auto", CPU_ONLY, strict=True)) == [CPU]  # auto never fails
@@ -203,17 +201,23 @@ def test_thread_counts_and_session_options():
 
 
 def test_check_providers_warns_or_raises_with_the_missing_libraries(monkeypatch):
+    """It names the libraries the build needs (read from it: tests/test_gpu_install.py) that do not load here."""
     import fastsam_onnx.providers as P
 
-    monkeypatch.setattr(P, "find_gpu_libraries", lambda: {"CUDA runtime": "libcudart.so.12", "cuBLAS": None, "cuDNN": None, "TensorRT": None})
+    needs = {CUDA: ["libcudart.so.99", "libc.so.6", "libcublasLt.so.99", "libcudnn.so.77"]}
+    monkeypatch.setattr(P, "provider_libraries", lambda: needs)
+    monkeypatch.setattr(P, "build_info", lambda: {"cuda_version": "99.1"})
     assert check_providers([CPU], [CPU]) == []
     with pytest.warns(RuntimeWarning, match="did not enable CUDAExecutionProvider"):
         assert check_providers([(CUDA, {}), CPU], [CPU]) == [CUDA]
     with pytest.raises(ProviderError) as e:
         check_providers([(CUDA, {}), CPU], [CPU], strict=True, what="fastsam.onnx")
     msg = str(e.value)
-    assert "fastsam.onnx" in msg and "libcudnn.so.9" in msg and "libcublasLt.so.12" in msg and "libcudart" not in msg
-    assert "fastsam-onnx doctor" in msg
+    assert "fastsam.onnx" in msg and "fastsam-onnx doctor" in msg
+    assert ("cannot load CUDA 99 runtime (libcudart.so.99), cuBLASLt (CUDA 99) (libcublasLt.so.99), "
+            "cuDNN 77 (libcudnn.so.77);") in msg and "libc.so.6" not in msg
+    with pytest.raises(ProviderError, match=r"TensorrtExecutionProvider for the model \(it kept CPUExecutionProvider\); see"):
+        check_providers([(TENSORRT, {}), CPU], [CPU], strict=True)  # nothing read for it: no library named
 
 
 @pytest.fixture(scope="module")
@@ -330,9 +334,9 @@ def test_corrupt_model_is_still_a_bad_model_error(tmp_path):
 def test_strict_cuda_on_a_cpu_build(tiny_onnx, monkeypatch):
     monkeypatch.setattr(session_mod.ort, "get_available_providers", lambda: CPU_ONLY)
     monkeypatch.setattr("fastsam_onnx.providers.ort_package", lambda: "onnxruntime")
-    with pytest.raises(ProviderError, match="install onnxruntime-gpu"):
+    with pytest.raises(ProviderError, match=r"onnxruntime-gpu: pip uninstall -y onnxruntime && pip install"):
         OnnxSession(tiny_onnx, "cuda", strict=True)
-    with pytest.warns(RuntimeWarning, match="install onnxruntime-gpu"):
+    with pytest.warns(RuntimeWarning, match=r"onnxruntime-gpu: pip uninstall -y onnxruntime && pip install"):
         assert OnnxSession(tiny_onnx, "cuda").providers == [CPU]
 
 
@@ -354,12 +358,14 @@ def test_doctor_reports_build_providers_libraries_and_timing(tiny_onnx, capsys):
     out = capsys.readouterr().out
     assert f"onnxruntime {ort.__version__}" in out
     assert "available providers: " + ", ".join(ort.get_available_providers()) in out
-    for lib in ("CUDA runtime", "cuDNN", "TensorRT"):
-        assert lib in out
+    if ort_package() == "onnxruntime":  # the CPU build: how to get the GPU one (extras.GPU_SWITCH)
+        assert ("GPU providers: none in this CPU build; for an NVIDIA GPU install the GPU build instead: "
+                "pip uninstall -y onnxruntime && pip install 'fastsam-onnx[gpu]'") in out
+    else:  # the GPU build: the libraries it needs (tests/test_gpu_install.py)
+        assert "GPU libraries this build needs" in out
     assert "CPUExecutionProvider: ok — session.run median" in out and "1x3x32x32 float32" in out
     if CUDA not in ort.get_available_providers():
         assert "CUDAExecutionProvider: unavailable" in out
-
 
 
 def test_doctor_without_a_demo_bundle(monkeypatch, tmp_path, capsys):

@@ -29,54 +29,29 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import onnxruntime as ort
-
     from .. import __version__
-    from ..providers import (
-        CPU,
-        CUDA,
-        ENV_VARS,
-        GPU_LIBRARIES,
-        TENSORRT,
-        default_cache_dir,
-        find_gpu_libraries,
-        library_hint,
-        ort_package,
-        ort_packages,
-        unavailable_reason,
-    )
+    from ..gpulibs import build_info, ort_dir
+    from ..providers import CPU, CUDA, ENV_VARS, TENSORRT, default_cache_dir, ort_package, ort_packages, unavailable_reason
     from .usage import UsageError
 
     if args.runs < 1:
         raise UsageError(f"--runs must be >= 1, got {args.runs}")
-    package = ort_package()
-    available = ort.get_available_providers()
     print(f"fastsam-onnx {__version__} (Python {platform.python_version()}, numpy {np.__version__}, {platform.machine()})")
+    package, info = ort_package(), build_info()
+    ort = _import_onnxruntime(package)
+    if ort is None:
+        _settings(ENV_VARS, default_cache_dir)
+        return 0
+    available = ort.get_available_providers()
+    cuda = f", built for CUDA {info['cuda_version']}" if info["cuda_version"] else ""
     build = "GPU build" if package == "onnxruntime-gpu" else "CPU build" if package == "onnxruntime" else "build"
-    print(f"onnxruntime {ort.__version__} (package {package}: {build}, device {ort.get_device()})")
+    print(f"onnxruntime {ort.__version__} (package {package}: {build}{cuda}, device {ort.get_device()})")
     print(f"available providers: {', '.join(available)}")
     if len(ort_packages()) > 1:
         print(f"  warning: several onnxruntime packages installed ({', '.join(ort_packages())}); they overwrite each "
               "other's files: keep one (pip uninstall them all, then install the one you want)")
-
-    print("GPU libraries:")
-    found = find_gpu_libraries()
-    for what, sonames in GPU_LIBRARIES.items():
-        if found[what]:
-            print(f"  {what:13s} {found[what]} loads")
-        else:
-            hint = library_hint(what)
-            other = f" (find_library finds {hint}: another major version)" if hint else ""
-            print(f"  {what:13s} not found: tried {', '.join(sonames)}{other}")
-    if package == "onnxruntime-gpu" and not all(found.values()):
-        print(
-            "  hint: install CUDA 12 + cuDNN 9 (+ TensorRT 10 for TensorRT), or the nvidia-* pip wheels and call "
-            "onnxruntime.preload_dlls() before creating sessions"
-        )
-
-    settings = {k: os.environ[k] for k in ENV_VARS if os.environ.get(k)}
-    print(f"settings: {', '.join(f'{k}={v}' for k, v in settings.items()) if settings else 'no FASTSAM_ONNX_* variables set'}")
-    print(f"cache: {default_cache_dir()} (TensorRT engines under tensorrt/)")
+    _gpu_libraries(package, info, ort_dir())
+    _settings(ENV_VARS, default_cache_dir)
 
     path, shape = _model(args.model)
     if path is None:
@@ -95,6 +70,81 @@ def run(args: argparse.Namespace) -> int:
     if graph_shape and None not in graph_shape[2:] and not any(p in working for p in (TENSORRT, CUDA)):
         print(f"  note: {static_cpu_note(graph_shape)}")
     return 0
+
+
+def _import_onnxruntime(package: str):
+    """The onnxruntime module, or None after saying why not and how to install it."""
+    from ..errors import one_line
+    from ..extras import CPU_INSTALL, GPU_INSTALL
+
+    if package == "none":
+        print(f"onnxruntime: not installed (the base install leaves the build to you): {CPU_INSTALL} for the CPU, "
+              f"{GPU_INSTALL} for NVIDIA CUDA and TensorRT")
+        return None
+    try:
+        import onnxruntime as ort
+
+        return ort
+    except Exception as e:  # noqa: BLE001 - a broken install is what doctor is for
+        print(f"onnxruntime: package {package} is installed but does not import — {one_line(e)}")
+        print("  reinstall one build: pip uninstall -y onnxruntime onnxruntime-gpu && "
+              f"{GPU_INSTALL if package == 'onnxruntime-gpu' else CPU_INSTALL}")
+        return None
+
+
+def _gpu_libraries(package: str, info: dict, root) -> None:
+    """What the installed build needs for its GPU providers (read from the build) and what loads here."""
+    from ..extras import GPU_INSTALL, GPU_SWITCH
+    from ..gpulibs import describe_library, driver_cuda_version, missing_libraries, preload_gpu_libraries, provider_libraries
+
+    if package == "onnxruntime":
+        print(f"GPU providers: none in this CPU build; for an NVIDIA GPU install the GPU build instead: {GPU_SWITCH}")
+        return
+    needs = provider_libraries(root, package)
+    if not needs:
+        print(f"GPU libraries: this build ({package}) ships no CUDA or TensorRT provider; for NVIDIA GPUs: {GPU_INSTALL}")
+        return
+    preload_gpu_libraries()  # as every session does: CUDA and cuDNN from NVIDIA's pip wheels count
+    cuda = info.get("cuda_version")
+    print(f"GPU libraries this build needs (read from {package} {info.get('version') or ''}, CUDA {cuda or '?'}):")
+    missing: list[str] = []
+    for provider, sonames in needs.items():
+        absent = set(missing_libraries(sonames))
+        missing += [s for s in sonames if s in absent and s not in missing]
+        print(f"  {provider}: " + ", ".join(
+            f"{describe_library(s, cuda)} {'not found' if s in absent else 'loads'}" for s in sonames))
+    driver = driver_cuda_version()
+    if driver:
+        print(f"  NVIDIA driver supports CUDA up to {driver}")
+        if cuda and int(driver.split('.')[0]) < int(cuda.split('.')[0]):
+            print(f"  warning: this build needs CUDA {cuda}, newer than the driver's {driver}: update the NVIDIA "
+                  "driver, or install an onnxruntime-gpu built for your CUDA (docs/gpu.md)")
+    if missing:
+        print(f"  missing: {', '.join(describe_library(s, cuda) for s in missing)}")
+        print(_missing_hint(missing, cuda))
+
+
+def _missing_hint(missing: list[str], cuda: str | None) -> str:
+    """One line: how to get the missing libraries for this build's CUDA major version."""
+    major = (cuda or "").split(".")[0] or "?"
+    stems = {s.split(".so")[0] for s in missing}
+    parts = []
+    if "libcuda" in stems:
+        parts.append("an NVIDIA GPU with its driver (libcuda.so.1)")
+    if stems & {"libcudart", "libcublas", "libcublasLt", "libcurand", "libcufft", "libnvrtc", "libcudnn"}:
+        cudnn = next((s.split(".so.")[-1] for s in missing if s.startswith("libcudnn")), "9")
+        parts.append(f"CUDA {major}.x and cuDNN {cudnn} (system packages, or NVIDIA's wheels: "
+                     f"pip install 'onnxruntime-gpu[cuda,cudnn]', which fastsam-onnx preloads)")
+    if stems & {"libnvinfer", "libnvonnxparser", "libnvinfer_plugin"}:
+        trt = next((s.split(".so.")[-1] for s in missing if s.startswith("libnvinfer")), "10")
+        parts.append(f"TensorRT {trt} for CUDA {major} on the library path, for TensorrtExecutionProvider")
+    return f"  hint: install {'; '.join(parts)}; docs/gpu.md has the commands"
+
+
+def _settings(env_vars, default_cache_dir) -> None:
+    settings = {k: os.environ[k] for k in env_vars if os.environ.get(k)}
+    print(f"settings: {', '.join(f'{k}={v}' for k, v in settings.items()) if settings else 'no FASTSAM_ONNX_* variables set'}")
+    print(f"cache: {default_cache_dir()} (TensorRT engines under tensorrt/)")
 
 
 def static_cpu_note(shape: tuple) -> str:
