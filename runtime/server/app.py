@@ -231,6 +231,9 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
         return Response(body, media_type="application/json")
 
     app.include_router(anylabeling_router(engine, config))
+    from .labelstudio import router as labelstudio_router
+
+    app.include_router(labelstudio_router(engine, config))  # Label Studio's ML-backend protocol under /labelstudio
 
     @app.get("/", include_in_schema=False)
     async def index() -> Response:
@@ -241,7 +244,7 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
         return Response(page_file("app.js"), media_type="text/javascript; charset=utf-8", headers=_PAGE_HEADERS)
 
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
-    app.add_middleware(ApiKeyCheck, key=config.api_key)
+    app.add_middleware(ApiKeyCheck, key=config.api_key, prefixes=("/v1/", "/labelstudio/"))
     if config.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 

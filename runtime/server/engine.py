@@ -47,6 +47,9 @@ class ServerConfig:
     timeout: float = 60.0
     cache_bytes: int = 256 << 20
     retry_after: int = 1
+    label_studio_url: str | None = None  # Label Studio's own URL (else the one /labelstudio/setup names)
+    label_studio_api_key: str | None = None  # its token (else the one /labelstudio/setup sends)
+    label_studio_image_hosts: list[str] = field(default_factory=list)  # other hosts task images may come from
 
 
 class Busy(Exception):

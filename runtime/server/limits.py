@@ -13,6 +13,7 @@ Every answer is JSON ``{"error": {"code", "message"}}``.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 from typing import Any, Awaitable, Callable, Iterable
@@ -78,6 +79,11 @@ class ApiKeyCheck:
         auth = _header(scope, b"authorization") or b""
         if auth[:7].lower() == b"bearer ":
             return auth[7:].strip()
+        if auth[:6].lower() == b"basic ":  # Label Studio's ML backend connection: the key as the password
+            try:
+                return base64.b64decode(auth[6:].strip(), validate=True).partition(b":")[2]
+            except ValueError:
+                return b""
         return (_header(scope, b"x-api-key") or _header(scope, b"token") or b"").strip()
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
