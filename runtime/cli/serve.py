@@ -34,6 +34,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-megapixels", type=float, default=100, help="images over this many megapixels get 413 (default 100)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow this browser origin (repeatable; default: none)")
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME", help="also accept this Host header name (repeatable)")
+    p.add_argument("--label-studio-url", default=None, metavar="URL", help="Label Studio's URL, where task images are fetched (default: $LABEL_STUDIO_URL, else the hostname Label Studio sends to /labelstudio/setup)")
+    p.add_argument("--label-studio-api-key", default=None, metavar="TOKEN", help="Label Studio token for fetching task images, legacy or personal access token (default: $LABEL_STUDIO_API_KEY, else the one sent to /labelstudio/setup)")
+    p.add_argument("--label-studio-image-host", action="append", default=[], metavar="NAME", help="also fetch task images given as absolute URLs on this host, without credentials (repeatable; '*': any host; default: only Label Studio's)")
     p.add_argument("--concurrency", type=int, default=1, help="inferences running at once (default 1)")
     p.add_argument("--queue", type=int, default=8, help="requests waiting for a slot; beyond: 429 (default 8)")
     p.add_argument("--timeout", type=float, default=60, help="per-request deadline in seconds; beyond: 504 (default 60)")
@@ -77,6 +80,8 @@ def config_from_args(args: argparse.Namespace):
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
         cors_origins=list(args.cors_origin), allowed_hosts=list(args.allowed_host), concurrency=args.concurrency,
         queue=args.queue, timeout=float(args.timeout), cache_bytes=int(args.cache_mb * 2**20),
+        label_studio_url=_label_studio_url(args), label_studio_image_hosts=list(args.label_studio_image_host),
+        label_studio_api_key=args.label_studio_api_key or os.environ.get("LABEL_STUDIO_API_KEY") or None,
     )
 
 
@@ -119,3 +124,15 @@ def run(args: argparse.Namespace) -> int:
     if engine.error is not None:
         raise engine.error
     return 0
+
+
+def _label_studio_url(args: argparse.Namespace) -> str | None:
+    """--label-studio-url or $LABEL_STUDIO_URL, checked: an http(s) URL."""
+    from urllib.parse import urlsplit
+
+    from .usage import UsageError
+
+    url = args.label_studio_url or os.environ.get("LABEL_STUDIO_URL") or None
+    if url is not None and (urlsplit(url).scheme.lower() not in ("http", "https") or not urlsplit(url).hostname):
+        raise UsageError(f"--label-studio-url (or $LABEL_STUDIO_URL) must be an http(s) URL, got {url!r}")
+    return url
