@@ -126,7 +126,7 @@ class Result:
     @property
     def areas(self) -> np.ndarray:
         """(N,) int64 mask areas in pixels of the mask canvas."""
-        return np.array([int(c.mask.sum()) for c in self.crops], dtype=np.int64)
+        return np.array([np.count_nonzero(c.mask) for c in self.crops], dtype=np.int64)
 
     def original_crops(self) -> list[MaskCrop]:
         """The instance masks at the original image size (letterboxed masks are resized as the
@@ -231,11 +231,13 @@ class Result:
 
         return crops_polygons(self.original_crops(), epsilon)
 
-    def to_json(self, image_path: str | None = None) -> dict[str, Any]:
+    def to_json(self, image_path: str | None = None, *, compressed: bool = True) -> dict[str, Any]:
         """JSON-ready dict: ``image`` (path, width, height), ``instances`` (box, score, area, COCO RLE
-        ``segmentation`` of the mask on its ``mask_shape`` canvas: uncompressed counts, encoded from the crop)
-        and ``timings_ms``. ``image.path`` is ``image_path`` when given, else :attr:`path` (the file ``segment``
-        read), else None."""
+        ``segmentation`` of the mask on its ``mask_shape`` canvas, encoded from the crop) and ``timings_ms``.
+
+        ``segmentation.counts`` is COCO's compressed RLE string, or with ``compressed=False`` the run lengths as a
+        list of ints; ``pycocotools.mask.decode`` reads the string as it is, and the list after ``frPyObjects``.
+        ``image.path`` is ``image_path`` when given, else :attr:`path` (the file ``segment`` read), else None."""
         if image_path is None:
             image_path = self.path
         h0, w0 = self.orig_shape
@@ -246,8 +248,8 @@ class Result:
                     "id": i,
                     "box": [round(v, 3) for v in box],
                     "score": round(score, 6),
-                    "area": int(crop.mask.sum()),
-                    "segmentation": encode_rle(crop.x0, crop.y0, crop.mask, self.mask_shape),
+                    "area": int(np.count_nonzero(crop.mask)),
+                    "segmentation": encode_rle(crop.x0, crop.y0, crop.mask, self.mask_shape, compressed),
                 }
             )
             if self.selected_by is not None:

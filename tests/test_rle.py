@@ -1,8 +1,9 @@
 """COCO RLE (fastsam_onnx.outputs.rle): the crop encoder gives exactly what pycocotools encodes from the full mask.
 
 The reference is ``pycocotools.mask.encode`` of the full Fortran-order (H, W) mask: its compressed string
-must equal ours byte for byte, and pycocotools compressing our run lengths must give that same string (the
-string form is a lossless encoding of the run lengths, so the run lengths are equal too).
+must equal ours byte for byte, pycocotools compressing our run lengths must give that same string (the
+string form is a lossless encoding of the run lengths, so the run lengths are equal too), and pycocotools
+must decode both of our forms to the mask.
 """
 
 import tracemalloc
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fastsam_onnx.masks import MaskCrop
-from fastsam_onnx.outputs.rle import decode_rle, encode_rle, rle_string, run_lengths
+from fastsam_onnx.outputs.rle import decode_rle, encode_rle, rle_string, run_lengths, string_counts
 from fastsam_onnx.result import Result
 
 mask_utils = pytest.importorskip("pycocotools.mask")
@@ -26,15 +27,20 @@ def check(x0: int, y0: int, crop: np.ndarray, shape: tuple[int, int]) -> None:
     full = np.zeros((H, W), np.uint8)
     full[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop
     ref = mask_utils.encode(np.asfortranarray(full))
-    counts = run_lengths(x0, y0, crop, shape)
-    assert all(isinstance(c, int) for c in counts)
-    assert rle_string(counts) == ref["counts"].decode()
-    assert encode_rle(x0, y0, crop, shape, compressed=True) == {"size": [H, W], "counts": ref["counts"].decode()}
-    plain = encode_rle(x0, y0, crop, shape)
-    assert plain == {"size": [H, W], "counts": counts}
+    arr = run_lengths(x0, y0, crop, shape)
+    assert arr.dtype == np.int64 and arr.ndim == 1
+    counts = arr.tolist()
+    assert rle_string(counts) == rle_string(arr) == ref["counts"].decode()
+    string = encode_rle(x0, y0, crop, shape)  # the default: COCO's compressed string
+    assert string == encode_rle(x0, y0, crop, shape, compressed=True) == {"size": [H, W], "counts": ref["counts"].decode()}
+    plain = encode_rle(x0, y0, crop, shape, compressed=False)
+    assert plain == {"size": [H, W], "counts": counts} and all(type(c) is int for c in plain["counts"])
     assert mask_utils.frPyObjects(plain, H, W)["counts"] == ref["counts"]  # pycocotools reads our run lengths
     assert sum(counts) == H * W and all(c > 0 for c in counts[1:])
+    assert string_counts(string["counts"]).tolist() == counts
+    np.testing.assert_array_equal(mask_utils.decode(dict(string)), full)  # and our string as it is
     np.testing.assert_array_equal(decode_rle(plain), full.astype(bool))
+    np.testing.assert_array_equal(decode_rle(string), full.astype(bool))
 
 
 def placed(rng: np.random.Generator, box: tuple[int, int, int, int], p: float) -> tuple:
@@ -149,9 +155,27 @@ def test_work_scales_with_the_crop():
         r = Result(np.array([[30_000, 20_000, 30_048, 20_064]], np.float32), np.ones(1, np.float32),
                    [MaskCrop(30_000, 20_000, m)], shape, shape)
         seg = r.to_json()["instances"][0]["segmentation"]
+        plain = r.to_json(compressed=False)["instances"][0]["segmentation"]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20
-    assert seg == {"size": list(shape), "counts": counts}
+    assert seg == {"size": list(shape), "counts": rle_string(counts)}
+    assert plain == {"size": list(shape), "counts": counts.tolist()}
     assert sum(counts) == shape[0] * shape[1] and len(counts) == 2 * 37 + 1
+
+
+def test_string_counts_refuses_what_is_not_an_rle_string():
+    for bad in ["\x00", "abc~", "0p"]:  # below '0', above 'o', a last group that says more follows
+        with pytest.raises(ValueError):
+            string_counts(bad)
+    assert string_counts("").size == 0
+
+
+def test_a_crop_view_that_is_not_contiguous():
+    """A crop handed in as a strided view (a slice of a bigger array) encodes as its copy does."""
+    rng = np.random.default_rng(3)
+    big = rng.random((60, 80)) < 0.4
+    view = big[5:50:2, 7:70:3]
+    assert not view.flags.c_contiguous
+    check(3, 4, view, (40, 30))

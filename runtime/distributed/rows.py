@@ -8,7 +8,7 @@ Columns (:func:`schema`):
 ``width``, ``height``     original image size, pixels (null for a bad image)
 ``mask_width/height``     the masks' size, pixels (the image's, or the network input's with ``--no-retina``)
 ``instances``             list of {id, box [x1, y1, x2, y2] original pixels, score, area (mask pixels),
-                          segmentation {size [H, W], counts [...]} (uncompressed COCO RLE, column-major),
+                          segmentation {size [H, W], counts} (COCO's compressed RLE string, as the JSON),
                           selected_by [prompt tags] or null}
 ``timings_ms``            {preprocess, inference, postprocess, prompt (null without prompts)}, milliseconds
 ``error``                 null, or one line saying why this image failed (it never fails the job)
@@ -42,7 +42,7 @@ def schema():
         ("box", pa.list_(pa.float64())),
         ("score", pa.float64()),
         ("area", pa.int64()),
-        ("segmentation", pa.struct([("size", pa.list_(pa.int64())), ("counts", pa.list_(pa.int64()))])),
+        ("segmentation", pa.struct([("size", pa.list_(pa.int64())), ("counts", pa.string())])),
         ("selected_by", pa.list_(pa.string())),
     ])
     return pa.schema([

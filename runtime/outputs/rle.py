@@ -4,69 +4,108 @@ A mask is given as its box-sized crop placed at column ``x0``, row ``y0`` of an 
 :class:`~fastsam_onnx.masks.MaskCrop`); the work scales with the crop, never with H × W: the zeros above and
 below it in each column, and the empty columns, are run lengths, never pixels. The output is what
 ``pycocotools.mask.encode`` gives for the full (Fortran-order) mask: run lengths in column-major order, zeros
-first, as a list (:func:`run_lengths`, the uncompressed form ``frPyObjects`` reads) or as COCO's compressed
-string (:func:`rle_string`, ``rleToString``). Nothing here imports pycocotools.
+first (:func:`run_lengths`; as a list, the uncompressed form ``frPyObjects`` reads) or COCO's compressed
+string (:func:`rle_string`, ``rleToString``; what ``pycocotools.mask.decode`` reads directly). Both steps are
+whole-array numpy: about 1 ns per crop pixel and 25 ns per run here. Nothing here imports pycocotools.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
-__all__ = ["run_lengths", "rle_string", "encode_rle", "decode_rle"]
+__all__ = ["run_lengths", "rle_string", "string_counts", "encode_rle", "decode_rle"]
 
 
-def run_lengths(x0: int, y0: int, mask: np.ndarray, shape: tuple[int, int]) -> list[int]:
-    """Run lengths of the (h, w) bool crop ``mask`` at column ``x0``, row ``y0`` of an (H, W) canvas:
-    column-major, zeros first (a leading 0 when the canvas's first pixel is on), no trailing zero run."""
+def run_lengths(x0: int, y0: int, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(K,) int64 run lengths of the (h, w) bool crop ``mask`` at column ``x0``, row ``y0`` of an (H, W)
+    canvas: column-major, zeros first (a leading 0 when the canvas's first pixel is on), no trailing zero run;
+    they add up to H × W."""
     H, W = int(shape[0]), int(shape[1])
-    m = np.asarray(mask, dtype=bool)
+    m = np.ascontiguousarray(mask, dtype=bool)
     h, w = m.shape
-    if h == 0 or w == 0 or not m.any():
-        return [H * W]
-    col = np.zeros((h + 2, w), dtype=bool)  # a False row above and below: every column starts and ends off
-    col[1:-1] = m
-    d = np.diff(col.view(np.int8), axis=0)  # +1 where a run starts, -1 where it ends (per column)
-    cs, rs = np.nonzero(d.T)  # column, row of each change, column-major order
-    pos = (x0 + cs) * H + y0 + rs  # canvas position (column-major) of each change
-    if h == H:  # a run reaching a column's bottom may go on at the next column's top: join them
+    if h == 0 or w == 0:
+        return np.array([H * W], np.int64)
+    t = cv2.transpose(m.view(np.uint8))  # (w, h): each column of the crop is a row here
+    if t.ndim == 1:  # OpenCV hands a one-pixel-wide result back as a vector
+        t = t.reshape(w, h)
+    # change flags per column at rows 0..h (a run starts or ends there), with an off pixel above and below
+    d = np.empty((w, h + 1), bool)
+    np.not_equal(t[:, 1:], t[:, :-1], out=d[:, 1:h])
+    d[:, 0] = t[:, 0]
+    d[:, h] = t[:, h - 1]
+    k = np.flatnonzero(d)
+    if k.size == 0:
+        return np.array([H * W], np.int64)
+    pos = k + (k // (h + 1)) * (H - h - 1) + (x0 * H + y0)  # canvas position (column-major) of each change
+    if h == H:  # a run reaching a column's bottom goes on at the next column's top: join them
         dup = np.flatnonzero(pos[1:] == pos[:-1])
-        pos = np.delete(pos, np.concatenate([dup, dup + 1]))
-    counts = np.diff(np.concatenate([[0], pos, [H * W]])).tolist()
-    if len(counts) > 1 and counts[-1] == 0:  # the mask reaches the last pixel: no trailing zero run
-        counts.pop()
+        if dup.size:
+            pos = np.delete(pos, np.concatenate([dup, dup + 1]))
+    counts = np.diff(pos, prepend=0, append=H * W)
+    if counts.size > 1 and counts[-1] == 0:  # the mask reaches the last pixel: no trailing zero run
+        counts = counts[:-1]
     return counts
 
 
-def rle_string(counts: list[int]) -> str:
-    """Run lengths → COCO's compressed RLE string (``rleToString`` of the COCO API: 5-bit groups, deltas
-    against the count two back from the third on, offset 48)."""
-    out = []
-    for i, x in enumerate(counts):
-        if i > 2:
-            x -= counts[i - 2]
-        more = True
-        while more:
-            c = x & 0x1F
-            x >>= 5
-            more = x != -1 if c & 0x10 else x != 0
-            if more:
-                c |= 0x20
-            out.append(chr(c + 48))
-    return "".join(out)
+def rle_string(counts: Sequence[int] | np.ndarray) -> str:
+    """Run lengths → COCO's compressed RLE string (``rleToString`` of the COCO API: each count from the
+    fourth on as its difference to the count two back, in little-endian 5-bit groups with a continuation bit,
+    the last group's top bit the sign, offset by 48 into printable ASCII)."""
+    c = np.asarray(counts, dtype=np.int64).reshape(-1)
+    if c.size == 0:
+        return ""
+    x = c.copy()
+    x[3:] -= c[1:-2]
+    _, bits = np.frexp((x ^ (x >> 63)).astype(np.float64))  # bit length of x (of ~x when negative)
+    groups = bits // 5 + 1  # 5-bit groups per value: the last one's bit 4 holds the sign
+    ends = np.cumsum(groups)
+    out = np.empty(int(ends[-1]), np.uint8)
+    at = ends - groups
+    idx = np.arange(x.size)
+    j = 0
+    while idx.size:  # the j-th group of every value that has one
+        last = groups[idx] == j + 1
+        out[at[idx] + j] = ((x[idx] >> (5 * j)) & 0x1F) + np.where(last, 48, 48 + 0x20)
+        idx = idx[~last]
+        j += 1
+    return out.tobytes().decode("ascii")
 
 
-def encode_rle(x0: int, y0: int, mask: np.ndarray, shape: tuple[int, int], compressed: bool = False) -> dict[str, Any]:
+def string_counts(s: str | bytes) -> np.ndarray:
+    """Inverse of :func:`rle_string`: COCO's compressed RLE string → (K,) int64 run lengths."""
+    b = np.frombuffer(s.encode("ascii") if isinstance(s, str) else bytes(s), np.uint8).astype(np.int64) - 48
+    if b.size == 0:
+        return np.zeros(0, np.int64)
+    if (b < 0).any() or (b > 63).any() or b[-1] & 0x20:
+        raise ValueError("not a COCO compressed RLE string")
+    last = (b & 0x20) == 0
+    value = np.cumsum(last) - last  # which value each group belongs to
+    start = np.flatnonzero(np.concatenate([[True], last[:-1]]))  # each value's first group
+    shift = 5 * (np.arange(b.size) - start[value])
+    x = np.zeros(int(last.sum()), np.int64)
+    np.add.at(x, value, (b & 0x1F) << shift)
+    top = b[last] & 0x10  # the sign bit of each value's last group
+    x -= np.where(top > 0, np.int64(1) << (shift[last] + 5), 0)
+    for i in range(3, x.size):  # undo the deltas against the count two back (readers and tests only)
+        x[i] += x[i - 2]
+    return x
+
+
+def encode_rle(x0: int, y0: int, mask: np.ndarray, shape: tuple[int, int], compressed: bool = True) -> dict[str, Any]:
     """COCO RLE ``{"size": [H, W], "counts": ...}`` of the crop ``mask`` at (``x0``, ``y0``) of an (H, W)
-    canvas: ``counts`` the run lengths (a list of ints), or with ``compressed`` COCO's string."""
+    canvas: ``counts`` COCO's compressed string (default), or with ``compressed=False`` the run lengths as a list
+    of ints (pycocotools reads both: ``frPyObjects`` turns the list into the string form)."""
     counts = run_lengths(x0, y0, mask, shape)
-    return {"size": [int(shape[0]), int(shape[1])], "counts": rle_string(counts) if compressed else counts}
+    return {"size": [int(shape[0]), int(shape[1])], "counts": rle_string(counts) if compressed else counts.tolist()}
 
 
 def decode_rle(rle: dict) -> np.ndarray:
-    """Inverse of :func:`encode_rle` (uncompressed counts) → the full (H, W) bool mask (for tests and readers)."""
+    """Inverse of :func:`encode_rle` (either ``counts`` form) → the full (H, W) bool mask (for tests and readers)."""
     h, w = rle["size"]
-    counts = np.asarray(rle["counts"], dtype=np.int64)
+    raw = rle["counts"]
+    counts = string_counts(raw) if isinstance(raw, (str, bytes)) else np.asarray(raw, dtype=np.int64)
     values = np.arange(counts.size) % 2 == 1
     return np.repeat(values, counts).reshape((h, w), order="F")
