@@ -65,8 +65,8 @@ def test_wheel_contents(wheel):
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     base = [line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
     assert sorted(line.split()[1].split(">")[0].split("=")[0] for line in base) == [
-        "Pillow", "ftfy", "numpy", "onnx", "onnxruntime", "opencv-python-headless", "regex", "tqdm",
-    ]  # onnx: the native converter (issue 24), in the base install
+        "Pillow", "ftfy", "numpy", "onnx", "opencv-python-headless", "regex", "tqdm",
+    ]  # onnx: the native converter (issue 24), in the base install; ONNX Runtime: the [cpu] or the [gpu] extra
     demo_mb = zipfile.ZipFile(wheel).getinfo("fastsam_onnx/models/demo/fastsam.onnx").file_size / 1e6
     assert demo_mb < 8, f"demo model is {demo_mb:.1f} MB"
     import fastsam_onnx
@@ -98,19 +98,27 @@ def test_one_source_for_the_version():
 
 @pytest.mark.slow
 def test_runtime_only_install_segments(wheel, tmp_path):
-    """A fresh venv with just the wheel and its base dependencies runs the main command, text prompts included."""
+    """A fresh venv with the wheel and its base dependencies: no onnxruntime, and every command that needs one says
+    so in one line naming both extras (exit status 2) while ``doctor`` explains; with ``[cpu]`` added the main
+    command runs (the GPU recipe: tests/test_gpu_install.py)."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
-    py = env_dir / "bin" / "python"
+    py, exe = env_dir / "bin" / "python", env_dir / "bin" / "fastsam-onnx"
     subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=900)
     listed = subprocess.run([str(py), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True).stdout.lower()
-    assert "torch" not in listed and "ultralytics" not in listed
-    exe = env_dir / "bin" / "fastsam-onnx"
+    assert "torch" not in listed and "ultralytics" not in listed and "onnxruntime" not in listed, listed
     example = ROOT / "models" / "demo" / "example.jpg"
-    run = subprocess.run(
-        [str(exe), "segment", str(example), "--json", str(tmp_path / "r.json"), "--out", str(tmp_path / "o.png")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )
+    cmd = [str(exe), "segment", str(example), "--json", str(tmp_path / "r.json"), "--out", str(tmp_path / "o.png")]
+    bare = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert bare.returncode == 2 and bare.stderr.count("\n") == 1, bare.stderr
+    assert bare.stderr == ("fastsam-onnx segment: error: fastsam-onnx needs ONNX Runtime, which the base install leaves "
+                           "to you: pip install 'fastsam-onnx[cpu]' (CPU) or pip install 'fastsam-onnx[gpu]' (NVIDIA "
+                           "CUDA and TensorRT)\n")
+    doctor = subprocess.run([str(exe), "doctor"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert doctor.returncode == 0 and "onnxruntime: not installed" in doctor.stdout, doctor.stdout + doctor.stderr
+    assert "pip install 'fastsam-onnx[cpu]'" in doctor.stdout and "pip install 'fastsam-onnx[gpu]'" in doctor.stdout
+    subprocess.run([str(py), "-m", "pip", "install", "-q", f"{wheel}[cpu]"], check=True, timeout=900)
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "r.json").stat().st_size > 0
     for name in ("runtime", "models", "export"):
@@ -128,31 +136,49 @@ def test_wheel_size_is_bounded(wheel):
 # --------------------------------------------------------------------------------------- the installed-wheel walk
 
 
-def _base_closure(wheel: Path) -> set[str]:
-    """Canonical names of the distributions a base install of the wheel brings: its Requires-Dist without extras,
-    and theirs, as installed here (markers evaluated for this interpreter)."""
+def _base_closure(wheel: Path, extra: str = "") -> set[str]:
+    """Canonical names of the distributions a base install of the wheel brings (with ``extra``: ``[extra]``'s): its
+    Requires-Dist, and theirs as installed here (markers evaluated for this interpreter); the distributions that
+    are not installed here are named without theirs. The wheel's own metadata answers for fastsam-onnx itself."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
     meta = zipfile.ZipFile(wheel).read(next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith("METADATA")))
-    todo = [(Requirement(line.split(":", 1)[1]), "") for line in meta.decode().splitlines()
-            if line.startswith("Requires-Dist:")]
+    own = [line.split(":", 1)[1] for line in meta.decode().splitlines() if line.startswith("Requires-Dist:")]
+    todo = [(Requirement(r), e) for r in own for e in {"", extra}]
     seen: set[str] = set()
     while todo:
         req, extra = todo.pop()
         if req.marker is not None and not req.marker.evaluate({"extra": extra}):
             continue
         name = canonicalize_name(req.name)
-        try:
-            dist = metadata.distribution(req.name)
-        except metadata.PackageNotFoundError:
-            continue
+        if name == "fastsam-onnx":
+            requires = own
+        else:
+            try:
+                requires = metadata.distribution(req.name).requires or []
+            except metadata.PackageNotFoundError:
+                seen.add(name)
+                continue
         if name not in seen:
             seen.add(name)
-            todo += [(Requirement(r), "") for r in dist.requires or []]
+            todo += [(Requirement(r), "") for r in requires]
         for e in req.extras:  # a requirement with extras brings theirs too
-            todo += [(Requirement(r), e) for r in dist.requires or []]
+            todo += [(Requirement(r), e) for r in requires]
     return seen
+
+
+def test_one_onnxruntime_per_extra(wheel):
+    """[cpu] brings onnxruntime and [gpu] onnxruntime-gpu; the base install and every other extra bring neither
+    (transitively, as installed here), [dev] brings [cpu]: the two wheels write the same ``onnxruntime`` module, so
+    ``[gpu,server]`` or ``[gpu,export]`` must never put the CPU one back (issue 25: [gpu] used to install both)."""
+    names = zipfile.ZipFile(wheel).namelist()
+    meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    extras = [line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Provides-Extra:")]
+    assert {"cpu", "gpu", "dev", "export", "server", "ray", "eval"} <= set(extras), extras
+    expected = {"cpu": {"onnxruntime"}, "gpu": {"onnxruntime-gpu"}, "dev": {"onnxruntime"}}
+    for extra in [""] + extras:
+        assert _base_closure(wheel, extra) & {"onnxruntime", "onnxruntime-gpu"} == expected.get(extra, set()), extra
 
 
 def _blocked(wheel: Path) -> list[str]:
@@ -160,7 +186,8 @@ def _blocked(wheel: Path) -> list[str]:
     from packaging.utils import canonicalize_name
 
     base = _base_closure(wheel)
-    assert {"numpy", "onnxruntime", "onnx", "opencv-python-headless", "pillow", "ftfy", "regex", "tqdm"} <= base, base
+    assert {"numpy", "onnx", "opencv-python-headless", "pillow", "ftfy", "regex", "tqdm"} <= base, base
+    assert not {"onnxruntime", "onnxruntime-gpu"} & base, base  # the walk runs without any onnxruntime
     installed = {top for top, dists in metadata.packages_distributions().items()
                  if not any(canonicalize_name(d) in base for d in dists)}
     return sorted((installed | set(OPTIONAL)) - {"fastsam_onnx"})
