@@ -123,7 +123,7 @@ def run_folder(args: argparse.Namespace, model, prompts: dict) -> int:
                     continue
             try:
                 result = model.segment(str(path), edges=edge_map is not None, **segment_kwargs(args, prompts))
-                data = result.to_json(str(rel))
+                data = result.to_json(str(rel), compressed=not getattr(args, "uncompressed_rle", False))
                 if out is not None:
                     out.parent.mkdir(parents=True, exist_ok=True)
                     if fmt == "coco":

@@ -48,6 +48,9 @@ def check_format_options(args: argparse.Namespace, kind: str) -> None:
         raise UsageError(f"--format {args.format} needs --json FILE (the file it writes)")
     if args.format != "coco" and kind == "folder" and args.out_dir is None:
         raise UsageError(f"--format {args.format} needs --out-dir DIR (one file per image)")
+    if getattr(args, "uncompressed_rle", False) and (args.format != "coco" or getattr(args, "engine", "local") == "ray"):
+        raise UsageError("--uncompressed-rle applies to --format coco on the local engine (Ray's rows hold COCO's "
+                         "compressed strings; fastsam_onnx.outputs.rle.string_counts turns one into run lengths)")
     if args.format == "coco" and (args.epsilon is not None or args.label is not None):
         raise UsageError("--epsilon and --label apply to --format labelme or yolo")
     if args.label is not None and (args.format != "labelme" or not args.label.strip()):

@@ -85,6 +85,11 @@ def add_parser(sub) -> None:
         help="what --json (one image) and --out-dir (folder: a/b.jpg.json, a/b.json, a/b.txt) hold: "
         "coco = instance JSON with COCO RLE masks (default), labelme JSON, YOLO-seg txt",
     )
+    a.add_argument(
+        "--uncompressed-rle", action="store_true",
+        help="coco JSON (and a video's JSON lines): each mask's RLE counts as a list of run lengths instead of COCO's "
+        "compressed string (pycocotools reads both; the list after frPyObjects)",
+    )
     a.add_argument("--epsilon", type=float, default=None, help="labelme/yolo polygon simplification, fraction of the perimeter (default 0.001; 0 = every traced vertex)")
     a.add_argument("--label", default=None, help="labelme: the shapes' label (default: object)")
     a.add_argument("--embeddings", type=Path, metavar="FILE.npy", help="one image: write (N, D) float32 CLIP embeddings of the instances' crops, row i = instance i")
@@ -279,7 +284,8 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_json(dest, proposal_records(result, 1, args.proposals))
         elif dest is not None:
             eps = DEFAULT_EPSILON if args.epsilon is None else args.epsilon
-            write_annotation(dest, result, args.format, image_path=str(args.image), epsilon=eps, label=args.label or "object")
+            write_annotation(dest, result, args.format, image_path=str(args.image), epsilon=eps, label=args.label or "object",
+                             compressed=not args.uncompressed_rle)
         dest = args.embeddings
         if dest is not None:
             write_embeddings(dest, embeddings)

@@ -77,7 +77,7 @@ def run_video(args: argparse.Namespace, model, prompts: dict) -> int:
                             raise UsageError(f"cannot write video {clean(args.out)} (use .mp4 or .avi)")
                     writer.write(draw_overlay(result))
                 if jsonl is not None:
-                    data = result.to_json(str(args.image))
+                    data = result.to_json(str(args.image), compressed=not getattr(args, "uncompressed_rle", False))
                     data["image"]["frame"] = frames
                     jsonl.write(json.dumps({"frame": frames, **data}, separators=(",", ":")) + "\n")
                 frames += 1

@@ -118,15 +118,16 @@ def check_unique_outputs(rels: Sequence[Path], fmt: str) -> None:
 
 def write_annotation(
     dest: str | os.PathLike[str], result: Result, fmt: str = "coco", *, image_path: str | None = None,
-    epsilon: float = DEFAULT_EPSILON, label: str = "object",
+    epsilon: float = DEFAULT_EPSILON, label: str = "object", compressed: bool = True,
 ) -> Path:
     """Write ``result`` to ``dest`` in ``fmt`` (coco / labelme / yolo), atomically; returns ``dest``.
 
     image_path: the image as the file should name it (coco: ``image.path``; labelme: made relative to
-    ``dest``); default ``result.path``. epsilon and label apply to the polygon formats."""
+    ``dest``); default ``result.path``. epsilon and label apply to the polygon formats; compressed to coco
+    (:meth:`Result.to_json`: COCO's compressed RLE strings, or run-length lists)."""
     fmt = _format(fmt)
     if fmt == "coco":
-        return atomic_write_json(dest, result.to_json(image_path))
+        return atomic_write_json(dest, result.to_json(image_path, compressed=compressed))
     if fmt == "labelme":
         data = labelme_json(result, dest, image_path, label=label, epsilon=epsilon)
         return atomic_write_text(dest, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
