@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import math
 import os
 import signal
 import sys
@@ -41,6 +42,10 @@ def add_parser(sub) -> None:
     p.add_argument("--queue", type=int, default=8, help="requests waiting for a slot; beyond: 429 (default 8)")
     p.add_argument("--timeout", type=float, default=60, help="per-request deadline in seconds; beyond: 504 (default 60)")
     p.add_argument("--cache-mb", type=float, default=256, help="bound of the image_id result cache, MiB (default 256)")
+    p.add_argument("--header-timeout", type=float, default=10, help="a request's headers must arrive within this many seconds; else 408 and the connection is closed (default 10)")
+    p.add_argument("--min-upload-rate", type=float, default=64, metavar="KIB_S", help="request bodies slower than this many KiB/s on average (after --header-timeout seconds) get 408 and the connection is closed (default 64)")
+    p.add_argument("--keep-alive", type=float, default=5, help="close connections idle between requests after this many seconds (default 5)")
+    p.add_argument("--max-connections", type=int, default=None, help="open connections at most; beyond, the oldest idle one is closed, or the new one gets 503 (default: 1000, less when the file limit is lower)")
     p.add_argument("--drain-seconds", type=float, default=30, help="on SIGTERM, wait at most this long for requests in flight (default 30)")
     p.add_argument("-q", "--quiet", action="store_true", help="no access log")
     p.set_defaults(run=run)
@@ -69,12 +74,16 @@ def config_from_args(args: argparse.Namespace):
     for name, value, lo in (("--concurrency", args.concurrency, 1), ("--queue", args.queue, 0), ("--port", args.port, 0)):
         if value < lo:
             raise UsageError(f"{name} must be >= {lo}, got {value}")
+    if args.port > 65535:
+        raise UsageError(f"--port must be <= 65535, got {args.port}")
     for name, value in (("--max-upload-mb", args.max_upload_mb), ("--max-megapixels", args.max_megapixels),
-                        ("--timeout", args.timeout), ("--drain-seconds", args.drain_seconds)):
-        if not value > 0:
-            raise UsageError(f"{name} must be > 0, got {value}")
-    if not args.cache_mb >= 0:
-        raise UsageError(f"--cache-mb must be >= 0, got {args.cache_mb}")
+                        ("--timeout", args.timeout), ("--drain-seconds", args.drain_seconds),
+                        ("--header-timeout", args.header_timeout), ("--min-upload-rate", args.min_upload_rate),
+                        ("--keep-alive", args.keep_alive)):
+        if not (value > 0 and math.isfinite(value)):
+            raise UsageError(f"{name} must be a finite number > 0, got {value}")
+    if not (args.cache_mb >= 0 and math.isfinite(args.cache_mb)):
+        raise UsageError(f"--cache-mb must be a finite number >= 0, got {args.cache_mb}")
     return ServerConfig(
         model=args.model, clip=args.clip, providers=args.providers, host=args.host, port=args.port, api_key=key,
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
@@ -91,6 +100,21 @@ def run(args: argparse.Namespace) -> int:
     require("server", "fastapi", "uvicorn", "multipart", what="fastsam-onnx serve")
     config = config_from_args(args)
     import uvicorn
+
+    from ..server.transport import ConnectionTable, TransportLimits, default_max_connections, guarded_protocol, listen_sockets
+    from .usage import UsageError
+
+    bound = default_max_connections()
+    if args.max_connections is not None and not 1 <= args.max_connections <= bound:
+        raise UsageError(f"--max-connections must be in [1, {bound}] (the file limit, ulimit -n, allows {bound}), "
+                         f"got {args.max_connections}")
+    limits = TransportLimits(header_timeout=args.header_timeout, min_body_rate=args.min_upload_rate * 1024,
+                             write_timeout=max(args.timeout, 10.0), max_connections=args.max_connections or bound)
+    table = ConnectionTable(limits.max_connections)
+    try:
+        sockets = listen_sockets(config.host, config.port, table)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {config.host} port {config.port}: {e.strerror or e}") from None
 
     from ..server.app import create_app
     from ..server.engine import Engine
@@ -109,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     server = Server(uvicorn.Config(
         app, host=config.host, port=config.port, log_level="warning" if args.quiet else "info",
         access_log=not args.quiet, timeout_graceful_shutdown=args.drain_seconds, limit_concurrency=None,
-        server_header=False, proxy_headers=False,
+        server_header=False, proxy_headers=False, http=guarded_protocol(limits, table), timeout_keep_alive=args.keep_alive,
     ))
 
     def failed(_e: BaseException) -> None:
@@ -120,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
           f"(API key {'required' if config.api_key else 'not set'}; loading the models)", file=sys.stderr, flush=True)
     if not args.quiet and config.model is None and env_setting(MODEL_ENV) is None:
         print(DEMO_NOTICE, file=sys.stderr, flush=True)
-    server.run()
+    server.run(sockets=sockets)
     if engine.error is not None:
         raise engine.error
     return 0
