@@ -1,8 +1,10 @@
-"""Overlays (fastsam_onnx.outputs.draw): drawn per crop, the same as drawing each full-size mask.
+"""Overlays (fastsam_onnx.outputs.draw): drawn from the crops in bands, the same as drawing full-size masks.
 
-The reference here is the plain way: every instance as a full (h0, w0) mask, blended where it is on and
-outlined with the contours OpenCV finds on the full mask. The overlay draws from the crops of
-:meth:`Result.original_crops` (the masks the JSON outputs use) and must give the same bytes.
+The reference here is the plain way: every instance as a full (h0, w0) mask, written in drawing order (largest
+first) into an int64 label map; covered pixels blended with their label's colour, and pixels whose 3 x 3
+neighbourhood holds another label painted in the colour of the neighbourhood's latest label (scipy's
+maximum/minimum filters). The overlay draws from the crops of :meth:`Result.original_crops` (the masks the JSON
+outputs use), in bands of rows spread over threads, and must give the same bytes.
 """
 
 import tracemalloc
@@ -10,6 +12,7 @@ import tracemalloc
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from fastsam_onnx import FastSAM
 from fastsam_onnx.masks import MaskCrop
@@ -21,12 +24,20 @@ from fastsam_onnx.result import Result
 def full_mask_overlay(result: Result, masks: list[np.ndarray], alpha: float = 0.5) -> np.ndarray:
     """The masks drawn from full (h0, w0) arrays, largest (by ``result.areas``) first; no boxes."""
     img = result.orig_img.copy()
-    cols = palette(len(result))
-    for i in np.argsort(-result.areas, kind="stable") if len(result) else []:
-        ys, xs = np.nonzero(masks[i])
-        img[ys, xs] = (img[ys, xs] * (1 - alpha) + cols[i].astype(np.float32) * alpha).astype(np.uint8)
-        contours, _ = cv2.findContours(masks[i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(img, contours, -1, tuple(int(v) for v in cols[i]), 2)
+    n = len(result)
+    if not n:
+        return img
+    order = np.argsort(-np.array([m.sum() for m in masks]), kind="stable")
+    top = np.zeros(img.shape[:2], np.int64)
+    for rank, i in enumerate(order, 1):
+        top[masks[i]] = rank
+    colour_of = np.zeros((n + 1, 3), np.uint8)
+    colour_of[1:] = palette(n)[order]
+    blend = cv2.addWeighted(img, 1 - alpha, colour_of[top], alpha, 0)
+    img[top > 0] = blend[top > 0]
+    hi = ndimage.maximum_filter(top, size=3, mode="nearest")
+    border = hi != ndimage.minimum_filter(top, size=3, mode="nearest")
+    img[border] = colour_of[hi[border]]
     return img
 
 
@@ -119,7 +130,8 @@ def test_crop_contours_are_the_full_mask_contours():
 
 
 def test_memory_scales_with_the_boxes():
-    """30 small masks on a 3000 x 3000 image: the overlay's only full-size array is the output image."""
+    """30 small masks on a 3000 x 3000 image: besides the output image, the only full-size array is the label
+    map (2 bytes per pixel), whatever the number of threads."""
     rng = np.random.default_rng(0)
     H = W = 3000
     crops = [MaskCrop(int(x), int(y), rng.random((40, 50)) < 0.8) for x, y in rng.integers(0, 2900, (30, 2))]
@@ -133,4 +145,23 @@ def test_memory_scales_with_the_boxes():
     finally:
         tracemalloc.stop()
     assert out.any()
-    assert peak < img.nbytes + (2 << 20)  # a full bool mask per instance would add 9 MB each
+    assert peak < img.nbytes + 2 * H * W + (12 << 20)  # a full bool mask per instance would add 9 MB each
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_bands_and_threads_do_not_change_the_picture(monkeypatch, threads):
+    """Band borders (a band's 3 x 3 borders need its neighbours' rows) and any thread count: the same bytes."""
+    monkeypatch.setattr("fastsam_onnx.outputs.draw._BAND_PX", 80 * 7)  # 7-row bands on the 80-px-wide image
+    monkeypatch.setenv("FASTSAM_ONNX_OUTPUT_THREADS", threads)
+    r = synthetic()
+    np.testing.assert_array_equal(draw_overlay(r, boxes=False), full_mask_overlay(r, placed(r.crops, r.mask_shape)))
+
+
+def test_refuses_an_image_of_another_size():
+    from fastsam_onnx.errors import BadArgumentError
+
+    r = synthetic()
+    with pytest.raises(BadArgumentError, match="80x60"):
+        draw_overlay(r, image=np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(BadArgumentError, match="uint8"):
+        draw_overlay(r, image=np.zeros((60, 80), np.float32))

@@ -1,4 +1,12 @@
-"""Overlay drawing: masks in distinct colours with outlines, boxes and scores."""
+"""Overlay drawing: masks in distinct colours with outlines, boxes and scores.
+
+The masks are drawn as a label map: every pixel takes the colour of the last mask drawn over it (large masks
+first, so small ones stay visible), blended with the image at ``alpha``, and the borders between differently
+labelled pixels are outlined (2 px, in the colour of the later mask). The work is one pass per mask over its
+box-sized crop (the labels) and a few passes over the image in bands of rows, spread over the cores
+(:mod:`fastsam_onnx.parallel`); besides the output image, the only full-size array is the (h0, w0) label map
+(2 bytes per pixel).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,12 @@ import colorsys
 import cv2
 import numpy as np
 
+from ..errors import BadArgumentError
+from ..parallel import chunks, parallel_map, workers
 from ..result import Result
+
+_BAND_PX = 1 << 17  # pixels per band of the composition: its temporaries (~32 B/px) stay ~4 MB per thread
+_CROSS = np.ones((3, 3), np.uint8)
 
 
 def palette(n: int) -> np.ndarray:
@@ -16,30 +29,69 @@ def palette(n: int) -> np.ndarray:
     return (np.array(cols, dtype=np.float64).reshape(-1, 3)[:, ::-1] * 255).astype(np.uint8)
 
 
+def label_map(crops: list, shape: tuple[int, int], order: np.ndarray) -> np.ndarray:
+    """(H, W) labels: at each pixel, 1 + the position in ``order`` of the last crop in ``order`` whose mask
+    covers it, 0 where none does. crops: (x0, y0, (h, w) bool mask) on an ``shape`` canvas."""
+    n = len(order)
+    dtype = np.uint16 if n < 1 << 16 else np.uint32
+    top = np.zeros(shape, dtype)
+    placed = [(rank, *crops[i]) for rank, i in enumerate(order.tolist(), 1)]
+
+    def band(rows: tuple[int, int]) -> None:
+        r0, r1 = rows
+        for rank, x0, y0, m in placed:
+            a, b = max(r0, y0), min(r1, y0 + m.shape[0])
+            if a < b and m.shape[1]:
+                np.copyto(top[a:b, x0 : x0 + m.shape[1]], dtype(rank), where=m[a - y0 : b - y0])
+
+    parallel_map(band, chunks(shape[0], 2 * workers()))
+    return top
+
+
 def draw_overlay(result: Result, image: np.ndarray | None = None, alpha: float = 0.5, boxes: bool = True) -> np.ndarray:
-    """The (h0, w0, 3) BGR image with every mask blended in its colour, outlined, and its box and score.
+    """The (h0, w0, 3) BGR uint8 image with every mask blended in its colour, the masks' borders outlined, and
+    each instance's box and score.
 
     Masks are taken at the original size as :meth:`Result.original_crops` gives them (letterboxed masks
-    resized as the JSON outputs resize them); each is blended and outlined within its own crop.
+    resized as the JSON outputs resize them). Instance i has colour ``palette(N)[i]``.
     """
-    img = (result.orig_img if image is None else image).copy()
-    cols = palette(len(result))
-    crops = result.original_crops()
-    order = np.argsort(-result.areas, kind="stable") if len(result) else []
-    for i in order:  # large masks first so small ones stay visible
-        x0, y0, m = crops[i]
-        if not m.any():
-            continue
-        region = img[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]]
-        c = cols[i].astype(np.float32)
-        region[m] = (region[m] * (1 - alpha) + c * alpha).astype(np.uint8)
-        # the full mask's contours: findContours pads what it traces with zeros, so the crop's edge is no edge
-        contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
-        cv2.drawContours(img, contours, -1, tuple(int(v) for v in cols[i]), 2)
+    img = np.array(result.orig_img if image is None else image, copy=True)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise BadArgumentError(f"the overlay draws on an (h0, w0, 3) BGR uint8 image, got {img.dtype} {img.shape}")
+    if tuple(img.shape[:2]) != tuple(result.orig_shape):
+        raise BadArgumentError(f"the image is {img.shape[1]}x{img.shape[0]}, the result's {result.orig_shape[1]}x{result.orig_shape[0]}")
+    n = len(result)
+    cols = palette(n)
+    if n:
+        crops = result.original_crops()
+        order = np.argsort(-np.array([np.count_nonzero(c.mask) for c in crops]), kind="stable")  # large first
+        top = label_map(crops, img.shape[:2], order)
+        lut = np.zeros((n + 1, 4), np.uint8)  # label -> BGRA colour, packed in one uint32 for one gather
+        lut[1:, :3] = cols[order]
+        packed = lut.view(np.uint32).ravel()
+        flat = lut[:, :3]
+        H = img.shape[0]
+
+        def compose(rows: tuple[int, int]) -> None:
+            r0, r1 = rows
+            a0, a1 = max(0, r0 - 1), min(H, r1 + 1)  # one row of halo for the borders
+            t = top[a0:a1]
+            hi, lo = cv2.dilate(t, _CROSS), cv2.erode(t, _CROSS)
+            t, hi, lo = t[r0 - a0 : r1 - a0], hi[r0 - a0 : r1 - a0], lo[r0 - a0 : r1 - a0]
+            strip = img[r0:r1]
+            if t.any():
+                colour = cv2.cvtColor(packed.take(t).view(np.uint8).reshape(*t.shape, 4), cv2.COLOR_BGRA2BGR)
+                blend = cv2.addWeighted(strip, 1 - alpha, colour, alpha, 0)
+                cv2.copyTo(blend, (t > 0).view(np.uint8), strip)
+            border = np.flatnonzero(hi != lo)  # a label differs within 1 px: the later mask's colour
+            if border.size:
+                strip.reshape(-1, 3)[border] = flat[hi.ravel()[border]]
+
+        rows = max(1, _BAND_PX // max(img.shape[1], 1))
+        parallel_map(compose, chunks(H, -(-H // rows)))
     if boxes:
         for i, (box, score) in enumerate(zip(result.boxes.astype(int).tolist(), result.scores.tolist())):
             col = tuple(int(v) for v in cols[i])
             cv2.rectangle(img, (box[0], box[1]), (box[2], box[3]), col, 1)
             cv2.putText(img, f"{score:.2f}", (box[0] + 2, box[1] + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, col, 1, cv2.LINE_AA)
     return img
-

@@ -1,0 +1,42 @@
+"""fastsam_onnx.parallel: the output pool maps in order, raises what a task raises, and nests without waiting."""
+
+import threading
+
+import pytest
+
+from fastsam_onnx.parallel import chunks, parallel_map, workers
+
+
+def test_workers_setting(monkeypatch):
+    monkeypatch.setenv("FASTSAM_ONNX_OUTPUT_THREADS", "3")
+    assert workers() == 3
+    monkeypatch.setenv("FASTSAM_ONNX_OUTPUT_THREADS", "0")
+    assert workers() == 1
+    monkeypatch.setenv("FASTSAM_ONNX_OUTPUT_THREADS", "lots")
+    assert 1 <= workers() <= 8
+    monkeypatch.delenv("FASTSAM_ONNX_OUTPUT_THREADS")
+    assert 1 <= workers() <= 8
+
+
+def test_order_errors_and_nesting(monkeypatch):
+    monkeypatch.setenv("FASTSAM_ONNX_OUTPUT_THREADS", "2")
+    assert parallel_map(lambda x: x * x, range(50)) == [x * x for x in range(50)]
+    names = set(parallel_map(lambda _: threading.current_thread().name, range(20)))
+    assert any(n.startswith("fastsam-onnx-output") for n in names)
+
+    def bad(x):
+        if x == 7:
+            raise ValueError("seven")
+        return x
+
+    with pytest.raises(ValueError, match="seven"):
+        parallel_map(bad, range(10))
+    # a task that maps again runs its inner map itself: no deadlock with every pool thread busy
+    assert parallel_map(lambda x: sum(parallel_map(lambda y: y, range(x))), range(6)) == [0, 0, 1, 3, 6, 10]
+
+
+def test_chunks_cover_the_range():
+    for n, parts, minimum in [(0, 3, 1), (1, 4, 1), (10, 3, 1), (100, 7, 20), (5, 0, 1)]:
+        got = chunks(n, parts, minimum)
+        assert [i for a, b in got for i in range(a, b)] == list(range(n))
+        assert all(b - a >= min(minimum, n) for a, b in got[:-1])
