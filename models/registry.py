@@ -4,7 +4,7 @@ Each entry is a frozen :class:`ModelDescription` that checks itself when created
 facts copied from their sources, never guessed. OpenAI publishes the CLIP digest in its URL. Ultralytics
 publishes no digest for its FastSAM release files; the SHA-256 and sizes below are the values that unrelated
 public projects pinned after downloading those release files (FastSAM-s: the same digest for v8.2.0, v8.3.0 and
-v8.4.0; FastSAM-x: pinned for v8.2.0, same size as v8.4.0), see README "Model zoo". A model without a digest (``sha256=None``) is refused by
+v8.4.0; FastSAM-x: pinned for v8.2.0, same size as v8.4.0), see docs/models.md "The zoo". A model without a digest (``sha256=None``) is refused by
 a download unless verification is explicitly switched off (``fetch --no-verify``).
 """
 

@@ -263,7 +263,7 @@ def apply_prompts(
         raise BadArgumentError(f"prompt takes a Result from segment(), got {type(result).__name__}")
     threshold = check_modes(point_mode, text_mode, text_threshold)
     if text_mode == "all" and texts is not None and threshold is None:
-        raise BadArgumentError("text_mode='all' needs text_threshold (a cosine similarity: the demo CLIP ~0.65; see the README)")
+        raise BadArgumentError("text_mode='all' needs text_threshold (a cosine similarity: the demo CLIP ~0.65; see docs/prompts.md)")
     t0 = time.perf_counter()
     shape = result.orig_shape
     boxes_p = None if bboxes is None else parse_boxes(bboxes, shape)
