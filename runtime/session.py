@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -120,7 +122,10 @@ class OnnxSession:
         if any(n in GPU_PROVIDERS for n in names):
             preload_gpu_libraries()  # CUDA and cuDNN from NVIDIA's pip wheels, where installed
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=self.requested)
+            # a provider that fails to load makes onnxruntime print an "EP Error" banner to stdout, where `--json -`
+            # writes: sent to stderr (the post-check below reports it in one line)
+            with contextlib.redirect_stdout(sys.stderr) if names != [CPU] else contextlib.nullcontext():
+                self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=self.requested)
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files
             if names == [CPU]:
                 raise BadModelError(f"cannot load ONNX model {self.path}: {str(e).splitlines()[0]}") from e

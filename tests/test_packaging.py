@@ -35,7 +35,7 @@ def wheel(tmp_path_factory) -> Path:
     ``build/lib`` and never removes what was deleted since, so a wheel built in place can ship stale modules."""
     src, out = tmp_path_factory.mktemp("src") / "fastsam-onnx", tmp_path_factory.mktemp("wheel")
     skip = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-                                  "tests", "tools", "runs", "work", "*.pt")
+                                  "tests", "tools", "runs", "work", "*.pt", ".hypothesis", ".schemathesis")
     shutil.copytree(ROOT, src, ignore=skip)
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
