@@ -71,7 +71,8 @@ def test_wheel_contents(wheel):
     assert demo_mb < 8, f"demo model is {demo_mb:.1f} MB"
     import fastsam_onnx
 
-    fields = [line.split(": ", 1) for line in meta.splitlines() if ": " in line and not line.startswith(" ")]
+    head = meta.split("\n\n", 1)[0]  # the header fields; the README (long description) follows the blank line
+    fields = [line.split(": ", 1) for line in head.splitlines() if ": " in line and not line.startswith(" ")]
     assert ["License-Expression", "AGPL-3.0-only"] in fields and ["License-File", "LICENSE"] in fields
     assert ["Requires-Python", ">=3.11"] in fields and ["Version", fastsam_onnx.__version__] in fields
     assert not [f for f in fields if f[0] == "License"], "the deprecated License field"
