@@ -19,6 +19,7 @@ Nothing here imports Ray until :func:`segment_dataset` runs (``import fastsam_on
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from typing import Any, Iterable, Mapping, Sequence
@@ -80,6 +81,7 @@ def segment_dataset(
     max_task_retries: int = DEFAULT_TASK_RETRIES,
     spread: bool = False,
     ray_remote_args: Mapping[str, Any] | None = None,
+    wait_for_workers: float | None = None,
     **options: Any,
 ):
     """A lazy ``ray.data.Dataset`` of one result row per image of ``source`` (:mod:`fastsam_onnx.distributed`).
@@ -97,7 +99,12 @@ def segment_dataset(
         num_gpus: GPUs per actor (with ``providers="cuda"``), default none.
         skip: paths (as in the ``path`` column) to leave out, e.g. those an earlier run wrote.
         exclude: folders whose files are not listed (the output folder inside the source folder).
-        max_restarts, max_task_retries, spread, ray_remote_args: the actor pool's Ray options (:func:`remote_args`).
+        max_restarts, max_task_retries, spread, ray_remote_args: the actor pool's Ray options (:func:`remote_args`);
+            e.g. ``ray_remote_args={"resources": {"slot": 1}}`` with one ``slot`` per node: one actor per node.
+        wait_for_workers: seconds to wait, when the dataset runs, for all ``workers`` actors to be up before the
+            first batch is handed out (so every actor gets work, however slowly some start; Ray Data's
+            ``wait_for_min_actors_s``); the job fails if they are not up by then. None (default): start with the
+            first actor that is up, the others join as they come.
         options: ``FastSAM.segment`` keyword arguments: conf, iou, imgsz, max_det, retina_masks, bboxes, points,
             labels, texts, point_mode, text_mode.
 
@@ -114,6 +121,11 @@ def segment_dataset(
     _count("workers", workers, 1)
     _count("threads_per_worker", threads_per_worker, 1)
     _count("batch_size", batch_size, 1)
+    if wait_for_workers is not None and (isinstance(wait_for_workers, bool) or not isinstance(wait_for_workers, (int, float))
+                                         or not 0 < wait_for_workers < float("inf")):
+        from ..errors import BadArgumentError
+
+        raise BadArgumentError(f"wait_for_workers must be a number of seconds > 0, got {wait_for_workers!r}")
     if isinstance(source, (str, os.PathLike)) or (isinstance(source, (list, tuple)) and all(isinstance(s, (str, os.PathLike)) for s in source)):
         items = list_source(source, exclude=exclude)
     else:
@@ -132,7 +144,7 @@ def segment_dataset(
     ds = ray.data.from_items([{"path": p, "source": s} for p, s in items])
     with warnings.catch_warnings():  # Ray >= 2.5x deprecates **ray_remote_args, with no named max_restarts yet
         warnings.simplefilter("ignore", DeprecationWarning)
-        return ds.map_batches(
+        ds = ds.map_batches(
             Segmenter,
             fn_constructor_kwargs=dict(
                 model=None if model is None else os.fspath(model), clip=None if clip is None else os.fspath(clip),
@@ -142,3 +154,6 @@ def segment_dataset(
             num_cpus=threads_per_worker, num_gpus=num_gpus,
             **remote_args(max_restarts, max_task_retries, spread, ray_remote_args),
         )
+    if wait_for_workers is not None:  # this dataset's own DataContext (a copy), read when it starts the pool
+        ds.context.wait_for_min_actors_s = max(1, math.ceil(wait_for_workers))
+    return ds
