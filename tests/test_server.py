@@ -216,17 +216,18 @@ def test_bad_input_codes(client):
     assert_error(client.post("/v1/segment", content=b"{", headers={"content-type": "application/json"}), 400, "bad_request")
     assert_error(client.post("/v1/segment", content=b"x", headers={"content-type": "text/plain"}), 415, "http_415")
     assert_error(client.post("/v1/segment", files={"other": ("a", b"x")}), 400, "bad_image")
-    msg = assert_error(upload(client, conf=2), 422, "bad_argument")["message"]
-    assert "conf must be within [0, 1]" in msg  # the runtime's own message
-    assert_error(upload(client, imgsz=640), 422, "bad_argument")  # static demo model
-    assert_error(upload(client, boxes="[[1, 2, 3]]"), 422, "bad_prompt")
-    assert_error(upload(client, boxes="oops"), 422, "bad_prompt")
+    msg = assert_error(upload(client, conf=2), 422, "invalid_request")["message"]
+    assert msg.startswith("conf: ") and "1" in msg  # the schema's range, named by field
+    assert_error(upload(client, imgsz=640), 422, "bad_argument")  # static demo model: the runtime's own check
+    assert_error(upload(client, boxes="[[1, 2, 3]]"), 422, "invalid_request")
+    assert_error(upload(client, boxes="oops"), 422, "invalid_request")
     assert_error(upload(client, max_det="many"), 422, "invalid_request")
     assert_error(upload(client, unknown_field=1), 422, "invalid_request")
     image_id = upload(client).json()["image_id"]
-    assert_error(client.post("/v1/prompt", json={"image_id": image_id, "points": [[1, 2]], "labels": [3]}), 422, "bad_prompt")
-    assert_error(client.post("/v1/prompt", json={"image_id": image_id, "points": [[1, 2]], "point_mode": "nope"}), 422, "bad_argument")
-    assert_error(client.post("/v1/prompt", json={"image_id": image_id, "texts": [""]}), 422, "bad_prompt")
+    assert_error(client.post("/v1/prompt", json={"image_id": image_id, "points": [[1, 2]], "labels": [3]}), 422, "invalid_request")
+    assert_error(client.post("/v1/prompt", json={"image_id": image_id, "points": [[1, 2]], "point_mode": "nope"}), 422, "invalid_request")
+    assert_error(client.post("/v1/prompt", json={"image_id": image_id, "texts": [""]}), 422, "invalid_request")
+    assert_error(client.post("/v1/prompt", json={"image_id": image_id, "points": [[1, 2], [3, 4]], "labels": [1]}), 422, "bad_prompt")
     assert_error(client.post("/v1/prompt", json={"points": [[1, 2]]}), 422, "invalid_request")
     assert_error(client.get("/nowhere"), 404, "not_found")
     assert_error(client.get("/v1/segment"), 405, "method_not_allowed")

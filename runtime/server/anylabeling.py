@@ -17,15 +17,18 @@ as a thin translation onto the same calls as ``/v1/segment`` (same cache, same p
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import time
+from typing import Annotated, Any, Literal, Optional, Union
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import BadPromptError
 from ..result import Result
+from .bodies import read_json
 from .engine import Engine, ServerConfig
 from .images import decode_base64
+from .schemas import MAX_MARKS, MAX_TEXT_CHARS, MAX_TEXTS, Coord, ErrorResponse, Unit
 
 MODEL_ID = "fastsam"
 LABEL = "AUTOLABEL_OBJECT"
@@ -48,33 +51,52 @@ TASKS = [
 ]
 
 
+class Mark(BaseModel):
+    """A point ``[x, y]`` or a rectangle ``[x1, y1, x2, y2]`` (pixels); label 1 adds, 0 removes (points only)."""
+
+    model_config = ConfigDict(strict=True)
+
+    type: Literal["point", "rectangle"]
+    data: Union[Annotated[list[Coord], Field(min_length=2, max_length=2)], Annotated[list[Coord], Field(min_length=4, max_length=4)]]
+    label: Annotated[int, Field(strict=True, ge=0, le=1)] = 1
+
+
 class PredictParams(BaseModel):
-    conf_threshold: Optional[float] = None
-    iou_threshold: Optional[float] = None
-    epsilon_factor: float = Field(0.001, ge=0, le=1)
-    text_prompt: Optional[str] = None
-    marks: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
-    current_task: Optional[str] = None
+    model_config = ConfigDict(strict=True)
+
+    conf_threshold: Optional[Unit] = None
+    iou_threshold: Optional[Unit] = None
+    epsilon_factor: Unit = 0.001
+    text_prompt: Optional[str] = Field(None, max_length=MAX_TEXTS * (MAX_TEXT_CHARS + 1),
+                                       description=f"comma-separated texts: at most {MAX_TEXTS}, {MAX_TEXT_CHARS} characters each")
+    marks: list[Mark] = Field(default_factory=list, max_length=MAX_MARKS)
+    current_task: Optional[str] = Field(None, max_length=64)
     reset_tracker: Optional[bool] = None
-    filter_classes: Optional[list[str]] = None
+    filter_classes: Optional[list[Annotated[str, Field(max_length=256)]]] = Field(None, max_length=256)
 
 
 class PredictRequest(BaseModel):
     """What X-AnyLabeling's RemoteServer.predict_shapes posts."""
 
-    model: str = MODEL_ID
+    model_config = ConfigDict(strict=True)
+
+    model: str = Field(MODEL_ID, max_length=128)
     image: str = Field(..., description="data:image/...;base64,... (or plain base64)")
     params: PredictParams = Field(default_factory=PredictParams)
 
 
-def marks_to_prompts(marks: list[dict[str, Any]], text_prompt: str | None) -> dict[str, Any]:
+def marks_to_prompts(marks: list[Mark | dict[str, Any]], text_prompt: str | None) -> dict[str, Any]:
     """X-AnyLabeling marks and text → keyword arguments of ``FastSAM.prompt``."""
     points, labels, boxes = [], [], []
     for m in marks:
+        if isinstance(m, Mark):
+            m = m.model_dump()
         kind, data, label = m.get("type"), m.get("data"), m.get("label", 1)
         if label not in (0, 1):
             raise BadPromptError(f"a mark's label is 1 (add) or 0 (remove), got {label!r}")
         if kind == "point":
+            if not isinstance(data, list) or len(data) != 2:
+                raise BadPromptError(f"a point mark is [x, y], got {str(data)[:80]}")
             points.append(data)
             labels.append(label)
         elif kind == "rectangle":
@@ -95,6 +117,8 @@ def marks_to_prompts(marks: list[dict[str, Any]], text_prompt: str | None) -> di
     if boxes:
         out["bboxes"] = boxes
     texts = [t.strip() for t in (text_prompt or "").split(",") if t.strip()]
+    if len(texts) > MAX_TEXTS or any(len(t) > MAX_TEXT_CHARS for t in texts):
+        raise BadPromptError(f"text_prompt takes at most {MAX_TEXTS} texts of at most {MAX_TEXT_CHARS} characters")
     if texts:
         out["texts"] = texts
     return out
@@ -133,8 +157,13 @@ def router(engine: Engine, config: ServerConfig) -> APIRouter:
         return {"success": True, "data": {MODEL_ID: {
             "display_name": name, "widgets": _WIDGETS, "batch_processing_mode": "default", "available_tasks": TASKS}}}
 
-    @r.post("/v1/predict", summary="X-AnyLabeling: shapes for an image and its marks / text prompt")
-    async def predict(req: PredictRequest) -> dict[str, Any]:
+    @r.post("/v1/predict", summary="X-AnyLabeling: shapes for an image and its marks / text prompt",
+            responses={k: {"model": ErrorResponse} for k in (400, 401, 413, 415, 422, 429, 503, 504)},
+            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/PredictRequest"}}}}})
+    async def predict(request: Request) -> dict[str, Any]:
+        deadline = time.monotonic() + config.timeout
+        req = await read_json(request, PredictRequest, config.max_upload_bytes)
         if req.model != MODEL_ID:
             raise BadPromptError(f"unknown model {req.model[:64]!r}: this server offers {MODEL_ID!r} (GET /v1/models)")
         p = req.params
@@ -142,8 +171,8 @@ def router(engine: Engine, config: ServerConfig) -> APIRouter:
                     "iou": 0.9 if p.iou_threshold is None else p.iou_threshold,
                     "imgsz": None, "max_det": 300, "retina": True}
         prompts = marks_to_prompts(p.marks, p.text_prompt)
-        image_id, result, _ = await engine.everything(decode_base64(req.image), settings)
-        out = await engine.run(_predict_sync, engine, result, prompts, p.current_task, p.epsilon_factor)
+        image_id, result, _ = await engine.everything(decode_base64(req.image), settings, deadline)
+        out = await engine.run(_predict_sync, engine, result, prompts, p.current_task, p.epsilon_factor, deadline=deadline)
         if prompts.get("texts") is not None:
             engine.cache.touch(image_id)
         return {"success": True, "data": {"shapes": out, "description": ""}}  # description: the image's, left alone

@@ -11,7 +11,6 @@ No endpoint fetches URLs: images come in the request.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,23 +21,23 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import BadArgumentError, BadImageError, BadPromptError, FastSAMError
-from ..prompts import PROMPT_KEYS
+from .bodies import PROMPT_BODY_BYTES, content_type, read_form, read_json, validation_message
 from .engine import Busy, DeadlineExceeded, Engine, NotReady, ServerConfig, UnknownImage
 from .images import ImageTooLargeError, decode_base64
-from .limits import LOOPBACK_NAMES, ApiKeyCheck, BodyLimit, HostCheck
+from .limits import LOOPBACK_NAMES, ApiKeyCheck, BodyLimit, CutOff, HostCheck, JSONCORS
 from .schemas import ErrorResponse, PromptRequest, SegmentJSON, SegmentOptions
 
 log = logging.getLogger("fastsam_onnx.server")
-_LIST_FIELDS = (*(k for k in PROMPT_KEYS if k != "texts"), "imgsz")  # form fields always JSON (texts: see _form_value)
 # the page loads only its own script and talks only to this server; it cannot be framed by other sites
 _PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
                  "frame-ancestors 'none'", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
-_ERRORS: dict[int | str, dict[str, Any]] = {k: {"model": ErrorResponse} for k in (400, 401, 404, 413, 422, 429, 503, 504)}
+_ERRORS: dict[int | str, dict[str, Any]] = {k: {"model": ErrorResponse} for k in (400, 401, 404, 413, 415, 422, 429, 503, 504)}
+_GET_ERRORS: dict[int | str, dict[str, Any]] = {k: {"model": ErrorResponse} for k in (400, 401, 503)}
 _ERRORS[200] = {"description": "the instance JSON of the CLI (image, mask_size, instances with box, score, area, COCO RLE "
                 "segmentation; polygons on request), timings_ms, image_id, cached; overlay_png on request",
                 "content": {"application/json": {"schema": {"type": "object"}}}}
@@ -56,14 +55,6 @@ def _refusal(status: int, code: str, headers: dict[str, str] | None):
         return error(status, code, str(e), headers)
 
     return handle
-
-
-def _validation_message(e: ValidationError | RequestValidationError) -> str:
-    parts = []
-    for err in e.errors()[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        parts.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
 
 
 def _install_errors(app: FastAPI, config: ServerConfig) -> None:
@@ -92,7 +83,11 @@ def _install_errors(app: FastAPI, config: ServerConfig) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_r: Request, e: RequestValidationError) -> JSONResponse:
-        return error(422, "invalid_request", _validation_message(e))
+        return error(422, "invalid_request", validation_message(list(e.errors())))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_r: Request, _e: ClientDisconnect) -> JSONResponse:  # nobody reads it: no error logged
+        return error(400, "client_disconnected", "the client closed the connection before its request was complete")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -105,48 +100,51 @@ def _install_errors(app: FastAPI, config: ServerConfig) -> None:
         return error(500, "internal", f"internal error ({type(e).__name__}); see the server log")
 
 
-def _form_value(key: str, value: str) -> Any:
-    """A multipart field as JSON when it is a list/number/bool; texts stay strings unless they look like a list."""
-    text = value.strip()
-    if key in _LIST_FIELDS or (key == "texts" and text.startswith("[")):
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise BadPromptError(f"{key} must be JSON (e.g. [[10, 20, 200, 240]]), got {text[:80]!r}") from None
-    return value
-
-
-async def _segment_input(request: Request) -> tuple[bytes, SegmentOptions]:
+async def _segment_input(request: Request, config: ServerConfig) -> tuple[bytes, SegmentOptions]:
     """(image bytes, options) from a multipart upload (``image`` file + fields) or a JSON body."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    try:
-        if ctype == "multipart/form-data":
-            form = await request.form(max_files=1, max_fields=64, max_part_size=1 << 20)
-            upload = form.get("image")
-            if upload is None or isinstance(upload, str):
-                raise BadImageError("multipart upload without an 'image' file field")
-            data = await upload.read()
-            fields = {k: _form_value(k, v) for k, v in form.multi_items() if k != "image" and isinstance(v, str)}
-            return data, SegmentOptions.model_validate(fields)
-        if ctype == "application/json":
-            try:
-                body = json.loads(await request.body())
-            except ValueError:
-                raise StarletteHTTPException(400, "the body is not valid JSON") from None
-            req = SegmentJSON.model_validate(body)
-            return decode_base64(req.image), SegmentOptions.model_validate(req.model_dump(exclude={"image"}))
-    except ValidationError as e:
-        raise RequestValidationError(e.errors()) from None
+    ctype = content_type(request)
+    if ctype == "multipart/form-data":
+        return await read_form(request, SegmentOptions)
+    if ctype == "application/json":
+        req = await read_json(request, SegmentJSON, config.max_upload_bytes)
+        return decode_base64(req.image), SegmentOptions.model_validate(req.model_dump(exclude={"image"}))
     raise StarletteHTTPException(415, "send multipart/form-data (an 'image' file) or application/json (base64 'image')")
 
 
 def _segment_openapi() -> dict[str, Any]:
-    fields = {k: {"type": "string"} for k in SegmentOptions.model_fields}
+    """The request body of /v1/segment: JSON (SegmentJSON) or multipart, its fields typed as what they carry."""
+    fields = dict(SegmentOptions.model_json_schema()["properties"])
+    for v in fields.values():
+        v.pop("title", None)
+    json_fields = {k: {"contentType": "application/json"} for k in fields if k not in ("texts", "point_mode", "text_mode")}
     return {"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/SegmentJSON"}},
-        "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
-            "image": {"type": "string", "format": "binary"}, **fields}}},
+        "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "additionalProperties": False,
+                                           "properties": {"image": {"type": "string", "format": "binary"}, **fields}},
+                                "encoding": json_fields},
     }}}
+
+
+def _json_body(name: str) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}}
+
+
+def _install_openapi(app: FastAPI, models: tuple[type, ...]) -> None:
+    """The spec, with the request bodies parsed by :mod:`.bodies` (not by FastAPI) defined in its components."""
+    from fastapi.openapi.utils import get_openapi
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(js.pop("$defs", {}))
+                schemas[model.__name__] = js
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = build  # type: ignore[method-assign]
 
 
 def _versions() -> dict[str, str]:
@@ -174,10 +172,11 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
         yield
         engine.close(wait=True)
 
-    app = FastAPI(title="fastsam-onnx", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="fastsam-onnx", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="FastSAM on ONNX Runtime: segment everything, then prompt the cached result by box, point or text.")
     app.state.engine = engine
     _install_errors(app, config)
+    from .anylabeling import PredictRequest
     from .anylabeling import router as anylabeling_router
 
     @app.get("/healthz", summary="the process is alive")
@@ -192,7 +191,7 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
             return error(503, "not_ready", "the models are still loading", {"Retry-After": "1"})
         return {"status": "ready"}
 
-    @app.get("/v1/info", summary="model, manifest summary, providers in use, limits, versions", responses=_ERRORS)
+    @app.get("/v1/info", summary="model, manifest summary, providers in use, limits, versions", responses=_GET_ERRORS)
     async def info() -> dict[str, Any]:
         model = engine._require_ready()
         m = model.manifest
@@ -213,21 +212,24 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
     async def segment(request: Request) -> Response:
         t0 = time.perf_counter()
         deadline = time.monotonic() + config.timeout
-        data, opts = await _segment_input(request)
+        data, opts = await _segment_input(request, config)
         t1 = time.perf_counter()
         image_id, result, cached = await engine.everything(data, opts.settings(), deadline)
         own = {"decode": (t1 - t0) * 1e3, "lookup": (time.perf_counter() - t1) * 1e3} if cached else None
         body = await engine.finish(image_id, result, opts.prompt_kwargs(), _outputs(opts), deadline, {"cached": cached}, t0, own)
         return Response(body, media_type="application/json")
 
-    @app.post("/v1/prompt", summary="prompts on a cached image (its image_id from /v1/segment)", responses=_ERRORS)
-    async def prompt(req: PromptRequest) -> Response:
+    @app.post("/v1/prompt", summary="prompts on a cached image (its image_id from /v1/segment)", responses=_ERRORS,
+              openapi_extra=_json_body("PromptRequest"))
+    async def prompt(request: Request) -> Response:
         t0 = time.perf_counter()
+        req = await read_json(request, PromptRequest, PROMPT_BODY_BYTES)
         engine._require_ready()
         t1 = time.perf_counter()
         result = engine.cached(req.image_id)
         own = {"lookup": (time.perf_counter() - t1) * 1e3}
-        body = await engine.finish(req.image_id, result, req.prompt_kwargs(), _outputs(req), None, {"cached": True}, t0, own)
+        deadline = time.monotonic() + config.timeout
+        body = await engine.finish(req.image_id, result, req.prompt_kwargs(), _outputs(req), deadline, {"cached": True}, t0, own)
         return Response(body, media_type="application/json")
 
     app.include_router(anylabeling_router(engine, config))
@@ -246,11 +248,11 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
     app.add_middleware(ApiKeyCheck, key=config.api_key, prefixes=("/v1/", "/labelstudio/"))
     if config.cors_origins:
-        from starlette.middleware.cors import CORSMiddleware
-
-        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
+        app.add_middleware(JSONCORS, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type", "x-api-key", "token"], max_age=600)
     app.add_middleware(HostCheck, allowed=allowed_hosts(config))
+    app.add_middleware(CutOff)
+    _install_openapi(app, (SegmentJSON, PromptRequest, PredictRequest))
     return app
 
 

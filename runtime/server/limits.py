@@ -13,6 +13,7 @@ Every answer is JSON ``{"error": {"code", "message"}}``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
@@ -21,7 +22,7 @@ from typing import Any, Awaitable, Callable, Iterable
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
-__all__ = ["HostCheck", "ApiKeyCheck", "BodyLimit", "send_error", "host_name", "LOOPBACK_NAMES"]
+__all__ = ["HostCheck", "ApiKeyCheck", "BodyLimit", "CutOff", "JSONCORS", "send_error", "host_name", "LOOPBACK_NAMES"]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -151,3 +152,52 @@ class BodyLimit:
         except Exception:
             if not refused:
                 raise
+
+
+class CutOff:
+    """Outermost: a request cancelled by the server's shutdown (``--drain-seconds`` over) before its answer
+    started gets a 503 JSON error instead of uvicorn's plain-text 500."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            await send_error(send, 503, "shutting_down", "the server shut down before this request finished: retry",
+                             [(b"connection", b"close"), (b"retry-after", b"1")])
+
+
+def _json_cors():
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.responses import Response
+
+    class JSONCORS(CORSMiddleware):
+        """Starlette's CORS middleware whose refused preflight (400) carries the JSON error body."""
+
+        def preflight_response(self, request_headers: Any) -> Response:
+            r = super().preflight_response(request_headers)
+            if r.status_code < 400:
+                return r
+            body = json.dumps({"error": {"code": "cors_refused", "message": bytes(r.body).decode("utf-8", "replace")}})
+            headers = {k: v for k, v in r.headers.items() if k.lower() not in ("content-length", "content-type")}
+            return Response(body, status_code=r.status_code, headers=headers, media_type="application/json")
+
+    return JSONCORS
+
+
+JSONCORS = _json_cors()
