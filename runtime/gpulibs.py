@@ -77,18 +77,26 @@ def ort_dir() -> Path | None:
 
 def build_info(root: Path | None = None) -> dict[str, str | None]:
     """What the onnxruntime build in ``root`` (default :func:`ort_dir`) says of itself, without importing it:
-    ``package_name``, ``version`` and ``cuda_version`` (``"13.0"``; None for a CPU build or when unreadable)."""
+    ``package_name``, ``version`` and ``cuda_version`` (``"13.0"``; None for a CPU build or when unreadable).
+    Builds before 1.21 have no ``build_and_package_info.py``: their CUDA major version is read from the CUDA
+    provider's ``libcudart.so.N`` (``"12"``)."""
     root = ort_dir() if root is None else root
     out: dict[str, str | None] = {"package_name": None, "version": None, "cuda_version": None}
+    if root is None:
+        return out
     try:
         tree = ast.parse((root / "capi" / "build_and_package_info.py").read_text())
-    except (OSError, SyntaxError, TypeError, ValueError):
-        return out
+    except (OSError, SyntaxError, ValueError):
+        tree = ast.Module(body=[], type_ignores=[])
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             for target in node.targets:
                 if isinstance(target, ast.Name) and target.id in ("package_name", "__version__", "cuda_version"):
                     out["version" if target.id == "__version__" else target.id] = node.value.value or None
+    if out["cuda_version"] is None:
+        cudart = [s for s in elf_needed(root / "capi" / PROVIDER_FILES["CUDAExecutionProvider"]) if _stem(s) == "libcudart"]
+        if cudart:
+            out["cuda_version"] = cudart[0].split(".so.")[-1].split(".")[0] or None
     return out
 
 

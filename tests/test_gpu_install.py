@@ -103,6 +103,10 @@ def test_provider_libraries_are_read_from_the_build(gpu_build):
     assert list(gpulibs.provider_libraries(package="onnxruntime-gpu")) == ["CUDAExecutionProvider"]
     assert gpulibs.build_info(gpu_build.parent / "elsewhere") == {"package_name": None, "version": None,
                                                                   "cuda_version": None}
+    (gpu_build / "capi" / "build_and_package_info.py").unlink()  # builds before 1.21: the CUDA provider's libcudart
+    assert gpulibs.build_info() == {"package_name": None, "version": None, "cuda_version": "13"}
+    make_elf(gpu_build / "capi" / "libonnxruntime_providers_cuda.so", ["libcublas.so.11", "libcudart.so.11.0"])
+    assert gpulibs.build_info()["cuda_version"] == "11"  # onnxruntime-gpu 1.17 and 1.18 on PyPI
 
 
 def test_libraries_are_named_with_their_versions():
