@@ -3,7 +3,7 @@
 ``convert_fastsam`` and ``convert_clip`` take the options of the torch exporters (:func:`.fastsam.export_fastsam`,
 :func:`.clip.export_clip`) and write bundles of the same layout and manifest, plus ``"converter": "native"``
 (the torch exporters write ``"converter": "torch"``; a manifest without the field predates it: torch). They need
-numpy, ``onnx`` and onnxruntime, all in the base install; torch, torchvision, ultralytics and clip are never
+numpy and ``onnx`` (the base install) and onnxruntime (the [cpu] or [gpu] extra); torch, torchvision, ultralytics and clip are never
 imported. The checkpoint is read without running any of it (:mod:`.checkpoint`).
 
 What it covers: ultralytics YOLOv8-seg checkpoints with one class (FastSAM-s, FastSAM-x and models trained the

@@ -1,10 +1,12 @@
 """``fastsam-onnx doctor [--model DIR]``: what this machine's onnxruntime can run, and how fast.
 
-Prints the onnxruntime version and build (CPU or GPU package), the providers it offers, whether the
-CUDA / cuDNN / TensorRT shared libraries load, the FASTSAM_ONNX_* settings, and for each
-provider whether it really creates a session for the model (default: the shipped demo bundle) with the median
-time of a few ``session.run`` calls on a zero input; a note when a static graph would run on the CPU provider
-(slower than a dynamic graph on photos that are not square). Exits 0 whatever it finds.
+Prints the onnxruntime version and build (CPU or GPU package, the CUDA version it was built for), the providers it
+offers, the CUDA / cuDNN / TensorRT libraries the installed GPU build needs (read from the build, with their
+versions) and whether each loads (the CPU build: how to get the GPU one; no onnxruntime: how to install one), the
+FASTSAM_ONNX_* settings, and for each provider whether it really creates a session for the model (default: the
+shipped demo bundle) with the median time of a few ``session.run`` calls on a zero input; a note when a static
+graph would run on the CPU provider (slower than a dynamic graph on photos that are not square). Exits 0 whatever
+it finds.
 """
 
 from __future__ import annotations
