@@ -3,8 +3,8 @@
 ``convert_fastsam`` and ``convert_clip`` take the options of the torch exporters (:func:`.fastsam.export_fastsam`,
 :func:`.clip.export_clip`) and write bundles of the same layout and manifest, plus ``"converter": "native"``
 (the torch exporters write ``"converter": "torch"``; a manifest without the field predates it: torch). They need
-numpy and ``onnx`` (the base install) and onnxruntime (the [cpu] or [gpu] extra); torch, torchvision, ultralytics and clip are never
-imported. The checkpoint is read without running any of it (:mod:`.checkpoint`).
+numpy and ``onnx`` (the base install) and onnxruntime (the [cpu] or [gpu] extra); torch, torchvision, ultralytics
+and clip are never imported. The checkpoint is read without running any of it (:mod:`.checkpoint`).
 
 What it covers: ultralytics YOLOv8-seg checkpoints with one class (FastSAM-s, FastSAM-x and models trained the
 same way), dynamic or static graphs, fp32, int8 (static QDQ, calibrated on ``calib`` images with onnxruntime's
