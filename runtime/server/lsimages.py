@@ -183,7 +183,7 @@ def fetch(src: Source, ls_url: str | None, token: str | None, auth: LabelStudioA
     renewed = False
     while True:
         timeout = max(0.1, min(30.0, deadline - time.monotonic()))
-        headers = {"User-Agent": "fastsam-onnx", "Accept": "image/*"}
+        headers = {"User-Agent": "fastsam-onnx", "Accept": "*/*"}  # not image/*: Label Studio answers that 406
         if src.with_token and token and ls_url:
             headers["Authorization"] = auth.header(ls_url, token, timeout, renew=renewed)
         try:

@@ -93,6 +93,12 @@ def _number(v: Any, what: str) -> float:
     return float(v)
 
 
+def _px(v: Any, what: str, size: int) -> float:
+    """A percent coordinate in pixels of ``size``, rounded to 1e-6 px so a whole pixel survives the round trip
+    (36 px → 5.625 % → 36.0, not 35.99999999: prompts truncate to pixel indices)."""
+    return round(_number(v, what) * size / 100, 6)
+
+
 def context_prompts(context: list[Any], width: int, height: int) -> tuple[dict[str, Any], str | None]:
     """Interactive ``context.result`` regions → (``FastSAM.prompt`` keyword arguments in pixels of a ``width`` ×
     ``height`` image, the label the annotator chose on the first region or None)."""
@@ -106,11 +112,11 @@ def context_prompts(context: list[Any], width: int, height: int) -> tuple[dict[s
         if label is None and isinstance(chosen, list) and chosen and isinstance(chosen[0], str):
             label = chosen[0]
         if kind == "keypointlabels":
-            points.append([_number(v.get("x"), "x") * width / 100, _number(v.get("y"), "y") * height / 100])
+            points.append([_px(v.get("x"), "x", width), _px(v.get("y"), "y", height)])
             labels.append(0 if r.get("is_positive") is False or r.get("is_positive") == 0 else 1)
         elif kind == "rectanglelabels":
-            x, y = _number(v.get("x"), "x") * width / 100, _number(v.get("y"), "y") * height / 100
-            w, h = _number(v.get("width"), "width") * width / 100, _number(v.get("height"), "height") * height / 100
+            x, y = _px(v.get("x"), "x", width), _px(v.get("y"), "y", height)
+            w, h = _px(v.get("width"), "width", width), _px(v.get("height"), "height", height)
             if _number(v.get("rotation", 0) or 0, "rotation") != 0:
                 raise BadPromptError("FastSAM takes axis-aligned rectangles (a rotated smart rectangle was sent)")
             boxes.append([min(x, x + w), min(y, y + h), max(x, x + w), max(y, y + h)])
