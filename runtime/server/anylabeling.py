@@ -181,4 +181,4 @@ def router(engine: Engine, config: ServerConfig) -> APIRouter:
 
 
 def _predict_sync(engine: Engine, result: Result, prompts: dict[str, Any], task: str | None, epsilon: float) -> list[dict[str, Any]]:
-    return shapes(engine.model.prompt(result, **prompts) if prompts else result, task, epsilon)
+    return shapes(engine.prompt(result, prompts) if prompts else result, task, epsilon)

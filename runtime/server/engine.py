@@ -3,8 +3,11 @@
 :class:`Engine` runs every model call in a thread pool of ``concurrency`` workers (onnxruntime's ``run`` is
 thread-safe, so one model object serves all requests). At most ``concurrency`` calls run and at most
 ``queue`` more wait; a call beyond that raises :class:`Busy` (HTTP 429 with ``Retry-After``), one that does
-not finish within ``timeout`` seconds :class:`DeadlineExceeded` (504; the worker finishes its call and frees
-its slot then, so the bound holds). Identical segment requests in flight at once share one model run.
+not finish within ``timeout`` seconds :class:`DeadlineExceeded` (504). The deadline also stops the work: each
+call carries it to its worker thread (:func:`check_deadline`), which checks it before it starts, between stages
+(decode, model run, prompt, rendering) and between CLIP batches of :data:`CLIP_BATCH` crops or texts, so a
+request past its deadline frees its slot within one stage or batch. Identical segment requests in flight at
+once share one model run.
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ from ..result import Result
 from .cache import ResultCache
 from .images import decode_image_bytes
 
-__all__ = ["ServerConfig", "Engine", "Busy", "DeadlineExceeded", "NotReady", "UnknownImage"]
+__all__ = ["ServerConfig", "Engine", "Busy", "DeadlineExceeded", "NotReady", "UnknownImage", "check_deadline"]
+
+CLIP_BATCH = 8
+"""Crops or texts per CLIP call in the server; the deadline is checked between calls."""
+_local = threading.local()
 
 
 @dataclass
@@ -60,6 +67,48 @@ class DeadlineExceeded(Exception):
     """The request did not finish within the per-request deadline (HTTP 504)."""
 
 
+class _Deadline:
+    """The deadline (monotonic s) of one pool call, and whether the request has already been answered 504."""
+
+    def __init__(self, at: float, timeout: float):
+        self.at, self.timeout, self.cancelled = at, timeout, False
+
+
+def check_deadline() -> None:
+    """In a pool worker: raise :class:`DeadlineExceeded` when the running call's request is past its deadline."""
+    d = getattr(_local, "deadline", None)
+    if d is not None and (d.cancelled or time.monotonic() > d.at):
+        raise DeadlineExceeded(f"the request did not finish within the deadline of {d.timeout:g} s")
+
+
+class DeadlineClip:
+    """The server's view of a CLIP model: ``encode_images`` / ``encode_texts`` in :data:`CLIP_BATCH` pieces with
+    :func:`check_deadline` between them; everything else is the wrapped model's. One per CLIP object, so the
+    crop embeddings a result caches per CLIP object are reused by later requests."""
+
+    def __init__(self, clip: Any):
+        self._clip = clip
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._clip, name)
+
+    def _pieces(self, fn: Callable[..., Any], items: Any, batch_size: int) -> Any:
+        import numpy as np
+
+        items = list(items)
+        out = []
+        for start in range(0, len(items), CLIP_BATCH):
+            check_deadline()
+            out.append(fn(items[start:start + CLIP_BATCH], batch_size))
+        return np.concatenate(out) if out else fn(items, batch_size)
+
+    def encode_images(self, images: Any, batch_size: int = 32) -> Any:
+        return self._pieces(self._clip.encode_images, images, batch_size)
+
+    def encode_texts(self, texts: Any, batch_size: int = 32) -> Any:
+        return self._pieces(self._clip.encode_texts, texts, batch_size)
+
+
 class NotReady(Exception):
     """The models are not loaded yet (HTTP 503)."""
 
@@ -86,6 +135,7 @@ class Engine:
         self._running = 0  # calls running in a worker
         self._lock = threading.Lock()
         self._inflight: dict[str, asyncio.Future] = {}
+        self._clips: dict[int, DeadlineClip] = {}
         #: runs made, requests answered from the result cache or from a run in flight, refusals
         self.counts = {"segment_runs": 0, "prompt_runs": 0, "cache_hits": 0, "shared_runs": 0, "busy": 0, "deadline": 0}
         if model is not None:
@@ -131,30 +181,52 @@ class Engine:
                 self.counts["busy"] += 1
                 raise Busy(f"the server is busy ({cfg.concurrency} running, {cfg.queue} waiting): retry after {cfg.retry_after} s")
             self._pending += 1
+        deadline = time.monotonic() + cfg.timeout if deadline is None else deadline
+        limit = _Deadline(deadline, cfg.timeout)
         try:
-            fut = self.pool.submit(self._started, fn, *args)
+            fut = self.pool.submit(self._started, limit, fn, *args)
         except RuntimeError:
             with self._lock:
                 self._pending -= 1
             raise NotReady("the server is shutting down") from None
         fut.add_done_callback(self._finished)
-        deadline = time.monotonic() + cfg.timeout if deadline is None else deadline
+        waited = asyncio.wrap_future(fut)
+        waited.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even after a 504
         try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), max(deadline - time.monotonic(), 0.001))
+            return await asyncio.wait_for(asyncio.shield(waited), max(deadline - time.monotonic(), 0.001))
         except asyncio.TimeoutError:
+            limit.cancelled = True  # the worker stops at its next check
             fut.cancel()  # only succeeds while it waits in the queue
             with self._lock:
                 self.counts["deadline"] += 1
             raise DeadlineExceeded(f"the request did not finish within the deadline of {cfg.timeout:g} s") from None
 
-    def _started(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def _started(self, limit: _Deadline, fn: Callable[..., Any], *args: Any) -> Any:
         with self._lock:
             self._running += 1
+        _local.deadline = limit
         try:
+            check_deadline()
             return fn(*args)
         finally:
+            _local.deadline = None
             with self._lock:
                 self._running -= 1
+
+    def clip(self) -> DeadlineClip:
+        """The model's CLIP as :class:`DeadlineClip` (one wrapper per CLIP object)."""
+        clip = self._require_ready().clip
+        with self._lock:
+            wrapped = self._clips.get(id(clip))
+            if wrapped is None or wrapped._clip is not clip:
+                wrapped = self._clips[id(clip)] = DeadlineClip(clip)
+        return wrapped
+
+    def prompt(self, result: Result, prompts: dict[str, Any]) -> Result:
+        """``FastSAM.prompt(result, **prompts)`` with the deadline checked between CLIP batches (in a worker)."""
+        from ..prompts import apply_prompts
+
+        return apply_prompts(result, self.clip, **prompts)
 
     def _finished(self, _fut: Any) -> None:
         with self._lock:
@@ -178,6 +250,7 @@ class Engine:
     def _segment_sync(self, data: bytes, settings: dict[str, Any]) -> Result:
         model = self._require_ready()
         image = decode_image_bytes(data, self.config.max_pixels)
+        check_deadline()
         imgsz = settings.get("imgsz")
         result = model.segment(
             image, imgsz=tuple(imgsz) if isinstance(imgsz, list) else imgsz, conf=settings["conf"],
@@ -237,9 +310,10 @@ class Engine:
             unknown = sorted(k for k in prompts if k not in accepted)
             if unknown:
                 raise BadArgumentError(f"this runtime's prompt() does not take {', '.join(unknown)}")
-            result = model.prompt(result, **prompts)
+            result = self.prompt(result, prompts)
             with self._lock:
                 self.counts["prompt_runs"] += 1
+        check_deadline()
         t_encode = time.perf_counter()
         out = result_json(result, image_id, **outputs)
         if own is not None:  # a cached result: this request's own stages, not the original run's

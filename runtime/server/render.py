@@ -34,11 +34,15 @@ def result_json(result: Result, image_id: str, *, polygons: bool = False, epsilo
                 overlay: bool = False) -> dict[str, Any]:
     """:meth:`Result.to_json` (boxes, scores, areas, COCO RLE) + ``image_id``; ``polygons`` per instance and
     ``overlay_png`` when asked for."""
+    from .engine import check_deadline
+
     out = result.to_json()
     out["image_id"] = image_id
+    check_deadline()
     if polygons:
         for inst, parts in zip(out["instances"], polygons_json(result, epsilon)):
             inst["polygons"] = parts
     if overlay:
+        check_deadline()
         out["overlay_png"] = overlay_png(result)
     return out
