@@ -11,6 +11,7 @@ import numpy as np
 from .errors import BadArgumentError
 from .masks import MaskCrop, rescale_crops, unpad_axes
 from .outputs.rle import encode_rle
+from .parallel import parallel_map
 
 if TYPE_CHECKING:
     from .outputs.polygons import Polygon
@@ -241,15 +242,16 @@ class Result:
         if image_path is None:
             image_path = self.path
         h0, w0 = self.orig_shape
+        segmentations = parallel_map(lambda c: encode_rle(c.x0, c.y0, c.mask, self.mask_shape, compressed), self.crops)
         instances = []
-        for i, (box, score, crop) in enumerate(zip(self.boxes.tolist(), self.scores.tolist(), self.crops)):
+        for i, (box, score, crop, seg) in enumerate(zip(self.boxes.tolist(), self.scores.tolist(), self.crops, segmentations)):
             instances.append(
                 {
                     "id": i,
                     "box": [round(v, 3) for v in box],
                     "score": round(score, 6),
                     "area": int(np.count_nonzero(crop.mask)),
-                    "segmentation": encode_rle(crop.x0, crop.y0, crop.mask, self.mask_shape, compressed),
+                    "segmentation": seg,
                 }
             )
             if self.selected_by is not None:

@@ -40,3 +40,29 @@ def test_chunks_cover_the_range():
         got = chunks(n, parts, minimum)
         assert [i for a, b in got for i in range(a, b)] == list(range(n))
         assert all(b - a >= min(minimum, n) for a, b in got[:-1])
+
+
+def test_join_fixed_formats_as_python(monkeypatch):
+    """Whole-array fixed-point text (fastsam_onnx.outputs.numtext) equals Python's formatting, in chunks too."""
+    import json
+
+    import numpy as np
+
+    from fastsam_onnx.outputs import numtext
+
+    monkeypatch.setattr(numtext, "_CHUNK", 97)  # many chunks, formatted on the pool
+    rng = np.random.default_rng(0)
+    table = (", ", "], [", "\n0 ")
+    for d in (0, 1, 2, 6):
+        q = np.concatenate([rng.integers(-10**7, 10**7, 3000), [0, 1, -1, 9, 10, 99, 100, -10**6, 10**17, -(10**17)]])
+        seps = rng.integers(0, 3, q.size)
+        text, ends = numtext.join_fixed(q, d, seps, table, with_ends=True)
+        want = ["-" * (v < 0) + str(abs(v) // 10**d) + ("." + str(abs(v) % 10**d).zfill(d) if d else "") + table[s]
+                for v, s in zip(q.tolist(), seps.tolist())]
+        assert text == "".join(want)
+        assert ends.tolist() == np.cumsum([len(w) for w in want]).tolist()
+    x = rng.random(5000) * 5000
+    assert numtext.join_fixed(np.rint(x * 10).astype(np.int64), 1, None, (", ",)) == "".join(
+        json.dumps(v) + ", " for v in np.round(x, 1).tolist())
+    assert numtext.join_fixed(np.zeros(0, np.int64), 3) == ""
+    assert numtext.join_fixed(np.zeros(0, np.int64), 3, with_ends=True)[1].size == 0

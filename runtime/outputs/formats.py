@@ -29,9 +29,10 @@ import numpy as np
 from ..errors import BadArgumentError
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..result import Result
+from .numtext import join_fixed
 
 __all__ = [
-    "FORMATS", "DEFAULT_EPSILON", "LABELME_VERSION", "labelme_json", "yolo_text", "annotation_path",
+    "FORMATS", "DEFAULT_EPSILON", "LABELME_VERSION", "labelme_json", "labelme_text", "yolo_text", "annotation_path",
     "check_unique_outputs", "write_annotation", "read_annotation", "write_embeddings",
 ]
 
@@ -49,6 +50,32 @@ def _format(fmt: str) -> str:
     return fmt
 
 
+def _exteriors(result: Result, epsilon: float) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+    """Every polygon's exterior, instances in order and their parts largest first: (instance, parts of that
+    instance) per polygon, the (P, 2) float64 vertices of all of them end to end, and each one's vertex count."""
+    owners, rings = [], []
+    for i, polys in enumerate(result.polygons(epsilon)):
+        owners += [(i, len(polys))] * len(polys)
+        rings += [p.exterior for p in polys]
+    lens = np.fromiter(map(len, rings), np.int64, len(rings))
+    pts = np.concatenate(rings).astype(np.float64) if rings else np.zeros((0, 2))
+    return owners, pts, lens
+
+
+def _labelme_head(result: Result, json_path: str | os.PathLike[str], image_path: Any, label: Any) -> dict[str, Any]:
+    path = result.path if image_path is None else image_path
+    if path is None:
+        raise BadArgumentError("labelme needs the image's file (imagePath): segment a path or pass image_path")
+    if not isinstance(label, str) or not label.strip():
+        raise BadArgumentError(f"label must be a non-empty string, got {label!r}")
+    rel = os.path.relpath(os.path.abspath(path), os.path.dirname(os.path.abspath(json_path)))
+    h, w = result.orig_shape
+    return {
+        "version": LABELME_VERSION, "flags": {}, "shapes": [], "imagePath": Path(rel).as_posix(),
+        "imageData": None, "imageHeight": int(h), "imageWidth": int(w),
+    }
+
+
 def labelme_json(
     result: Result, json_path: str | os.PathLike[str], image_path: str | os.PathLike[str] | None = None,
     *, label: str = "object", epsilon: float = DEFAULT_EPSILON,
@@ -56,26 +83,45 @@ def labelme_json(
     """labelme's JSON for ``result``, to be saved at ``json_path`` (``imagePath`` is made relative to it).
 
     image_path: the image file (default ``result.path``); label: every shape's label. Shapes: per instance
-    (in order) one polygon per connected part, largest first, points in original-image pixels."""
-    path = result.path if image_path is None else image_path
-    if path is None:
-        raise BadArgumentError("labelme needs the image's file (imagePath): segment a path or pass image_path")
-    if not isinstance(label, str) or not label.strip():
-        raise BadArgumentError(f"label must be a non-empty string, got {label!r}")
-    rel = os.path.relpath(os.path.abspath(path), os.path.dirname(os.path.abspath(json_path)))
-    shapes = []
-    for i, (polys, score) in enumerate(zip(result.polygons(epsilon), result.scores.tolist())):
-        for p in polys:
-            shapes.append({
-                "label": label, "points": [[float(x), float(y)] for x, y in np.round(p.exterior, 1).tolist()],
-                "group_id": i if len(polys) > 1 else None, "description": "", "shape_type": "polygon",
-                "flags": {}, "score": round(score, 6),
-            })
-    h, w = result.orig_shape
-    return {
-        "version": LABELME_VERSION, "flags": {}, "shapes": shapes, "imagePath": Path(rel).as_posix(),
-        "imageData": None, "imageHeight": int(h), "imageWidth": int(w),
-    }
+    (in order) one polygon per connected part, largest first, points in original-image pixels (1 decimal)."""
+    data = _labelme_head(result, json_path, image_path, label)
+    owners, pts, lens = _exteriors(result, epsilon)
+    scores = result.scores.tolist()
+    cut = np.cumsum(lens)[:-1].tolist()
+    for (i, parts), points in zip(owners, np.split(np.round(pts, 1), cut) if len(lens) else []):
+        data["shapes"].append({
+            "label": label, "points": points.tolist(), "group_id": i if parts > 1 else None, "description": "",
+            "shape_type": "polygon", "flags": {}, "score": round(scores[i], 6),
+        })
+    return data
+
+
+def labelme_text(
+    result: Result, json_path: str | os.PathLike[str], image_path: str | os.PathLike[str] | None = None,
+    *, label: str = "object", epsilon: float = DEFAULT_EPSILON,
+) -> str:
+    """:func:`labelme_json` as the file's text: the same JSON, indented with one shape per line, its numbers
+    formatted in whole arrays (:func:`~fastsam_onnx.outputs.numtext.join_fixed`) rather than one by one."""
+    head = _labelme_head(result, json_path, image_path, label)
+    owners, pts, lens = _exteriors(result, epsilon)
+    lines = []
+    if len(lens):
+        codes = np.zeros(2 * int(lens.sum()), np.int64)
+        codes[1::2] = 1  # x ", " y "], [" ...
+        last = 2 * np.cumsum(lens) - 1
+        codes[last] = 2  # ... y "]]"
+        text, ends = join_fixed(np.rint(pts * 10).astype(np.int64).ravel(), 1, codes, (", ", "], [", "]]"), with_ends=True)
+        stops = ends[last].tolist()
+        scores = [json.dumps(round(v, 6)) for v in result.scores.tolist()]
+        name = json.dumps(label, ensure_ascii=False)
+        for (i, parts), a, b in zip(owners, [0, *stops[:-1]], stops):
+            lines.append(f'    {{"label": {name}, "points": [[{text[a:b]}, "group_id": {i if parts > 1 else "null"}, '
+                         f'"description": "", "shape_type": "polygon", "flags": {{}}, "score": {scores[i]}}}')
+    body = []
+    for key, value in head.items():
+        shown = ("[\n" + ",\n".join(lines) + "\n  ]" if lines else "[]") if key == "shapes" else json.dumps(value, ensure_ascii=False)
+        body.append(f"  {json.dumps(key)}: {shown}")
+    return "{\n" + ",\n".join(body) + "\n}\n"
 
 
 def yolo_text(result: Result, *, class_id: int = 0, epsilon: float = DEFAULT_EPSILON) -> str:
@@ -84,15 +130,16 @@ def yolo_text(result: Result, *, class_id: int = 0, epsilon: float = DEFAULT_EPS
     if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)) or class_id < 0:
         raise BadArgumentError(f"class_id must be an int >= 0, got {class_id!r}")
     h, w = result.orig_shape
-    scale = np.array([w, h], np.float64)
-    lines = []
-    for polys in result.polygons(epsilon):
-        for p in polys:
-            # rounded up at the 6th decimal (at most w × 1e-6 px): x_norm × w never falls below the vertex, so
-            # rasterisers that truncate (ultralytics' polygon2mask) land on the same pixel
-            xy = (np.ceil(p.exterior.astype(np.float64) / scale * 1e6) / 1e6).clip(0, 1).reshape(-1)
-            lines.append(f"{int(class_id)} " + " ".join(f"{v:.6f}" for v in xy))
-    return "".join(line + "\n" for line in lines)
+    _, pts, lens = _exteriors(result, epsilon)
+    if not len(lens):
+        return ""
+    # rounded up at the 6th decimal (at most w × 1e-6 px): x_norm × w never falls below the vertex, so
+    # rasterisers that truncate (ultralytics' polygon2mask) land on the same pixel
+    q = np.ceil(pts / np.array([w, h], np.float64) * 1e6).clip(0, 1e6).astype(np.int64).ravel()
+    codes = np.zeros(q.size, np.int64)
+    codes[2 * np.cumsum(lens) - 1] = 1  # the line's last number
+    prefix = f"{int(class_id)} "
+    return prefix + join_fixed(q, 6, codes, (" ", "\n"))[:-1].replace("\n", "\n" + prefix) + "\n"
 
 
 def annotation_path(out_dir: Path, rel: Path, fmt: str) -> Path:
@@ -129,8 +176,7 @@ def write_annotation(
     if fmt == "coco":
         return atomic_write_json(dest, result.to_json(image_path, compressed=compressed))
     if fmt == "labelme":
-        data = labelme_json(result, dest, image_path, label=label, epsilon=epsilon)
-        return atomic_write_text(dest, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        return atomic_write_text(dest, labelme_text(result, dest, image_path, label=label, epsilon=epsilon))
     return atomic_write_text(dest, yolo_text(result, epsilon=epsilon))
 
 

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from ..errors import BadArgumentError
+from ..parallel import chunks, parallel_map, workers
 
 __all__ = ["Polygon", "crops_polygons", "mask_polygons"]
 
@@ -139,14 +140,18 @@ def crops_polygons(
     bound = float(np.abs(offs).max()) + dim  # and in the image
     exact = bound < 1 << 24 and bool((offs == np.round(offs)).all())  # integer image x, y, exact in float32
     tiles, tops, keys, strips = _layout(shapes)
-    contours: list[np.ndarray] = []
-    hiers = []
-    for y0, rows, width, placed in strips:
+
+    def trace(strip) -> tuple:
+        y0, rows, width, placed = strip
         canvas = np.zeros((rows, width), np.uint8)
         for i, x, y in placed:
             h, w = shapes[i]
             canvas[y : y + h, x : x + w] = masks[live[i]]
-        cs, hier = cv2.findContours(canvas, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE, offset=(0, y0))
+        return cv2.findContours(canvas, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE, offset=(0, y0))
+
+    contours: list[np.ndarray] = []
+    hiers = []
+    for cs, hier in parallel_map(trace, strips):  # the strips traced on the output threads, in order
         if hier is not None:
             hiers.append(hier[0] + np.where(hier[0] >= 0, len(contours), 0))
             contours.extend(cs)
@@ -275,8 +280,13 @@ def _simplify(contours, pts, lens, starts, ends, parent, min_points, eps):
     ok[hole] &= ok[parent[hole]]
     tol = (_perimeters(pts, starts, ends) * eps).tolist()
     cs = list(contours)
-    for i in np.flatnonzero(ok).tolist():
-        cs[i] = cv2.approxPolyDP(cs[i], tol[i], True)
+    todo = np.flatnonzero(ok).tolist()
+
+    def approx(rows: tuple[int, int]) -> None:  # on the output threads: cv2 releases the GIL
+        for i in todo[rows[0] : rows[1]]:
+            cs[i] = cv2.approxPolyDP(cs[i], tol[i], True)
+
+    parallel_map(approx, chunks(len(todo), 4 * workers()))
     lens = np.fromiter(map(len, cs), np.int64, len(cs))
     ends = np.cumsum(lens)
     return np.concatenate(cs).reshape(-1, 2), lens, ends - lens, ends
