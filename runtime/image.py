@@ -16,8 +16,10 @@ refuses, in this order and without reading the file's pixels:
    some plugins, becomes a :class:`BadImageError` too). Pillow only reads the header: pixels are decoded
    by ``cv2.imdecode(IMREAD_COLOR)`` as before.
 
-Files Pillow cannot identify but OpenCV may decode (e.g. Radiance .hdr, PAM) are decoded by OpenCV
-under OpenCV's own pixel limit (``OPENCV_IO_MAX_IMAGE_PIXELS``) and checked after decoding. OpenCV reads
+Radiance ``.hdr``, PAM (``P7``) and PFM, which OpenCV decodes but Pillow cannot read, are sized by their own header
+(:func:`_own_size`); with ``max_pixels`` set, any other file whose size no header reader can tell is refused
+(:class:`BadImageError`) without being decoded. With ``max_pixels=None`` files are decoded by OpenCV under
+OpenCV's own pixel limit (``OPENCV_IO_MAX_IMAGE_PIXELS``) and checked after decoding. OpenCV reads
 that environment variable once, when ``cv2`` is imported (setting it later has no effect, tested), so when
 it is unset and ``cv2`` is not imported yet, this module sets it to :data:`MAX_PIXELS` for the import and
 removes it right after (child processes do not inherit it); :data:`OPENCV_MAX_PIXELS` says which limit is
@@ -154,13 +156,49 @@ def _pillow_size(fp: IO[bytes]) -> tuple[int, int] | None:
     return None
 
 
+_HDR_RES = re.compile(rb"^([-+])([XY]) +(\d+) +([-+])([XY]) +(\d+)\s*$")
+
+
+def _own_size(fp: IO[bytes]) -> tuple[int, int] | None:
+    """(w, h) from the header of a Radiance HDR, PAM or PFM file (formats OpenCV decodes, Pillow cannot size), or
+    None; reads at most 64 KiB."""
+    fp.seek(0)
+    head = fp.read(64 << 10)
+    if head.startswith((b"#?RADIANCE", b"#?RGBE")):
+        lines = head.split(b"\n")
+        for i, line in enumerate(lines[:-1]):
+            if not line.strip() and i + 1 < len(lines):  # the blank line ends the header; the resolution follows
+                m = _HDR_RES.match(lines[i + 1].strip())
+                if m is None or m.group(2) == m.group(5):
+                    return None
+                a, b = int(m.group(3)), int(m.group(6))
+                return (b, a) if m.group(2) == b"Y" else (a, b)
+        return None
+    if head[:2] in (b"PF", b"Pf") and head[2:3].isspace():  # PFM: "PF" w h scale, whitespace-separated
+        words = head[2:64].split()
+        if len(words) >= 2 and words[0].isdigit() and words[1].isdigit():
+            return int(words[0]), int(words[1])
+        return None
+    if head.startswith(b"P7") and head[2:3] in (b"\n", b"\r", b" "):
+        fields: dict[bytes, int] = {}
+        for line in head.split(b"\n")[1:]:
+            words = line.split(b"#", 1)[0].split()
+            if words[:1] == [b"ENDHDR"]:
+                break
+            if len(words) == 2 and words[0] in (b"WIDTH", b"HEIGHT") and words[1].isdigit():
+                fields[words[0]] = int(words[1])
+        if len(fields) == 2:
+            return fields[b"WIDTH"], fields[b"HEIGHT"]
+    return None
+
+
 def header_size(data: np.ndarray | bytes) -> tuple[int, int] | None:
     """(h, w) from the header of encoded image bytes (uint8 array or bytes) as Pillow reads it, without
     decoding; None when Pillow does not identify the format. A size Pillow itself calls a decompression bomb
     raises :class:`BadImageError`."""
     raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
     try:
-        wh = _pillow_size(io.BytesIO(raw))
+        wh = _pillow_size(io.BytesIO(raw)) or _own_size(io.BytesIO(raw))
     except _PillowBomb as e:
         raise ImageTooLargeError(f"image header claims {e.pixels:,} pixels (a decompression bomb)") from None
     return None if wh is None else (wh[1], wh[0])
@@ -271,8 +309,8 @@ def decode_image_bytes(
 
 
 def _check_header(f: IO[bytes], name: str, max_pixels: int | None) -> None:
-    """Refuse an image over ``max_pixels`` from its header (Pillow, nothing decoded), and a format Pillow cannot
-    size when OpenCV's own limit is unknown or above ``max_pixels`` (it would be decoded without a bound)."""
+    """Refuse an image over ``max_pixels`` from its header (Pillow, or :func:`_own_size`; nothing decoded), and
+    a file whose size no header reader can tell (it would be decoded before its size is known)."""
     if max_pixels is None:
         return
     try:
@@ -284,14 +322,15 @@ def _check_header(f: IO[bytes], name: str, max_pixels: int | None) -> None:
                 "downscale it, or pass a larger max_pixels"
             ) from None
         wh = None
+    if wh is None:
+        wh = _own_size(f)
     if wh is not None:
         check_size((wh[1], wh[0]), max_pixels, name)
-    elif OPENCV_MAX_PIXELS is None or OPENCV_MAX_PIXELS > max(max_pixels, MAX_PIXELS):
+    else:
         raise BadImageError(
-            f"cannot decode image (not an image or truncated, or a format whose size Pillow cannot read): "
-            f"{name}; not given to OpenCV, whose own pixel limit ({_cv2_limit_text()}) is above max_pixels "
-            f"(cv2 was imported before fastsam_onnx?): import fastsam_onnx first, set {_CV2_ENV}, "
-            "or pass max_pixels=None"
+            f"cannot decode image: {name} is not an image, is truncated, or is in a format whose size cannot be "
+            "read from its header (JPEG, PNG, BMP, TIFF, GIF, WebP, PNM/PAM/PFM, Sun raster, JPEG 2000, AVIF and "
+            "Radiance HDR can); it was not decoded (pass max_pixels=None to let OpenCV try)"
         )
 
 

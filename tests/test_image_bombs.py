@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from fastsam_onnx import image as image_mod
-from fastsam_onnx.errors import BadImageError
+from fastsam_onnx.errors import BadImageError, ImageTooLargeError
 from fastsam_onnx.image import MAX_FILE_BYTES, MAX_PIXELS, file_limit, header_size, read_image
 
 # --- crafted bombs --------------------------------------------------------------------------------------
@@ -261,15 +261,17 @@ print(json.dumps(out))
 
 def test_opencv_limit_is_capped_and_typed(tmp_path):
     """A 20000 × 20000 Radiance HDR (a format Pillow cannot read; OpenCV would allocate 4.8 GB of float
-    pixels) is refused by OpenCV's own limit, which image.py sets to MAX_PIXELS before importing cv2 and
-    removes from the environment afterwards; a user's own setting is respected and its error is typed."""
+    pixels) is refused from its own header with a pixel limit, and by OpenCV's own limit without one
+    (max_pixels=None), which image.py sets to MAX_PIXELS before importing cv2 and removes from the environment
+    afterwards; a user's own setting is respected and its error is typed."""
     (tmp_path / "b.hdr").write_bytes(HDR_BOMB)
     cv2.imwrite(str(tmp_path / "ok.png"), np.zeros((40, 40, 3), np.uint8))
     args = (str(tmp_path / "b.hdr"), str(tmp_path / "ok.png"))
     out = _child(CAP_CODE, *args)
     assert out["env_after_import"] is None and out["limit"] == MAX_PIXELS
-    for msg in out["errors"][:2]:
-        assert "over OpenCV's own limit of 100,000,000 pixels" in msg and "OPENCV_IO_MAX_IMAGE_PIXELS" in msg
+    assert "400,000,000" in out["errors"][0] and "OpenCV" not in out["errors"][0]  # its header, before OpenCV
+    msg = out["errors"][1]
+    assert "over OpenCV's own limit of 100,000,000 pixels" in msg and "OPENCV_IO_MAX_IMAGE_PIXELS" in msg
     assert out["errors"][2] == [40, 40, 3]
     user = _child(CAP_CODE, *args, env={"OPENCV_IO_MAX_IMAGE_PIXELS": "1000"})
     assert user["env_after_import"] == "1000" and user["limit"] == 1000
@@ -277,13 +279,13 @@ def test_opencv_limit_is_capped_and_typed(tmp_path):
 
 
 def test_unsizable_format_is_not_decoded_when_opencv_limit_is_not_ours(tmp_path):
-    """cv2 imported before fastsam_onnx (variable unset): OpenCV's limit is its default 2**30, so a file
-    Pillow cannot size is refused instead of decoded; files Pillow sizes still decode."""
+    """cv2 imported before fastsam_onnx (variable unset): OpenCV's limit is its default 2**30; the HDR is still
+    refused from its own header, and files Pillow sizes still decode."""
     (tmp_path / "b.hdr").write_bytes(HDR_BOMB)
     cv2.imwrite(str(tmp_path / "ok.png"), np.zeros((40, 40, 3), np.uint8))
     out = _child("import cv2\n" + CAP_CODE, str(tmp_path / "b.hdr"), str(tmp_path / "ok.png"))
     assert out["limit"] == 1 << 30
-    assert "not given to OpenCV" in out["errors"][0] and "import fastsam_onnx first" in out["errors"][0]
+    assert "400,000,000" in out["errors"][0]
     assert out["errors"][2] == [40, 40, 3]
 
 
@@ -328,3 +330,19 @@ def test_peak_memory_of_refusals(tmp_path):
     out = _child(MEM_CODE, *map(str, paths))
     assert out["refused"] == len(paths)
     assert (out["peak_kb"] - out["base_kb"]) / 1024 < 100, out
+
+
+@pytest.mark.parametrize("data", [HDR_BOMB.replace(b"-Y 20000 +X 20000", b"-Y 10000 +X 10000"),
+                                  b"P7\nWIDTH 20000\nHEIGHT 20000\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n" + b"\0" * 99,
+                                  b"PF\n20000 20000\n-1.0\n" + b"\0" * 99])
+def test_formats_pillow_cannot_read_are_sized_by_their_own_header(data, no_decode):
+    """Radiance HDR (the issue's 10000² .hdr decoded to 1.6 GB before its 413), PAM and PFM: over the limit from
+    the header alone; cv2.imdecode is never called."""
+    with pytest.raises(ImageTooLargeError, match="pixels"):
+        image_mod.decode_image_bytes(data, "x", max_pixels=1_000_000)
+
+
+def test_unsizable_bytes_are_refused_without_decoding(no_decode):
+    with pytest.raises(BadImageError, match="size cannot be read from its header") as e:
+        image_mod.decode_image_bytes(b"\x00\x01 something OpenCV might try" * 10, "x", max_pixels=1_000_000)
+    assert not isinstance(e.value, ImageTooLargeError)
