@@ -37,6 +37,7 @@ __all__ = [
     "labels_to_boundaries",
 ]
 
+#: boundary matching tolerance, a fraction of the image diagonal (BSDS's maxDist); thresholds per map (BSDS's nthresh)
 TOLERANCE = 0.0075
 THRESHOLDS = 99
 

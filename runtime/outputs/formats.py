@@ -36,6 +36,7 @@ __all__ = [
     "check_unique_outputs", "write_annotation", "read_annotation", "write_embeddings",
 ]
 
+#: the annotation formats of --format and write_annotation
 FORMATS = ("coco", "labelme", "yolo")
 #: polygon simplification, a fraction of each contour's perimeter (X-AnyLabeling's ``epsilon_factor`` default):
 #: ~1 px on a 1000 px outline; about a tenth of the traced vertices remain on smooth shapes
