@@ -163,6 +163,12 @@ def test_predict_in_process(model, everything, tmp_path):
         regs = poly["results"][0]["result"]
         assert len(regs) >= len(everything) and all(r["type"] == "polygonlabels" and r["value"]["polygonlabels"] == ["Shape"] for r in regs)
         assert all(0 <= x <= 100 and 0 <= y <= 100 for r in regs for x, y in r["value"]["points"])
+        c.post("/labelstudio/setup", json={"project": "5", "schema": BRUSH_CONFIG, "hostname": host, "access_token": TOKEN,
+                                            "extra_params": {"texts": {"Object": "a blue rectangle"}, "conf": 0.4}})
+        text = c.post("/labelstudio/predict", json={"tasks": tasks[:1], "project": "5", "label_config": BRUSH_CONFIG}).json()
+        want = model.prompt(everything, texts=["a blue rectangle"])
+        regs = text["results"][0]["result"]
+        assert len(regs) == len(want) == 1 and (brush_mask(regs[0]["value"]["rle"], h, w) == want.masks[0]).all()
         wrong = c.post("/labelstudio/setup", json={"project": "4", "schema": BRUSH_CONFIG, "extra_params": {"conff": 1}})
         assert wrong.status_code == 422 and "conff" in wrong.json()["error"]["message"]
         assert c.post("/labelstudio/setup", json={"project": "4", "schema": "<View/>"}).status_code == 422

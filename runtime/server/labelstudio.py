@@ -31,7 +31,7 @@ from typing import Any, Optional, Union
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import BadArgumentError, FastSAMError, ImageTooLargeError
+from ..errors import BadArgumentError, BadImageError, FastSAMError, ImageTooLargeError
 from ..result import Result
 from .engine import Busy, DeadlineExceeded, Engine, ServerConfig
 from .lsimages import ImageFetchError, LabelStudioAuth, fetch, resolve
@@ -133,9 +133,7 @@ def _task_error(task: dict[str, Any], e: BaseException) -> dict[str, Any]:
     elif isinstance(e, ImageTooLargeError):
         code = "too_large"
     else:
-        code = {Busy: "busy", DeadlineExceeded: "deadline"}.get(type(e), "bad_request")
-        if isinstance(e, FastSAMError) and "image" in type(e).__name__.lower():
-            code = "bad_image"
+        code = {Busy: "busy", DeadlineExceeded: "deadline"}.get(type(e), "bad_image" if isinstance(e, BadImageError) else "bad_request")
     log.warning("Label Studio task %s: %s", task.get("id"), e)
     return {"task": task.get("id"), "error": {"code": code, "message": str(e)}}
 
