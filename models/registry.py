@@ -105,6 +105,7 @@ _CLIP_VIT_B_32 = ModelSource(
     approx_mb=354.0,
 )
 
+#: every model of the zoo, in `fetch --list` order
 MODELS: tuple[ModelDescription, ...] = (
     ModelDescription(
         name="fastsam-s",
@@ -162,6 +163,7 @@ MODELS: tuple[ModelDescription, ...] = (
     ),
 )
 
+#: the zoo by name
 REGISTRY: dict[str, ModelDescription] = {m.name: m for m in MODELS}
 assert len(REGISTRY) == len(MODELS), "duplicate model names"
 

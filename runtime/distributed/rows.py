@@ -28,6 +28,7 @@ import numpy as np
 
 __all__ = ["COLUMNS", "schema", "row_of", "error_row", "to_result_json", "is_null", "to_table"]
 
+#: the columns of a result row, in order (one row per image)
 COLUMNS = ("path", "source", "width", "height", "mask_width", "mask_height", "instances", "timings_ms", "error",
            "node_id", "worker_pid")
 TIMINGS = ("preprocess", "inference", "postprocess", "prompt")
