@@ -151,15 +151,23 @@ def _logical_lines(code: str) -> list[str]:
     return re.sub(r"\\\n\s*", " ", code).splitlines()
 
 
+#: commands an example may show but a test never runs: they change the machine or reach the network
+NEVER_RUN = re.compile(r"^(sudo|apt|apt-get|dpkg|ray (start|stop)|nvidia-smi|trtexec|docker|systemctl|reboot)\b")
+
+
 def _check_install(line: str, where: str) -> bool:
-    """True for a line that is not run here (pip install, venv creation); its extras must exist."""
+    """True for a line that is not run here: pip (install, uninstall: the environment under test must not change,
+    and there is no network), venv creation. The fastsam-onnx extras a pip line names must exist."""
     s = line.strip()
-    if re.match(r"^(python3? -m )?pip3? install\b", s):
-        for group in re.findall(r"\[([^\]]+)\]", s):
+    if re.match(r"^(python3? -m )?pip3?\b", s) or re.search(r"&&\s*(python3? -m )?pip3?\b", s):
+        for group in re.findall(r"(?:fastsam-onnx|\.)\[([^\]]+)\]", s):
             unknown = {e.strip() for e in group.split(",")} - EXTRAS
             assert not unknown, f"{where}: `{s}` names extras that pyproject.toml does not have: {sorted(unknown)}"
         return True
-    return bool(re.match(r"^python3? -m venv\b", s))
+    if re.match(r"^python3? -m venv\b", s):
+        return True
+    assert not NEVER_RUN.match(s), f"{where}: `{s}` must not run in a test: mark the block (<!-- example: KIND note -->)"
+    return False
 
 
 def _shell(code: str, where: str, env: dict | None = None, timeout: float = 600) -> None:
