@@ -17,7 +17,7 @@ A block may be preceded by ``<!-- example: KIND note -->``. KIND says how it run
 - ``ray`` (slow): as it is, on a local Ray instance with a capped object store, shut down after;
 - ``real-weights`` (slow): with the tests' own checkpoints named as the example names them (``FastSAM-s.pt``,
   ``FastSAM-x.pt``: test-made FastSAM-shaped weights; ``ViT-B-32.pt``: a test-made CLIP archive made like OpenAI's);
-- ``cluster``, ``datasets``, ``device``, ``gpu``, ``ci``: not run here; the note must say which test covers the
+- ``cluster``, ``datasets``, ``device``, ``gpu``, ``app`` (another application: Label Studio ...), ``ci``: not run here; the note must say which test covers the
   form that runs here (reported as a skip with that note).
 
 ``pip install`` lines are not run (no network, and the environment under test must not change): the extras they
@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import time
+import textwrap
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +44,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 RUN_KINDS = ("run", "serve", "server", "server-key", "ray", "real-weights")
-SKIP_KINDS = ("cluster", "datasets", "device", "gpu", "ci")
+SKIP_KINDS = ("cluster", "datasets", "device", "gpu", "app", "ci")
 LANGS = {"bash": "sh", "sh": "sh", "shell": "sh", "console": "sh", "python": "py", "py": "py"}
-FENCE = re.compile(r"^(?:<!-- example: (?P<marker>[^\n]*?) -->\n)?```(?P<lang>[A-Za-z]*)[^\n]*\n(?P<code>.*?)^```[ \t]*$",
-                   re.M | re.S)
+FENCE = re.compile(r"^(?:[ \t]*<!-- example: (?P<marker>[^\n]*?) -->\n)?(?P<indent>[ \t]*)```(?P<lang>[A-Za-z]*)[^\n]*\n"
+                   r"(?P<code>.*?)^(?P=indent)```[ \t]*$", re.M | re.S)
 
 
 @dataclass
@@ -80,7 +79,8 @@ def blocks(path: Path) -> list[Block]:
             continue
         marker = (m.group("marker") or "run").strip()
         kind, _, note = marker.partition(" ")
-        out.append(Block(path, text.count("\n", 0, m.start("code")) + 1, lang, kind, note.strip(" ()"), m.group("code")))
+        code = textwrap.dedent(m.group("code")) if m.group("indent") else m.group("code")
+        out.append(Block(path, text.count("\n", 0, m.start("code")) + 1, lang, kind, note.strip(" ()"), code))
     return out
 
 
@@ -198,8 +198,9 @@ def _serve_lines(code: str, where: str) -> None:
             continue
         port = free_port()
         cmd = line.split("#", 1)[0].strip()
+        env = {**os.environ, "KEY": "docs-example-key", "LS_TOKEN": "docs-example-token"}  # what the examples name
         proc = subprocess.Popen(["bash", "-c", f"exec {cmd} --port {port}"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
         try:
             wait_ready(f"http://127.0.0.1:{port}", proc)
         finally:
