@@ -28,7 +28,7 @@ from ..result import Result
 from .bodies import read_json
 from .engine import Engine, ServerConfig
 from .images import decode_base64
-from .schemas import MAX_MARKS, MAX_TEXT_CHARS, MAX_TEXTS, Coord, ErrorResponse, Unit
+from .schemas import MAX_MARKS, MAX_TEXT_CHARS, MAX_TEXTS, Coord, ErrorResponse, Int, Unit
 
 MODEL_ID = "fastsam"
 LABEL = "AUTOLABEL_OBJECT"
@@ -58,7 +58,7 @@ class Mark(BaseModel):
 
     type: Literal["point", "rectangle"]
     data: Union[Annotated[list[Coord], Field(min_length=2, max_length=2)], Annotated[list[Coord], Field(min_length=4, max_length=4)]]
-    label: Annotated[int, Field(strict=True, ge=0, le=1)] = 1
+    label: Int(0, 1) = 1  # type: ignore[valid-type]
 
 
 class PredictParams(BaseModel):

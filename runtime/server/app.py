@@ -114,8 +114,14 @@ async def _segment_input(request: Request, config: ServerConfig) -> tuple[bytes,
 def _segment_openapi() -> dict[str, Any]:
     """The request body of /v1/segment: JSON (SegmentJSON) or multipart, its fields typed as what they carry."""
     fields = dict(SegmentOptions.model_json_schema()["properties"])
-    for v in fields.values():
+    for k, v in fields.items():  # a form field is sent or left out: no null, no default in the form
         v.pop("title", None)
+        v.pop("default", None)
+        options = [o for o in v.get("anyOf", ()) if o.get("type") != "null"]
+        if "anyOf" in v and len(options) == 1:
+            fields[k] = {**{x: y for x, y in v.items() if x != "anyOf"}, **options[0]}
+        elif "anyOf" in v:
+            v["anyOf"] = options
     json_fields = {k: {"contentType": "application/json"} for k in fields if k not in ("texts", "point_mode", "text_mode")}
     return {"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/SegmentJSON"}},

@@ -5,7 +5,8 @@
   is refused, never a ``RecursionError``), then the strict pydantic model (422: wrong types, out-of-range
   numbers, too many boxes/points/texts, over-long texts).
 * multipart forms (``/v1/segment``): every field but ``texts``, ``point_mode`` and ``text_mode`` is JSON
-  (``0.5``, ``true``, ``[[10, 20, 200, 240]]``), decoded and validated the same way.
+  (``0.5``, ``true``, ``[[10, 20, 200, 240]]``), decoded and validated the same way; ``texts`` is one text, a
+  JSON list, or repeated once per text.
 * a 422 names the first bad field and why, never the request's own bytes (:func:`validation_message`).
 """
 
@@ -118,9 +119,12 @@ async def read_json(request: Request, model: type[M], max_bytes: int) -> M:
 def _form_fields(fields: list[tuple[str, str]], model: type[M]) -> M:
     out: dict[str, Any] = {}
     for key, value in fields:
+        text = value.strip()
+        if key == "texts" and key in out and not text.startswith("["):  # repeated parts: one text each
+            out[key] = [*(out[key] if isinstance(out[key], list) else [out[key]]), value]
+            continue
         if key in out:
             raise RequestValidationError([{"loc": (key,), "msg": "given more than once"}])
-        text = value.strip()
         if key in RAW_FIELDS and not (key == "texts" and text.startswith("[")):
             out[key] = value
             continue

@@ -26,13 +26,13 @@ from ..errors import BadArgumentError
 from ..image import MAX_PIXELS
 from ..result import Result
 from .cache import ResultCache
+from .deadline import DeadlineExceeded, _Deadline, _local, check_deadline
 from .images import decode_image_bytes
 
 __all__ = ["ServerConfig", "Engine", "Busy", "DeadlineExceeded", "NotReady", "UnknownImage", "check_deadline"]
 
 CLIP_BATCH = 8
 """Crops or texts per CLIP call in the server; the deadline is checked between calls."""
-_local = threading.local()
 
 
 @dataclass
@@ -61,24 +61,6 @@ class ServerConfig:
 
 class Busy(Exception):
     """All inference slots and queue places are taken (HTTP 429)."""
-
-
-class DeadlineExceeded(Exception):
-    """The request did not finish within the per-request deadline (HTTP 504)."""
-
-
-class _Deadline:
-    """The deadline (monotonic s) of one pool call, and whether the request has already been answered 504."""
-
-    def __init__(self, at: float, timeout: float):
-        self.at, self.timeout, self.cancelled = at, timeout, False
-
-
-def check_deadline() -> None:
-    """In a pool worker: raise :class:`DeadlineExceeded` when the running call's request is past its deadline."""
-    d = getattr(_local, "deadline", None)
-    if d is not None and (d.cancelled or time.monotonic() > d.at):
-        raise DeadlineExceeded(f"the request did not finish within the deadline of {d.timeout:g} s")
 
 
 class DeadlineClip:

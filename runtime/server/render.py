@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 from ..result import Result
+from .deadline import check_deadline
 
 
 def polygons_json(result: Result, epsilon: float) -> list[list[dict[str, Any]]]:
@@ -34,8 +35,6 @@ def result_json(result: Result, image_id: str, *, polygons: bool = False, epsilo
                 overlay: bool = False) -> dict[str, Any]:
     """:meth:`Result.to_json` (boxes, scores, areas, COCO RLE) + ``image_id``; ``polygons`` per instance and
     ``overlay_png`` when asked for."""
-    from .engine import check_deadline
-
     out = result.to_json()
     out["image_id"] = image_id
     check_deadline()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..prompts import POINT_MODES, PROMPT_ARGUMENTS, PROMPT_KEYS, TEXT_MODES, quoted_choices
 
@@ -24,13 +24,27 @@ MAX_DET = 1000
 MAX_COORD = 1e6
 """Largest |coordinate| in pixels (an image is at most 100 MP, so no side is near it)."""
 
+
+
+def _json_integer(v: Any) -> Any:
+    """JSON Schema's integer: 3 or 3.0, never true or "3" (strict types, as the Python API refuses them)."""
+    if isinstance(v, (bool, str)) or (isinstance(v, float) and not v.is_integer()):
+        raise ValueError("must be an integer")
+    return int(v) if isinstance(v, float) else v
+
+
+def Int(lo: int, hi: int) -> Any:  # noqa: N802 - a type
+    """An integer in [lo, hi] as JSON Schema has it (see :func:`_json_integer`)."""
+    return Annotated[int, Field(ge=lo, le=hi, strict=False), BeforeValidator(_json_integer)]
+
+
 Coord = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-MAX_COORD, le=MAX_COORD)]
 Unit = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=1)]
 Box = Annotated[list[Coord], Field(min_length=4, max_length=4)]
 Point = Annotated[list[Coord], Field(min_length=2, max_length=2)]
-Label = Annotated[int, Field(strict=True, ge=0, le=1)]
+Label = Int(0, 1)
 Text = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S")]
-Side = Annotated[int, Field(strict=True, ge=32, le=4096)]
+Side = Int(32, 4096)
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
 
@@ -84,7 +98,7 @@ class Settings(BaseModel):
     iou: Unit = Field(0.9, description="NMS IoU threshold in [0, 1]")
     imgsz: Optional[Union[Side, Annotated[list[Side], Field(min_length=2, max_length=2)]]] = Field(
         None, description="network input size (dynamic models): an int or [h, w], multiples of 32")
-    max_det: Annotated[int, Field(strict=True, ge=1, le=MAX_DET)] = Field(300, description=f"at most this many instances, in [1, {MAX_DET}]")
+    max_det: Int(1, MAX_DET) = Field(300, description=f"at most this many instances, in [1, {MAX_DET}]")  # type: ignore[valid-type]
     retina: bool = Field(True, description="masks at the original size (True) or letterboxed at the input size")
 
     def settings(self) -> dict[str, Any]:
