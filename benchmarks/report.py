@@ -9,14 +9,22 @@ from typing import Any
 
 from .cases import MB, PROMPTS
 from .figures import (
-    GOAL_SETTING, fmt_mb, fmt_ms, fmt_ratio, fmt_shape, median_at, median_p90, overhead, reference_of, speedup,
-    text_speedup,
+    GOAL_SETTING, e2e_over_bare, fmt_mb, fmt_ms, fmt_ratio, fmt_shape, median_at, median_p90, overhead, reference_of,
+    speedup, text_speedup,
 )
 from .machine import machine_line
 
 #: The README section lies between these markers (see ``tools/update_readme.py``).
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 RESULTS_LINK = "benchmarks/results/results.md"
+#: How the bare session.run of a paired run reads (results.md, under the end-to-end table).
+PAIRED_NOTE = [
+    "Bare session.run: onnxruntime alone on the same input tensor, paired with the end-to-end runs: each round "
+    "times one bare call and one `segment` call (their order alternating), and the round's bare figure is the "
+    "faster of its two runs of the graph (the bare call, the one inside `segment`). So end to end ≥ bare in every "
+    "round and \"ours ÷ bare\" (the median of the per-round ratios) is ≥ 1; the bare calls alone are in results.json "
+    "(`bare_run_alone`).",
+]
 
 
 def md_table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> list[str]:
@@ -33,7 +41,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     L = ["# fastsam-onnx benchmarks", ""]
     L.append(f"Created {report.get('created', '?')} · {s.get('reps', '?')} timed runs after {s.get('warmup', '?')} warm-up "
              f"runs per case · conf {s.get('conf', '?')}, iou {s.get('iou', '?')}, max_det {s.get('max_det', '?')} · "
-             "times in milliseconds, median / p90 unless marked.")
+             "times in milliseconds, median / p90 unless marked."
+             + (f" Made by `{s['command']}`." if s.get("command") else ""))
     L += ["", "## Machine", ""]
     L.append(f"- {machine_line(m)}")
     if s.get("threads") is not None:
@@ -52,12 +61,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     rows = []
     for c in cases:
         o, r = c.get("ours") or {}, reference_of(report, c) or {}
-        e2e, bare = median_at(o, "stages", "end_to_end"), median_at(o, "bare_run")
         rows.append([
             c["name"], f"{o.get('instances', '—')} / {r.get('instances', '—')}",
             f"{fmt_shape(o.get('input_shape'))} / {fmt_shape(r.get('input_shape'))}",
             median_p90(o, "stages", "end_to_end"), median_p90(o, "bare_run"),
-            fmt_ratio(e2e / bare if e2e and bare else None),
+            fmt_ratio(e2e_over_bare(o)),
             median_p90(r, "stages", "end_to_end") if not r.get("error") else "failed",
             fmt_ratio(speedup(report, c, "stages", "end_to_end")),
             f"{fmt_mb(o.get('memory', {}).get('peak_rss_bytes'))} / {fmt_mb((r.get('memory') or {}).get('peak_rss_bytes'))}",
@@ -66,6 +74,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                  "ours ÷ bare", "reference end to end", "ref ÷ ours", "peak RSS MB ours / ref"], rows)
     L.append("")
     L.append("Peak RSS: the case's child process (VmHWM) after segmenting, before any prompt (CLIP) was loaded.")
+    L += [""] + PAIRED_NOTE if any(((c.get("ours") or {}).get("bare_run") or {}).get("paired") for c in cases) else []
 
     L += ["", "## Stages (medians)", ""]
     rows = []
@@ -166,16 +175,34 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(L) + "\n"
 
 
-def section(report: dict[str, Any], results_link: str = RESULTS_LINK) -> str:
-    """The README section (Markdown, without the markers)."""
+def suite_command(report: dict[str, Any]) -> str:
+    """The command that made ``report``: the one it recorded (``settings["command"]``), else the suite's command
+    rebuilt from its settings (results from before the command was recorded)."""
+    s = report.get("settings", {})
+    if s.get("command"):
+        return str(s["command"])
+    opts = [f"--{k} {' '.join(str(v) for v in s[k])}" for k in ("models", "sizes", "images", "precisions") if s.get(k)]
+    return " ".join(["python tools/run_benchmarks.py", *opts])
+
+
+def summary_markdown(report: dict[str, Any]) -> str:
+    """``benchmarks/results/summary.md``: the headline figures, dated, with the machine and the command that
+    measured them, for the documentation to include verbatim (no links, so it reads the same anywhere)."""
+    return section(report, results_link=None)
+
+
+def section(report: dict[str, Any], results_link: str | None = RESULTS_LINK) -> str:
+    """The headline figures (Markdown): the README / docs section and :func:`summary_markdown`. ``results_link``:
+    where the full report's link points (None: name ``benchmarks/results/results.md`` without a link)."""
     m = report.get("machine", {})
     s = report.get("settings", {})
+    full = f"[{results_link}]({results_link})" if results_link else "`benchmarks/results/results.md`"
     L = [f"Measured {report.get('created', '?')[:10]} on **{machine_line(m)}**, "
          f"{s.get('threads', '?')} CPU threads for both engines; medians of {s.get('reps', '?')} runs after "
          f"{s.get('warmup', '?')} warm-up runs. The reference is ultralytics {(report.get('reference_versions') or {}).get('ultralytics', '?')} "
          f"`FastSAM.predict` on PyTorch {(report.get('reference_versions') or {}).get('torch', '?')} (CPU) with the same "
          f"image, weights and settings. Weights are test-made (FastSAM-s/-x architectures). All figures: "
-         f"[{results_link}]({results_link}); reproduce with `python tools/run_benchmarks.py`.", ""]
+         f"{full}, made by `{suite_command(report)}` (run it again to reproduce).", ""]
     la = m.get("load_average")
     cores = m.get("usable_cores") or 0
     if la and cores and la[0] > cores:
@@ -201,7 +228,7 @@ def section(report: dict[str, Any], results_link: str = RESULTS_LINK) -> str:
         L.append("")
         for g in goals:
             if g["met"] is None:
-                L.append(f"- {g['goal']}: not measured")
+                L.append(f"- {g['goal']}: not measured" + (f" ({g['note']})" if g.get("note") else ""))
             else:
                 L.append(f"- {g['goal']}: {g['measured']} — **{'met' if g['met'] else 'missed'}**")
         L.append("")

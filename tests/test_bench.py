@@ -114,8 +114,10 @@ def test_bench_cli_ours_and_reference(tiny, tiny_clip_bundle, tiny_clip_checkpoi
     assert {g["id"] for g in report["goals"]} == set(figures.GOALS)
     e2e = next(g for g in report["goals"] if g["id"] == "e2e_fp32")
     ratio = figures.speedup(report, case, "stages", "end_to_end")  # reference ÷ ours of this run's medians
-    assert e2e["value"] == pytest.approx(ratio) and ratio > 0
-    assert e2e["met"] is (ratio >= figures.GOALS["e2e_fp32"][1])
+    assert e2e["figure"] == pytest.approx(ratio) and ratio > 0
+    # 2 timed runs (and a 320-px toy model): the figure is shown, never judged
+    assert e2e["met"] is None and e2e["value"] is None and e2e["measured"] == "not measured"
+    assert "2 timed runs (the goal needs ≥ 5)" in e2e["note"] and "reference: 2 timed runs" in e2e["note"]
 
     md = (out / "results.md").read_text()
     for heading in ("## Machine", "## End to end", "## Stages", "## Prompts", "## Cold start", "## Installed size", "## Goals"):

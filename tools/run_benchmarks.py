@@ -9,13 +9,15 @@ fp16/int8 path), so every variant is compared with it. Prompts (box, point, text
 by ``tests/clip_fixtures.py``) are timed on the retina fp32 cases; on the fp32 dynamic-graph cases the text
 prompt is timed a second time with the int8 CLIP bundle (``export_clip(int8=True)``).
 
-Writes ``benchmarks/results/results.json``, ``results.md`` and PNG plots (``--out``). Models and bundles are made
+Writes ``benchmarks/results/results.json``, ``results.md``, ``summary.md`` (the headline figures, dated, with the
+machine and this command: the documentation includes it verbatim) and PNG plots (``--out``). Models and bundles are made
 once and kept under ``--work`` (default: ``$FASTSAM_BENCH_WORK`` or /tmp/fastsam-onnx-bench). Needs a checkout
 of the repository (the test-made models come from tests/) and the [dev] extra.
 
     python tools/run_benchmarks.py                     # everything (an hour or more on 2 cores)
     python tools/run_benchmarks.py --quick             # s, 640, bus.jpg, fp32, 2 runs: a smoke run
     python tools/run_benchmarks.py --models s --sizes 1024 --images bus.jpg   # the goal setting only
+    python tools/run_benchmarks.py --summary           # rewrite results.md and summary.md from results.json
 
 A repository tool (``tools/`` is not installed); ``fastsam-onnx bench`` is the installed command for one case.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -43,8 +46,44 @@ from fastsam_onnx.benchmarks.children import (  # noqa: E402
 )
 from fastsam_onnx.benchmarks.figures import evaluate_goals  # noqa: E402
 from fastsam_onnx.benchmarks.machine import busy_notes, installed_size, load_average, usable_cores  # noqa: E402
+from fastsam_onnx.benchmarks.report import render_markdown, summary_markdown  # noqa: E402
 from fastsam_onnx.benchmarks.report_files import new_report, write_report  # noqa: E402
+from fastsam_onnx.fileio import atomic_write_text  # noqa: E402
 from fastsam_onnx.progress import Progress  # noqa: E402
+
+SUMMARY = "summary.md"
+
+
+def write_summary(report: dict[str, Any], out: Path) -> Path:
+    """``out/summary.md``: the headline figures of ``report`` (:func:`summary_markdown`)."""
+    path = out / SUMMARY
+    atomic_write_text(path, summary_markdown(report))
+    return path
+
+
+def rewrite(out: Path) -> int:
+    """--summary: results.md and summary.md again from ``out/results.json`` (nothing measured)."""
+    report = _load_previous(out / "results.json")
+    if report is None:
+        print(f"tools/run_benchmarks.py --summary: no readable {out / 'results.json'}", file=sys.stderr)
+        return 2
+    atomic_write_text(out / "results.md", render_markdown(report))
+    print(write_summary(report, out))
+    return 0
+
+
+def command(argv: list[str]) -> str:
+    """The command line as the report records it: this script and its options, less --out and --work (paths of
+    this machine)."""
+    keep, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--out", "--work"):
+            skip = True
+        elif not a.startswith(("--out=", "--work=")):
+            keep.append(a)
+    return shlex.join(["python", "tools/run_benchmarks.py", *keep])
 
 
 def _load_previous(path: Path) -> dict[str, Any] | None:
@@ -80,7 +119,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--resume", action="store_true", help="keep the finished cases of an earlier results.json in --out")
     ap.add_argument("--quick", action="store_true", help="smoke run: s, 640, bus.jpg, retina, fp32, 2 runs, no 4512 case")
     ap.add_argument("--quiet", action="store_true", help="no progress bar or log lines (failures are still shown)")
+    ap.add_argument("--summary", action="store_true",
+                    help="measure nothing: rewrite results.md and summary.md in --out from its results.json")
     args = ap.parse_args(argv)
+    args.command = command(list(sys.argv[1:] if argv is None else argv))
     if args.quick:
         args.models, args.sizes, args.images, args.precisions, args.retina = ["s"], [640], ["bus.jpg"], ["fp32"], [True]
         args.reps, args.warmup, args.no_large, args.cold_reps = 2, 1, True, 1
@@ -89,6 +131,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.summary:
+        return rewrite(args.out)
     missing = reference_available()
     if missing:
         print(f"tools/run_benchmarks.py needs the [export] extra (test-made models, the reference): {missing}", file=sys.stderr)
@@ -131,7 +175,7 @@ def _run(args: argparse.Namespace, items: list[dict[str, Any]], progress: Progre
     report = new_report({
         "reps": args.reps, "warmup": args.warmup, "large_reps": args.large_reps, "conf": 0.4, "iou": 0.9,
         "max_det": 300, "threads": threads or "library defaults", "models": args.models, "sizes": args.sizes,
-        "images": args.images, "precisions": args.precisions, "mem_limit_bytes": mem_limit,
+        "images": args.images, "precisions": args.precisions, "mem_limit_bytes": mem_limit, "command": args.command,
     })
     report["complete"] = False
     previous = _load_previous(args.out / "results.json") if args.resume else None
@@ -145,6 +189,7 @@ def _run(args: argparse.Namespace, items: list[dict[str, Any]], progress: Progre
         report["notes"] = notes()
         report["load_average_end"] = load_average()
         write_report(report, args.out, plots=False)
+        write_summary(report, args.out)
 
     def timed(what: str, reps: int, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         log(f"{what} ({reps} runs)")
@@ -228,6 +273,7 @@ def _run(args: argparse.Namespace, items: list[dict[str, Any]], progress: Progre
     report["notes"] = notes()
     report["load_average_end"] = load_average()
     paths = write_report(report, args.out)
+    paths["summary"] = write_summary(report, args.out)
     log("wrote " + ", ".join(str(p) for p in paths.values()))
     progress.close()
     print(paths["md"].read_text())

@@ -43,15 +43,15 @@ MB = 1e6
 
 #: what each extra is for (the packages it adds are read from pyproject.toml); a new extra needs a line here
 EXTRA_USES = {
-    "gpu": "CUDA and TensorRT: see [GPU and edge deployment](deployment.md)",
-    "cpu": "onnxruntime for CPUs: see [GPU and edge deployment](deployment.md)",
+    "gpu": "NVIDIA CUDA and TensorRT: see [GPU install](gpu.md)",
+    "cpu": "ONNX Runtime for CPUs (x86-64, arm64, macOS): install `[cpu]` or `[gpu]`",
     "fp16": "`export fastsam --half` without PyTorch",
     "server": "`fastsam-onnx serve` ([Server](serving.md))",
     "ray": "`segment --engine ray`, `fastsam_onnx.distributed` ([Scale-out on Ray](scale-out.md))",
     "eval": "`fastsam-onnx evaluate` ([Evaluation](evaluation.md))",
     "export": "`--converter torch`, the PyTorch reference exporter ([Models](models.md#the-torch-exporter))",
     "docs": "building this site (`mkdocs build --strict`)",
-    "clip": "nothing: an empty alias kept for old instructions (text prompts need no extra)",
+    "clip": "an empty alias kept for old instructions: text prompts need no extra",
     "dev": "working on fastsam-onnx: `CONTRIBUTING.md` in the repository",
 }
 
@@ -141,9 +141,18 @@ def size_block() -> str:
             measured = {_canon(k) for k in v.get("packages", {})}
             now = [_requirement_name(r) for r in pyproject()["project"].get("dependencies", [])]
             missing = [n for n in now if _canon(n) not in measured]
+            extras = pyproject()["project"].get("optional-dependencies", {})
+            moved = {k: e for e in ("cpu", "gpu") for k in v.get("packages", {})
+                     if _canon(k) in {_canon(_requirement_name(r)) for r in extras.get(e, [])}
+                     and _canon(k) not in {_canon(n) for n in now}}
+            notes = []
             if missing:
-                L += [f"This measurement predates base requirements that the install has now: {', '.join(missing)} "
-                      "(run `fastsam-onnx bench` again to measure them).", ""]
+                notes.append(f"it predates base requirements that the install has now: {', '.join(missing)}")
+            if moved:
+                notes.append("it counts " + ", ".join(f"{k} (now the `[{e}]` extra)" for k, e in moved.items()))
+            if notes:
+                L += ["This measurement is older than the current requirements: " + "; ".join(notes)
+                      + ". Run `fastsam-onnx bench` again to measure them.", ""]
     return "\n".join(L).rstrip() + "\n" if L else "Not measured yet: run `fastsam-onnx bench`.\n"
 
 
@@ -211,6 +220,9 @@ def figures_block() -> str:
             + "; ".join(parts) + ". All figures: [Benchmarks](docs/benchmarks.md).\n")
 
 
+#: a page may include the suite's generated summary instead of the ``bench`` block
+SUMMARY_INCLUDE = '--8<-- "benchmarks/results/summary.md"'
+
 #: (file, block name, renderer)
 BLOCKS: list[tuple[Path, str, Callable[[], str]]] = [
     (ROOT / "docs" / "benchmarks.md", "bench", bench_block),
@@ -228,6 +240,8 @@ def render_blocks() -> dict[Path, str]:
     for path, name, render in BLOCKS:
         content = out.get(path, path.read_text())
         new = replace_block(content, name, render())
+        if new is None and name == "bench" and SUMMARY_INCLUDE in content:
+            new = content  # the page includes benchmarks/results/summary.md (tools/run_benchmarks.py writes it)
         if new is None:
             raise SystemExit(f"{path.relative_to(ROOT)}: no <!-- {name}:start --> ... <!-- {name}:end --> markers")
         out[path] = new

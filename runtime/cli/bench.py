@@ -74,6 +74,17 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError(f"{missing}; --no-plots writes results.json and results.md only")
 
 
+def _command(args: argparse.Namespace, model: Path, image: Path, imgsz: int) -> str:
+    """The run as one ``fastsam-onnx bench`` command line (the report records it): what was measured, with
+    the defaults it resolved to (model, image, imgsz) spelled out."""
+    opts = ["--model", model.name, "--image", Path(image).name, "--imgsz", str(imgsz), "--reps", str(args.reps),
+            "--warmup", str(args.warmup), "--cold-reps", str(args.cold_reps)]
+    opts += [] if args.retina else ["--no-retina"]
+    opts += ["--no-prompts"] if args.no_prompts else []
+    opts += ["--reference", args.reference.name] if args.reference is not None else []
+    return " ".join(["fastsam-onnx bench", *opts])
+
+
 class _Steps:
     """The run's steps: a :class:`~fastsam_onnx.progress.Progress` bar on a terminal (it counts the steps done,
     beside the one running), ``bench [k/N] step`` lines when stderr is not one (logs, CI), nothing with
@@ -149,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
                 "precision": manifest.get("precision", "fp32")},
     )
     report = new_report({"reps": args.reps, "warmup": args.warmup, "conf": case.conf, "iou": case.iou,
-                         "max_det": case.max_det, "threads": threads or "library defaults"})
+                         "max_det": case.max_det, "threads": threads or "library defaults",
+                         "command": _command(args, model, image, imgsz)})
     reference = args.reference is not None
     steps = _Steps(2 + reference + (args.cold_reps > 0), args.quiet)  # ours, [reference], [cold start], sizes
     try:
