@@ -1,8 +1,9 @@
 """Letterbox: resize keeping the aspect ratio, pad to the network input, BGR uint8 → RGB float NCHW.
 
-Reproduces ultralytics ``LetterBox`` (centre padding, value 114, upscaling allowed). The resize is ``resize``:
-"linear" is the reference's ``cv2.INTER_LINEAR``, "exact" ``cv2.INTER_LINEAR_EXACT`` (bit-exact fixed point, the same
-values on every CPU; the aarch64 OpenCV wheels compute INTER_LINEAR with other kernels). See docs/arm64.md.
+Reproduces ultralytics ``LetterBox`` (centre padding, value 114, ``cv2.INTER_LINEAR``, upscaling allowed). The
+resize is ``resize``: "linear" (default) gives x86 OpenCV's ``INTER_LINEAR`` values on every CPU
+(:func:`fastsam_onnx.resize.resize_linear`), "opencv" this machine's ``cv2.INTER_LINEAR`` (the same on x86; faster on
+arm64, where OpenCV's kernels give slightly different values). See docs/arm64.md.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .resize import resize_linear
 
-#: the letterbox's resize choices → OpenCV interpolation flags
-RESIZES = {"linear": cv2.INTER_LINEAR, "exact": cv2.INTER_LINEAR_EXACT}
+
+#: the letterbox's resize choices (see the module's docstring)
+RESIZES = ("linear", "opencv")
 DEFAULT_RESIZE = "linear"
 
 
@@ -54,10 +57,13 @@ def letterbox_geometry(
 
 
 def letterbox(image: np.ndarray, lb: Letterbox, pad_value: int = 114, resize: str = DEFAULT_RESIZE) -> np.ndarray:
-    """Resize (H0, W0, 3) BGR uint8 into the letterbox (``resize``: a key of :data:`RESIZES`) and pad it:
+    """Resize (H0, W0, 3) BGR uint8 into the letterbox (``resize``: one of :data:`RESIZES`) and pad it:
     returns (H, W, 3) BGR uint8."""
     if image.shape[:2] != (lb.new_h, lb.new_w):
-        image = cv2.resize(image, (lb.new_w, lb.new_h), interpolation=RESIZES[resize])
+        if resize == "linear":
+            image = resize_linear(image, lb.new_w, lb.new_h)
+        else:
+            image = cv2.resize(image, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
     bottom, right = lb.input_shape[0] - lb.top - lb.new_h, lb.input_shape[1] - lb.left - lb.new_w
     if lb.top == bottom == lb.left == right == 0:
         return image  # nothing to pad (callers only read it)

@@ -61,9 +61,9 @@ class FastSAM:
         max_pixels: larger images raise :class:`~fastsam_onnx.errors.BadImageError` (default
             :data:`fastsam_onnx.image.MAX_PIXELS`, 100 MP; None = no limit).
         max_input_pixels: the bound on the network input (padded h × w), default :data:`MAX_INPUT_PIXELS`.
-        resize: the letterbox's resize, "linear" (the reference's ``cv2.INTER_LINEAR``) or "exact"
-            (``cv2.INTER_LINEAR_EXACT``: the same input tensor on every CPU); default
-            :data:`fastsam_onnx.letterbox.DEFAULT_RESIZE`, see docs/arm64.md.
+        resize: the letterbox's resize: "linear" (default: x86 OpenCV's ``INTER_LINEAR``, the reference's, with
+            the same values on every CPU) or "opencv" (this machine's ``cv2.INTER_LINEAR``: the same on x86, faster
+            but slightly different on arm64); see docs/arm64.md.
 
     Wrongly typed or out-of-range arguments raise :class:`~fastsam_onnx.errors.BadArgumentError`.
     One object may be shared by threads: sessions are created once here, and :meth:`segment` and

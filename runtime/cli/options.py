@@ -36,7 +36,7 @@ def check_options(args: argparse.Namespace, kind: str) -> None:
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
     if getattr(args, "engine", "local") == "ray" and getattr(args, "resize", "linear") != "linear":
-        raise UsageError("--resize applies to the local engine (the Ray engine resizes as the reference: linear)")
+        raise UsageError("--resize applies to the local engine (the Ray engine uses the default, linear)")
     check_format_options(args, kind)
 
 

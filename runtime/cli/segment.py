@@ -39,9 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--imgsz", type=int, default=None, help="network input size, pixels (default: the model's)")
     p.add_argument("--max-det", type=int, default=300, help="maximum number of instances, >= 1 (default 300)")
     p.add_argument("--no-retina", action="store_true", help="masks at the network-input size, letterboxed")
-    p.add_argument("--resize", choices=("linear", "exact"), default="linear",
-                   help="letterbox resize: linear (default: the reference's cv2.INTER_LINEAR) or exact "
-                   "(cv2.INTER_LINEAR_EXACT: the same results on x86 and arm64; see docs/arm64.md)")
+    p.add_argument("--resize", choices=("linear", "opencv"), default="linear",
+                   help="letterbox resize: linear (default: the reference's x86 cv2.INTER_LINEAR values on every CPU) "
+                   "or opencv (this machine's cv2.INTER_LINEAR: faster on arm64, slightly different there; see docs/arm64.md)")
     p.add_argument("--out", type=Path, help="image: write an overlay (PNG/JPEG); video: write a video (.mp4/.avi/...)")
     p.add_argument("--json", type=Path, help="image: write the instances as JSON (boxes, scores, COCO RLE masks); video: JSON lines; '-': standard output")
     p.add_argument(
