@@ -186,6 +186,24 @@ def test_skip_existing_over_partial_output(local_ray, photos, cli_json, tmp_path
     assert len(part_files(out, "jsonl")) == 2
 
 
+def test_txt_list_repeats_are_segmented_once(local_ray, photos, cli_json, tmp_path, capsys):
+    """A path given twice in a .txt list (also as ./a and a) is one image: one row, and the summary says so."""
+    from fastsam_onnx.cli.distributed import _items
+
+    bus, zidane = photos / "bus.jpg", photos / "zidane.jpg"
+    lines = [str(bus), f"  {bus}  ", "# a comment", "", str(zidane), f"{photos}/./bus.jpg", str(zidane)]
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    assert _items(str(tmp_path / "list.txt"), tmp_path / "r.jsonl") == ([(str(bus), str(bus)), (str(zidane), str(zidane))], 3)
+    out = tmp_path / "r.jsonl"
+    assert main(["segment", str(tmp_path / "list.txt"), "--engine", "ray", "--out", str(out), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "2 segmented, 0 skipped (existing), 0 bad, 2 images (3 repeated lines of the list left out)" in err, err
+    rows = read_results(out)
+    assert sorted(r["path"] for r in rows) == sorted([str(bus), str(zidane)])
+    for r in rows:
+        assert strip(to_result_json(r))["instances"] == cli_json[os.path.basename(r["path"])]["instances"]
+
+
 def test_error_that_fails_every_image_stops_the_job(local_ray, photos, tmp_path, capsys):
     """A CLIP bundle that does not exist fails in the workers at the first text prompt: one line, exit 2."""
     out = tmp_path / "r.parquet"

@@ -2,27 +2,33 @@
 
 SOURCE: a folder (recursively, as the folder mode lists it), an image file, a URI a pyarrow file system reads
 (``s3://bucket/photos/``), or a ``.txt`` file of paths / URIs, one per line. Without ``--address`` a local Ray
-instance sized to this machine is started (and stopped at the end); ``--address auto|HOST:PORT`` joins a running
-cluster. ``--workers`` actors each hold one model and use ``--threads-per-worker`` CPUs; rows stream back to this
+instance sized to this machine is started, and stopped at the end with every process it started, after Ctrl-C
+too (:func:`fastsam_onnx.distributed.cluster.local_instance`); ``--address auto|HOST:PORT`` joins a running
+cluster, or gives up after ``--connect-timeout`` seconds (default 30) with exit status 2. ``--workers`` actors each hold one model and use ``--threads-per-worker`` CPUs; rows stream back to this
 process and are written as parts (:mod:`fastsam_onnx.distributed.parts`). Per-image failures are rows with an
 ``error`` (reported on one line, counted; exit status 1, as the folder mode); errors that would fail every image
 stop the run with exit status 2; Ctrl-C keeps the parts written so far (130). ``--skip-existing`` reads the paths
-already in RESULTS and segments only the others.
+already in RESULTS and segments only the others; a part it cannot read, or a row without a ``path`` string, stops
+the run before any work (exit status 2). A ``.txt`` list naming one image twice segments it once (the summary
+counts the repeats).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import re
 import time
 from pathlib import Path
+from typing import Iterator
 
 from ..progress import Progress, clean
 
 __all__ = ["add_ray_arguments", "check_engine", "run_ray"]
 
-_RAY_ONLY = ("address", "workers", "threads_per_worker", "batch_size")
+_RAY_ONLY = ("address", "connect_timeout", "workers", "threads_per_worker", "batch_size")
 _NOT_WITH_RAY = ("json", "out_dir", "overlays", "edges_dir", "coco", "max_frames", "embeddings", "epsilon", "label")
 
 
@@ -32,6 +38,8 @@ def add_ray_arguments(group) -> None:
                        help="ray: run on Ray Data (the [ray] extra); rows go to --out RESULTS.parquet or .jsonl")
     group.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                        help="ray: join this running cluster (default: start a local Ray instance sized to this machine)")
+    group.add_argument("--connect-timeout", type=float, default=None, metavar="S",
+                       help="ray --address: give up (exit status 2) when no cluster answers within S seconds (default 30)")
     group.add_argument("--workers", type=int, default=None, metavar="N",
                        help="ray: actors, one model each (default: the cluster's CPUs // --threads-per-worker)")
     group.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
@@ -68,6 +76,17 @@ def _check_args(args: argparse.Namespace) -> str:
     plain = argparse.Namespace(**vars(args))
     plain.out = None
     check_options(plain, "folder")  # conf, iou, imgsz, max_det ranges
+    if args.connect_timeout is not None:
+        if args.address is None:
+            raise UsageError("--connect-timeout needs --address (a local instance is started, not joined)")
+        if not (math.isfinite(args.connect_timeout) and args.connect_timeout > 0):
+            raise UsageError(f"--connect-timeout must be a number of seconds > 0, got {args.connect_timeout:g}")
+    if args.address == "local":
+        raise UsageError("--address local: leave --address out to start a local Ray instance")
+    if args.address is not None:
+        from ..distributed.cluster import parse_address
+
+        parse_address(args.address)  # auto, HOST:PORT or ray://HOST:PORT (BadArgumentError: exit status 2)
     for dest, lo in (("workers", 1), ("threads_per_worker", 1), ("batch_size", 1)):
         v = getattr(args, dest)
         if v is not None and v < lo:
@@ -80,7 +99,9 @@ def _check_args(args: argparse.Namespace) -> str:
     return fmt
 
 
-def _items(source: str, out: Path) -> list[tuple[str, str]]:
+def _items(source: str, out: Path) -> tuple[list[tuple[str, str]], int]:
+    """The ``(path, source)`` pairs of SOURCE and how many repeated lines of a ``.txt`` list were left out (a
+    path given twice, also as ``./a.jpg`` and ``a.jpg``, is one image: the first spelling names it)."""
     from ..distributed.source import list_source
     from .usage import UsageError
 
@@ -90,8 +111,16 @@ def _items(source: str, out: Path) -> list[tuple[str, str]]:
             lines = p.read_text(encoding="utf-8").splitlines()
         except (OSError, ValueError) as e:
             raise UsageError(f"cannot read the list of images {clean(p)}: {e}") from None
-        return list_source([line.strip() for line in lines if line.strip() and not line.startswith("#")])
-    return list_source(source, exclude=(out,))
+        items = list_source([line.strip() for line in lines if line.strip() and not line.strip().startswith("#")])
+        seen: set[str] = set()
+        unique = []
+        for path, src in items:
+            key = src if "://" in src else os.path.normpath(src)
+            if key not in seen:
+                seen.add(key)
+                unique.append((path, src))
+        return unique, len(items) - len(unique)
+    return list_source(source, exclude=(out,)), 0
 
 
 def _cause(e: BaseException) -> BaseException | None:
@@ -115,23 +144,40 @@ def _cause(e: BaseException) -> BaseException | None:
     return None
 
 
-def _start_ray(args: argparse.Namespace) -> bool:
-    """Connect to ``--address`` or start a local instance; False when this process already had Ray running."""
+@contextlib.contextmanager
+def _ray_session(args: argparse.Namespace) -> Iterator[None]:
+    """Ray for the block: joined at ``--address`` (given up after ``--connect-timeout`` s), or a local instance
+    ended with all its processes however the block ends; this process's Ray as it is when already running."""
     import logging
 
     import ray
 
     import ray.data
 
+    from ..distributed.cluster import CONNECT_TIMEOUT, check_reachable, local_instance
+
     debug = os.environ.get("FASTSAM_ONNX_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
     ray.data.DataContext.get_current().enable_progress_bars = False  # ours (one line per bad image) instead
     logging.getLogger("ray.data").setLevel(logging.INFO if debug else logging.ERROR)
     if ray.is_initialized():
-        return False
+        yield
+        return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address=args.address, include_dashboard=False, log_to_driver=debug,
-             logging_level=logging.INFO if debug else logging.ERROR)
-    return True
+    init = dict(include_dashboard=False, log_to_driver=debug, logging_level=logging.INFO if debug else logging.ERROR)
+    if args.address is None:
+        with local_instance(**init):
+            yield
+        return
+    check_reachable(args.address, args.connect_timeout or CONNECT_TIMEOUT)
+    ray.init(address=args.address, **init)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _repeats(n: int) -> str:
+    return f" ({n} repeated {'line' if n == 1 else 'lines'} of the list left out)" if n else ""
 
 
 def run_ray(args: argparse.Namespace, prompts: dict) -> int:
@@ -140,17 +186,14 @@ def run_ray(args: argparse.Namespace, prompts: dict) -> int:
 
     require("ray", "ray", "pyarrow", what="segment --engine ray")
     fmt = _check_args(args)
-    import ray
-
     from .. import FastSAM
-    from ..distributed import segment_dataset
-    from ..distributed.parts import PartWriter, existing_paths
-    from .segment_many import check_output_dir, plural, segment_kwargs
+    from ..distributed.parts import existing_paths
     from ..zoo import MODEL_ENV, env_setting, is_demo
-    from .models import DEMO_NOTICE, fetch_models
+    from .models import fetch_models
+    from .segment_many import check_output_dir
     from .usage import UsageError
 
-    items = _items(args.image, args.out)
+    items, repeats = _items(args.image, args.out)
     if not items:
         raise UsageError(f"no images in {clean(args.image)} (extensions: .jpg .png .bmp .tif .webp ...)")
     done = existing_paths(args.out) if args.skip_existing else set()
@@ -161,7 +204,21 @@ def run_ray(args: argparse.Namespace, prompts: dict) -> int:
         demo = is_demo(FastSAM(args.model, clip=args.clip, providers=args.providers, strict=args.strict).onnx_path)
     check_output_dir(args.out, "--out")
     threads = args.threads_per_worker or 1
-    own = bool(todo) and _start_ray(args)
+    with _ray_session(args) if todo else contextlib.nullcontext():
+        return _run(args, prompts, fmt, items, repeats, todo, done, demo, threads)
+
+
+def _run(args: argparse.Namespace, prompts: dict, fmt: str, items: list, repeats: int, todo: list, done: set,
+         demo: bool, threads: int) -> int:
+    """The job itself, inside the Ray session; writes the parts and the summary line."""
+    import ray
+
+    from ..distributed import segment_dataset
+    from ..distributed.parts import PartWriter
+    from .models import DEMO_NOTICE
+    from .segment_many import plural, segment_kwargs
+    from .usage import UsageError
+
     t0 = time.perf_counter()
     bad = instances = 0
     interrupted = False
@@ -197,14 +254,12 @@ def run_ray(args: argparse.Namespace, prompts: dict) -> int:
         raise cause from None
     finally:
         progress.close()
-        if own:
-            ray.shutdown()
     stopped = f", stopped by Ctrl-C after {writer.rows}" if interrupted else ""
     if demo and not args.quiet and writer.rows > bad:  # images were segmented with the demo model
         progress.write(DEMO_NOTICE)
     progress.write(
         f"{args.image}: {writer.rows - bad} segmented, {len(items) - len(todo)} skipped (existing), {bad} bad, "
-        f"{plural(len(items), 'image')}{stopped} in {time.perf_counter() - t0:.1f} s; {plural(instances, 'instance')} found; "
+        f"{plural(len(items), 'image')}{_repeats(repeats)}{stopped} in {time.perf_counter() - t0:.1f} s; {plural(instances, 'instance')} found; "
         f"results {args.out} ({plural(len(writer.parts), 'part')} written)"
     )
     return 130 if interrupted else (1 if bad else 0)

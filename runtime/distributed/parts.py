@@ -50,30 +50,93 @@ def part_files(out: str | os.PathLike[str], fmt: str) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.is_file() and p.suffix == ext and p.name[0] not in "._")
 
 
+class _BadRow(ValueError):
+    """A row of a part that is not a result row (message: where and why)."""
+
+
+def _check_path(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise _BadRow(f"{where}: 'path' is {type(value).__name__ if value is not None else 'null'}"
+                      f"{' (empty)' if value == '' else ''}, not the image's path")
+
+
 def _read_part(path: Path, fmt: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of one part, checked: every row an object of :func:`~.rows.schema`'s columns and types (JSON lines;
+    a Parquet part: its columns) with a non-empty ``path`` string; else :class:`_BadRow` naming the row."""
+    from .rows import COLUMNS
+
     if fmt == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(path, columns=columns).to_pylist()
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return rows if columns is None else [{k: r[k] for k in columns} for r in rows]
+        names = pq.read_schema(path).names
+        missing = [c for c in COLUMNS if c not in names]
+        if missing:
+            raise _BadRow(f"not a results part: no column {', '.join(missing)}")
+        table = pq.read_table(path, columns=columns)
+        if "path" in table.column_names:
+            if not pa.types.is_string(table.schema.field("path").type) and not pa.types.is_large_string(table.schema.field("path").type):
+                raise _BadRow(f"column 'path' holds {table.schema.field('path').type}, not strings")
+            for i, value in enumerate(table.column("path").to_pylist()):
+                _check_path(value, f"row {i + 1}")
+        return table.to_pylist()
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except RecursionError:
+            raise _BadRow(f"line {n}: nested too deeply") from None
+        except ValueError as e:
+            raise _BadRow(f"line {n}: not JSON ({e})") from None
+        if not isinstance(row, dict):
+            raise _BadRow(f"line {n}: a JSON {type(row).__name__}, not a row object")
+        _check_path(row.get("path"), f"line {n}")
+        rows.append(row)
+    _check_types(rows, path)
+    return rows if columns is None else [{k: r.get(k) for k in columns} for r in rows]
+
+
+def _check_types(rows: list[dict[str, Any]], part: Path) -> None:
+    """Every JSON-lines row converts to :func:`~.rows.schema` (else :class:`_BadRow` naming the first one that does not)."""
+    import pyarrow as pa
+
+    from .rows import schema
+
+    errors = (pa.ArrowException, ValueError, TypeError, OverflowError, RecursionError)
+    try:
+        pa.Table.from_pylist(rows, schema=schema())
+        return
+    except errors:
+        pass
+    for n, row in enumerate(rows, 1):  # the first row that does not fit, for the message
+        try:
+            pa.Table.from_pylist([row], schema=schema())
+        except errors as e:
+            raise _BadRow(f"row {n} ({row['path']!r}): a field of the wrong type: {' '.join(str(e).split())[:120]}") from None
+    raise _BadRow("rows that do not fit the results schema")
 
 
 def read_results(out: str | os.PathLike[str], columns: list[str] | None = None) -> list[dict[str, Any]]:
-    """Every row of an output folder (format from its extension), part by part; an unreadable part raises
-    :class:`BadArgumentError` naming it."""
+    """Every row of an output folder (format from its extension), part by part; a part that cannot be read, or
+    one with a row that is not a result row (see :func:`_read_part`), raises :class:`BadArgumentError` naming
+    the part and the row."""
     fmt = output_format(out)
     rows: list[dict[str, Any]] = []
     for part in part_files(out, fmt):
         try:
             rows += _read_part(part, fmt, columns)
-        except (OSError, ValueError, KeyError, TypeError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        except _BadRow as e:
+            raise BadArgumentError(f"results part {part}: {' '.join(str(e).split())[:300]} (fix or remove the part)") from None
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:  # pyarrow's ArrowInvalid is a ValueError
             raise BadArgumentError(f"cannot read results part {part}: {' '.join(str(e).split())[:200]} (remove it)") from None
     return rows
 
 
 def existing_paths(out: str | os.PathLike[str]) -> set[str]:
-    """The ``path`` of every row already in ``out`` (bad images included: they are not redone)."""
+    """The ``path`` of every row already in ``out`` (bad images included: they are not redone); a part that is
+    not whole results raises :class:`BadArgumentError` (:func:`read_results`)."""
     return {r["path"] for r in read_results(out, columns=["path"])}
 
 
