@@ -295,3 +295,27 @@ def test_install_recipes_agree():
     listed = re.search(r"The base install holds[^:]*: ([^.]+)\.", " ".join(gs.split())).group(1)
     names = {n.strip().lower() for n in re.split(r",| and ", listed) if n.strip()}
     assert names == {b.lower() for b in base}, f"Getting started lists {sorted(names)}, pyproject {sorted(base)}"
+
+
+def test_checkpoint_sizes_match_the_zoo():
+    """Sizes quoted for the zoo's checkpoints are the registry's."""
+    from fastsam_onnx.models.registry import REGISTRY
+
+    sizes = {"FastSAM-s": REGISTRY["fastsam-s"].source.approx_mb, "FastSAM-x": REGISTRY["fastsam-x"].source.approx_mb}
+    seen = 0
+    for name, text in _doc_texts().items():
+        for model, mb in re.findall(r"(FastSAM-[sx])(?:\.pt| checkpoint)? \(([\d.]+) MB", text):
+            assert float(mb) == sizes[model], f"{name}: {model} {mb} MB, the zoo says {sizes[model]}"
+            seen += 1
+    assert seen >= 2
+
+
+def test_troubleshooting_quotes_the_real_messages():
+    """The messages the Troubleshooting page quotes are the ones the code prints."""
+    from fastsam_onnx.cli.models import DEMO_NOTICE
+    from fastsam_onnx.extras import MissingRuntimeError
+
+    page = " ".join((DOCS / "troubleshooting.md").read_text().split())
+    runtime = MissingRuntimeError(what="x").msg  # "x needs ONNX Runtime, ...": the page quotes it from "needs"
+    assert runtime[len("x "):] in page, runtime
+    assert DEMO_NOTICE.split(" (")[0] in page
