@@ -4,7 +4,8 @@
   inference pool, the deadline; :mod:`.cache` — the ``image_id`` LRU bounded in bytes; :mod:`.limits` — Host
   header, API key, streaming body limit; :mod:`.images` — uploaded bytes → image with the header checks;
   :mod:`.schemas` — request bodies; :mod:`.render` — result JSON; :mod:`.anylabeling` — X-AnyLabeling's
-  remote-server protocol; ``page/`` — the browser page (static HTML + JS, no CDN, no build step).
+  remote-server protocol; :mod:`.labelstudio` — Label Studio's ML-backend protocol (:mod:`.lsregions`, :mod:`.lsimages`);
+  ``page/`` — the browser page (static HTML + JS, no CDN, no build step).
 
 ``import fastsam_onnx`` never imports this package (nor FastAPI). Without the ``[server]`` extra, importing it (or
 any of its modules) raises :class:`~fastsam_onnx.errors.MissingExtraError`, one line naming the extra.

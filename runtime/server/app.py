@@ -6,7 +6,8 @@ and X-AnyLabeling's ``GET /v1/models`` / ``POST /v1/predict`` (:mod:`fastsam_onn
 Errors are always ``{"error": {"code", "message"}}``: 400 undecodable image / malformed request, 401 API key,
 404 unknown route or ``image_id``, 405, 413 body or image too large, 415, 422 bad settings or prompts (the
 runtime's message), 429 busy (``Retry-After``), 503 not ready, 504 deadline, 500 internal (no traceback).
-No endpoint fetches URLs: images come in the request.
+Label Studio's ML-backend protocol is under ``/labelstudio`` (:mod:`fastsam_onnx.server.labelstudio`), the only
+routes that fetch images by URL: from the Label Studio host, other hosts only when allowed (no SSRF).
 """
 
 from __future__ import annotations
