@@ -211,8 +211,9 @@ def wait_for(tag: str, proc: subprocess.Popen, words: str, seconds: float = 300.
             return now
         time.sleep(0.1)
     proc.kill()
+    err = proc.communicate()[1]
     gone(tag, proc, 10)
-    pytest.fail(f"no process with {words!r} in its command line came up (exit status {proc.poll()})")
+    pytest.fail(f"no process with {words!r} in its command line came up (exit status {proc.poll()}): {err[-2000:]}")
 
 
 @pytest.mark.slow
