@@ -27,7 +27,7 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 __all__ = [
     "STDOUT", "is_stdout", "output_target", "image_suffix", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
@@ -147,25 +147,32 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``dest`` (atomically where it is a regular file or a new path, flushed and fsynced
-    before the rename; written through for ``"-"``, a FIFO or a device); returns ``dest``."""
+def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes | Iterable[bytes]) -> Path:
+    """Write ``data`` (bytes, or parts of it written one after the other) to ``dest`` (atomically where it is a
+    regular file or a new path, flushed and fsynced before the rename; written through for ``"-"``, a FIFO or a
+    device); returns ``dest``."""
+    parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
     path, through = output_target(dest)
     if through:
         with _through(path) as out:
-            out.write(data)
+            for part in parts:
+                out.write(part)
         return Path(dest)
     with atomic_path(path) as tmp:  # type: ignore[arg-type]
         with open(tmp, "wb") as f:
-            f.write(data)
+            for part in parts:
+                f.write(part)
             f.flush()
             os.fsync(f.fileno())
     return Path(dest)
 
 
-def atomic_write_text(dest: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``dest`` as :func:`atomic_write_bytes` does; returns ``dest``."""
-    return atomic_write_bytes(dest, text.encode("utf-8"))
+def atomic_write_text(dest: str | os.PathLike[str], text: str | Iterable[str]) -> Path:
+    """Write ``text`` (UTF-8; a string, or parts of one, each encoded as it is written: a big text is never
+    held twice) to ``dest`` as :func:`atomic_write_bytes` does; returns ``dest``."""
+    if isinstance(text, str):
+        return atomic_write_bytes(dest, text.encode("utf-8"))
+    return atomic_write_bytes(dest, (part.encode("utf-8") for part in text))
 
 
 def atomic_write_json(dest: str | os.PathLike[str], data: Any) -> Path:

@@ -285,3 +285,24 @@ def test_sibling_rank_walks_the_chains_when_they_are_not_in_order():
     assert P._sibling_rank(hier, np.array([1, 2, 3])).tolist() == [1, 2, 0]
     ordered = np.array([[4, -1, 1, -1], [2, -1, -1, 0], [3, 1, -1, 0], [-1, 2, -1, 0], [-1, 0, -1, -1]])
     assert P._sibling_rank(ordered, np.array([1, 2, 3])).tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.005])
+@pytest.mark.parametrize("batch_px", [1 << 21, 1 << 12])
+def test_exteriors_as_arrays_are_the_polygons_exteriors(monkeypatch, eps, batch_px):
+    """crops_exteriors (the polygon file formats' path: arrays, no object per polygon) gives crops_polygons'
+    exteriors vertex for vertex, in crop order and largest first, also when the crops span many batches."""
+    monkeypatch.setattr(P, "_BATCH_PX", batch_px)
+    rng = np.random.default_rng(5)
+    masks = [_ragged(rng, int(rng.integers(1, 120)), int(rng.integers(1, 120))) for _ in range(40)]
+    masks += [_smooth(rng, int(rng.integers(1, 200)), int(rng.integers(1, 200))) for _ in range(40)] + _edge_cases()
+    crops = _crops(rng, [masks[i] for i in rng.permutation(len(masks))])
+    want = crops_polygons(crops, eps)
+    pts, lens, owner = P.crops_exteriors(crops, eps)
+    assert owner.tolist() == [i for i, ps in enumerate(want) for _ in ps]
+    assert lens.tolist() == [len(p.exterior) for ps in want for p in ps]
+    expected = np.concatenate([p.exterior for ps in want for p in ps])
+    assert pts.dtype == expected.dtype
+    np.testing.assert_array_equal(pts, expected)
+    empty = P.crops_exteriors([MaskCrop(0, 0, np.zeros((0, 3), bool)), MaskCrop(2, 2, np.zeros((4, 4), bool))])
+    assert [a.shape for a in empty] == [(0, 2), (0,), (0,)]

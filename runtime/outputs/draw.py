@@ -2,10 +2,10 @@
 
 The masks are drawn as a label map: every pixel takes the colour of the last mask drawn over it (large masks
 first, so small ones stay visible), blended with the image at ``alpha``, and the borders between differently
-labelled pixels are outlined (2 px, in the colour of the later mask). The work is one pass per mask over its
-box-sized crop (the labels) and a few passes over the image in bands of rows, spread over the cores
-(:mod:`fastsam_onnx.parallel`); besides the output image, the only full-size array is the (h0, w0) label map
-(2 bytes per pixel).
+labelled pixels are outlined (2 px, in the colour of the later mask). The image is drawn in bands of rows,
+spread over the cores (:mod:`fastsam_onnx.parallel`): per band, the labels of the masks whose crops reach it
+(one pass over those rows of each crop), then a few passes over the band. The only full-size array is the
+output image.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import cv2
 import numpy as np
 
 from ..errors import BadArgumentError
-from ..parallel import chunks, parallel_map, workers
+from ..parallel import chunks, parallel_map
 from ..result import Result
 
 _BAND_PX = 1 << 17  # pixels per band of the composition: its temporaries (~32 B/px) stay ~4 MB per thread
 _CROSS = np.ones((3, 3), np.uint8)
+_U16_LABELS = 1 << 16  # instances that uint16 labels can tell apart (with 0 for none)
 
 
 def palette(n: int) -> np.ndarray:
@@ -29,22 +30,15 @@ def palette(n: int) -> np.ndarray:
     return (np.array(cols, dtype=np.float64).reshape(-1, 3)[:, ::-1] * 255).astype(np.uint8)
 
 
-def label_map(crops: list, shape: tuple[int, int], order: np.ndarray) -> np.ndarray:
-    """(H, W) labels: at each pixel, 1 + the position in ``order`` of the last crop in ``order`` whose mask
-    covers it, 0 where none does. crops: (x0, y0, (h, w) bool mask) on an ``shape`` canvas."""
-    n = len(order)
-    dtype = np.uint16 if n < 1 << 16 else np.uint32
-    top = np.zeros(shape, dtype)
-    placed = [(rank, *crops[i]) for rank, i in enumerate(order.tolist(), 1)]
-
-    def band(rows: tuple[int, int]) -> None:
-        r0, r1 = rows
-        for rank, x0, y0, m in placed:
-            a, b = max(r0, y0), min(r1, y0 + m.shape[0])
-            if a < b and m.shape[1]:
-                np.copyto(top[a:b, x0 : x0 + m.shape[1]], dtype(rank), where=m[a - y0 : b - y0])
-
-    parallel_map(band, chunks(shape[0], 2 * workers()))
+def band_labels(placed: list, r0: int, r1: int, width: int) -> np.ndarray:
+    """(r1 - r0, width) labels of image rows [r0, r1): at each pixel, the rank of the last of ``placed``
+    ((rank, x0, y0, (h, w) bool mask), ranks increasing from 1 in drawing order) whose mask covers it, else 0."""
+    # uint16 labels; past 65535 instances float32 (exact to 2**24; OpenCV's dilate/erode take no 32-bit ints)
+    top = np.zeros((r1 - r0, width), np.uint16 if len(placed) < _U16_LABELS else np.float32)
+    for rank, x0, y0, m in placed:
+        a, b = max(r0, y0), min(r1, y0 + m.shape[0])
+        if a < b and m.shape[1]:
+            np.copyto(top[a - r0 : b - r0, x0 : x0 + m.shape[1]], rank, where=m[a - y0 : b - y0], casting="unsafe")
     return top
 
 
@@ -65,19 +59,21 @@ def draw_overlay(result: Result, image: np.ndarray | None = None, alpha: float =
     if n:
         crops = result.original_crops()
         order = np.argsort(-np.array([np.count_nonzero(c.mask) for c in crops]), kind="stable")  # large first
-        top = label_map(crops, img.shape[:2], order)
+        placed = [(rank, *crops[i]) for rank, i in enumerate(order.tolist(), 1)]
         lut = np.zeros((n + 1, 4), np.uint8)  # label -> BGRA colour, packed in one uint32 for one gather
         lut[1:, :3] = cols[order]
         packed = lut.view(np.uint32).ravel()
         flat = lut[:, :3]
-        H = img.shape[0]
+        H, W = img.shape[:2]
 
         def compose(rows: tuple[int, int]) -> None:
             r0, r1 = rows
             a0, a1 = max(0, r0 - 1), min(H, r1 + 1)  # one row of halo for the borders
-            t = top[a0:a1]
+            t = band_labels(placed, a0, a1, W)
             hi, lo = cv2.dilate(t, _CROSS), cv2.erode(t, _CROSS)
             t, hi, lo = t[r0 - a0 : r1 - a0], hi[r0 - a0 : r1 - a0], lo[r0 - a0 : r1 - a0]
+            if t.dtype == np.float32:
+                t, hi, lo = t.astype(np.int64), hi.astype(np.int64), lo.astype(np.int64)
             strip = img[r0:r1]
             if t.any():
                 colour = cv2.cvtColor(packed.take(t).view(np.uint8).reshape(*t.shape, 4), cv2.COLOR_BGRA2BGR)
@@ -87,7 +83,7 @@ def draw_overlay(result: Result, image: np.ndarray | None = None, alpha: float =
             if border.size:
                 strip.reshape(-1, 3)[border] = flat[hi.ravel()[border]]
 
-        rows = max(1, _BAND_PX // max(img.shape[1], 1))
+        rows = max(1, _BAND_PX // max(W, 1))
         parallel_map(compose, chunks(H, -(-H // rows)))
     if boxes:
         for i, (box, score) in enumerate(zip(result.boxes.astype(int).tolist(), result.scores.tolist())):

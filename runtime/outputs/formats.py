@@ -22,13 +22,14 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import BadArgumentError
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..result import Result
+from ..parallel import parallel_imap
 from .numtext import join_fixed
 
 __all__ = [
@@ -51,16 +52,28 @@ def _format(fmt: str) -> str:
     return fmt
 
 
-def _exteriors(result: Result, epsilon: float) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+def _exteriors(result: Result, epsilon: float) -> tuple[list[tuple[int, int]], list[np.ndarray], list[tuple[int, int]]]:
     """Every polygon's exterior, instances in order and their parts largest first: (instance, parts of that
-    instance) per polygon, the (P, 2) float64 vertices of all of them end to end, and each one's vertex count."""
-    owners, rings = [], []
-    for i, polys in enumerate(result.polygons(epsilon)):
-        owners += [(i, len(polys))] * len(polys)
-        rings += [p.exterior for p in polys]
-    lens = np.fromiter(map(len, rings), np.int64, len(rings))
-    pts = np.concatenate(rings).astype(np.float64) if rings else np.zeros((0, 2))
-    return owners, pts, lens
+    instance) per polygon, the (k, 2) vertex arrays, and ranges of polygons holding about :data:`_CHUNK`
+    coordinates each (formatted apart, on the output threads: what is held at once stays small)."""
+    from .polygons import crops_exteriors
+
+    pts, lens, owner = crops_exteriors(result.original_crops(), epsilon)
+    counts = np.bincount(owner, minlength=len(result)) if len(owner) else np.zeros(len(result), np.int64)
+    owners = list(zip(owner.tolist(), counts[owner].tolist()))
+    rings = np.split(pts, np.cumsum(lens)[:-1].tolist()) if len(lens) else []
+    ranges, start, size = [], 0, 0
+    for k, n in enumerate(lens.tolist()):
+        size += 2 * n
+        if size >= _CHUNK:
+            ranges.append((start, k + 1))
+            start, size = k + 1, 0
+    if start < len(rings):
+        ranges.append((start, len(rings)))
+    return owners, rings, ranges
+
+
+_CHUNK = 1 << 18  # coordinates formatted at once by one thread
 
 
 def _labelme_head(result: Result, json_path: str | os.PathLike[str], image_path: Any, label: Any) -> dict[str, Any]:
@@ -86,13 +99,12 @@ def labelme_json(
     image_path: the image file (default ``result.path``); label: every shape's label. Shapes: per instance
     (in order) one polygon per connected part, largest first, points in original-image pixels (1 decimal)."""
     data = _labelme_head(result, json_path, image_path, label)
-    owners, pts, lens = _exteriors(result, epsilon)
+    owners, rings, _ = _exteriors(result, epsilon)
     scores = result.scores.tolist()
-    cut = np.cumsum(lens)[:-1].tolist()
-    for (i, parts), points in zip(owners, np.split(np.round(pts, 1), cut) if len(lens) else []):
+    for (i, parts), ring in zip(owners, rings):
         data["shapes"].append({
-            "label": label, "points": points.tolist(), "group_id": i if parts > 1 else None, "description": "",
-            "shape_type": "polygon", "flags": {}, "score": round(scores[i], 6),
+            "label": label, "points": np.round(ring.astype(np.float64), 1).tolist(), "group_id": i if parts > 1 else None,
+            "description": "", "shape_type": "polygon", "flags": {}, "score": round(scores[i], 6),
         })
     return data
 
@@ -103,26 +115,46 @@ def labelme_text(
 ) -> str:
     """:func:`labelme_json` as the file's text: the same JSON, indented with one shape per line, its numbers
     formatted in whole arrays (:func:`~fastsam_onnx.outputs.numtext.join_fixed`) rather than one by one."""
+    return "".join(_labelme_parts(result, json_path, image_path, label, epsilon))
+
+
+def _labelme_parts(result: Result, json_path: Any, image_path: Any, label: Any, epsilon: float) -> Iterator[str]:
+    """:func:`labelme_text` in parts, made as they are written (the file's text is never held whole)."""
     head = _labelme_head(result, json_path, image_path, label)
-    owners, pts, lens = _exteriors(result, epsilon)
-    lines = []
-    if len(lens):
-        codes = np.zeros(2 * int(lens.sum()), np.int64)
-        codes[1::2] = 1  # x ", " y "], [" ...
+    owners, rings, ranges = _exteriors(result, epsilon)
+    scores = [json.dumps(round(v, 6)) for v in result.scores.tolist()]
+    name = json.dumps(label, ensure_ascii=False)
+
+    def shape_lines(span: tuple[int, int]) -> str:
+        lens = np.fromiter(map(len, rings[span[0] : span[1]]), np.int64)
+        codes = np.ones(2 * int(lens.sum()), np.uint8)  # x ", " y "], [" ...
+        codes[::2] = 0
         last = 2 * np.cumsum(lens) - 1
         codes[last] = 2  # ... y "]]"
+        pts = np.concatenate(rings[span[0] : span[1]]).astype(np.float64)
         text, ends = join_fixed(np.rint(pts * 10).astype(np.int64).ravel(), 1, codes, (", ", "], [", "]]"), with_ends=True)
         stops = ends[last].tolist()
-        scores = [json.dumps(round(v, 6)) for v in result.scores.tolist()]
-        name = json.dumps(label, ensure_ascii=False)
-        for (i, parts), a, b in zip(owners, [0, *stops[:-1]], stops):
-            lines.append(f'    {{"label": {name}, "points": [[{text[a:b]}, "group_id": {i if parts > 1 else "null"}, '
-                         f'"description": "", "shape_type": "polygon", "flags": {{}}, "score": {scores[i]}}}')
-    body = []
-    for key, value in head.items():
-        shown = ("[\n" + ",\n".join(lines) + "\n  ]" if lines else "[]") if key == "shapes" else json.dumps(value, ensure_ascii=False)
-        body.append(f"  {json.dumps(key)}: {shown}")
-    return "{\n" + ",\n".join(body) + "\n}\n"
+        return ",\n".join(
+            f'    {{"label": {name}, "points": [[{text[a:b]}, "group_id": {i if parts > 1 else "null"}, '
+            f'"description": "", "shape_type": "polygon", "flags": {{}}, "score": {scores[i]}}}'
+            for (i, parts), a, b in zip(owners[span[0] : span[1]], [0, *stops[:-1]], stops))
+
+    def parts() -> Iterator[str]:
+        yield "{\n"
+        for k, (key, value) in enumerate(head.items()):
+            yield f",\n  {json.dumps(key)}: " if k else f"  {json.dumps(key)}: "
+            if key != "shapes":
+                yield json.dumps(value, ensure_ascii=False)
+            elif ranges:
+                yield "[\n"
+                for j, lines in enumerate(parallel_imap(shape_lines, ranges)):  # formatted a few chunks at a time
+                    yield (",\n" if j else "") + lines
+                yield "\n  ]"
+            else:
+                yield "[]"
+        yield "\n}\n"
+
+    return parts()
 
 
 def yolo_text(result: Result, *, class_id: int = 0, epsilon: float = DEFAULT_EPSILON) -> str:
@@ -130,17 +162,27 @@ def yolo_text(result: Result, *, class_id: int = 0, epsilon: float = DEFAULT_EPS
     largest part first), coordinates divided by the image width / height, 6 decimals (rounded up)."""
     if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)) or class_id < 0:
         raise BadArgumentError(f"class_id must be an int >= 0, got {class_id!r}")
+    return "".join(_yolo_parts(result, class_id, epsilon))
+
+
+def _yolo_parts(result: Result, class_id: int, epsilon: float) -> Iterator[str]:
+    """:func:`yolo_text` in parts, made as they are written (the file's text is never held whole)."""
     h, w = result.orig_shape
-    _, pts, lens = _exteriors(result, epsilon)
-    if not len(lens):
-        return ""
-    # rounded up at the 6th decimal (at most w × 1e-6 px): x_norm × w never falls below the vertex, so
-    # rasterisers that truncate (ultralytics' polygon2mask) land on the same pixel
-    q = np.ceil(pts / np.array([w, h], np.float64) * 1e6).clip(0, 1e6).astype(np.int64).ravel()
-    codes = np.zeros(q.size, np.int64)
-    codes[2 * np.cumsum(lens) - 1] = 1  # the line's last number
+    _, rings, ranges = _exteriors(result, epsilon)
     prefix = f"{int(class_id)} "
-    return prefix + join_fixed(q, 6, codes, (" ", "\n"))[:-1].replace("\n", "\n" + prefix) + "\n"
+    scale = np.array([w, h], np.float64)
+
+    def lines(span: tuple[int, int]) -> str:
+        lens = np.fromiter(map(len, rings[span[0] : span[1]]), np.int64)
+        pts = np.concatenate(rings[span[0] : span[1]]).astype(np.float64)
+        # rounded up at the 6th decimal (at most w × 1e-6 px): x_norm × w never falls below the vertex, so
+        # rasterisers that truncate (ultralytics' polygon2mask) land on the same pixel
+        q = np.ceil(pts / scale * 1e6).clip(0, 1e6).astype(np.int64).ravel()
+        codes = np.zeros(q.size, np.uint8)
+        codes[2 * np.cumsum(lens) - 1] = 1  # each line's last number
+        return prefix + join_fixed(q, 6, codes, (" ", "\n"))[:-1].replace("\n", "\n" + prefix) + "\n"
+
+    return parallel_imap(lines, ranges)
 
 
 def annotation_path(out_dir: Path, rel: Path, fmt: str) -> Path:
@@ -177,8 +219,8 @@ def write_annotation(
     if fmt == "coco":
         return atomic_write_json(dest, result.to_json(image_path, compressed=compressed))
     if fmt == "labelme":
-        return atomic_write_text(dest, labelme_text(result, dest, image_path, label=label, epsilon=epsilon))
-    return atomic_write_text(dest, yolo_text(result, epsilon=epsilon))
+        return atomic_write_text(dest, _labelme_parts(result, dest, image_path, label, epsilon))
+    return atomic_write_text(dest, _yolo_parts(result, 0, epsilon))
 
 
 def read_annotation(path: Path, fmt: str) -> Any | None:

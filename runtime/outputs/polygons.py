@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import BadArgumentError
 from ..parallel import chunks, parallel_map, workers
 
-__all__ = ["Polygon", "crops_polygons", "mask_polygons"]
+__all__ = ["Polygon", "crops_polygons", "crops_exteriors", "mask_polygons"]
 
 
 @dataclass(frozen=True)
@@ -135,28 +135,78 @@ def crops_polygons(
     if not live:
         return out
     shapes = [masks[i].shape for i in live]
+    for part in _run_batches(crops, masks, live, shapes, eps, min_points, holes=True):
+        for t, polys in part:
+            out[live[t]] = polys
+    return out
+
+
+def crops_exteriors(
+    crops: Sequence[tuple[int, int, np.ndarray]], epsilon: float = 0.0, min_points: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The exteriors of :func:`crops_polygons` as arrays, with no object per polygon (what the polygon file
+    formats need, at a fraction of the memory): (P, 2) float32 vertices of every exterior end to end, (K,)
+    int64 vertex count of each, (K,) int64 index of its crop; crops in order, each one's largest first."""
+    eps = _check_epsilon(epsilon)
+    crops = list(crops)
+    masks = [_check_mask(m) for _, _, m in crops]
+    live = [i for i, m in enumerate(masks) if m.size]
+    parts = [p for part in _run_batches(crops, masks, live, [masks[i].shape for i in live], eps, min_points, holes=False)
+             for p in part] if live else []
+    if not parts:
+        return np.zeros((0, 2), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    owner = np.concatenate([np.asarray(live, np.int64)[t] for t, _, _ in parts])
+    lens = np.concatenate([n for _, n, _ in parts])
+    pts = np.concatenate([v for _, _, v in parts])
+    order = np.argsort(owner, kind="stable")  # batches hold crops in packing order: back to crop order
+    return pts[_segments(np.cumsum(lens) - lens, lens, order)], lens[order], owner[order]
+
+
+def _segments(starts: np.ndarray, lens: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """Indices of the rows of segments ``which`` (each starts[k], lens[k] rows), end to end, in that order."""
+    n = lens[which]
+    total = int(n.sum())
+    return np.repeat(starts[which] - (np.cumsum(n) - n), n) + np.arange(total)
+
+
+def _run_batches(crops: list, masks: list, live: list, shapes: list, eps: float, min_points: int, holes: bool) -> list:
+    """Pack the live crops' masks into strips, group the strips into batches and run :func:`_batch_polygons` on
+    each (on the output threads): what is held at once is the contours of one batch per thread, not of every
+    crop (ragged 12-MP masks trace millions of points)."""
     offs = np.array([(crops[i][0], crops[i][1]) for i in live], np.float64)  # (n, 2) x0, y0
     dim = max(map(max, shapes)) + 2  # |x|, |y| in a padded crop stay below it
     bound = float(np.abs(offs).max()) + dim  # and in the image
     exact = bound < 1 << 24 and bool((offs == np.round(offs)).all())  # integer image x, y, exact in float32
     tiles, tops, keys, strips = _layout(shapes)
+    geometry = (masks, live, shapes, tiles, tops, keys, offs, exact, bound, dim)
+    batches, size = [], 0
+    for strip in strips:
+        if not batches or size + strip[1] * strip[2] > _BATCH_PX:
+            batches.append([])
+            size = 0
+        batches[-1].append(strip)
+        size += strip[1] * strip[2]
+    return parallel_map(lambda batch: _batch_polygons(batch, geometry, eps, min_points, holes), batches)
 
-    def trace(strip) -> tuple:
-        y0, rows, width, placed = strip
+
+def _batch_polygons(strips: list, geometry: tuple, eps: float, min_points: int, holes_too: bool = True) -> list:
+    """The polygons of the crops packed in ``strips`` (a batch of :func:`_layout`'s strips): (tile, polygons) per
+    crop that has any, as :func:`crops_polygons` returns them; without ``holes_too`` one (tile per exterior,
+    vertex counts, (P, 2) vertices) triple of arrays, as :func:`crops_exteriors` needs them."""
+    masks, live, shapes, tiles, tops, keys, offs, exact, bound, dim = geometry
+    contours: list[np.ndarray] = []
+    hiers = []
+    for y0, rows, width, placed in strips:
         canvas = np.zeros((rows, width), np.uint8)
         for i, x, y in placed:
             h, w = shapes[i]
             canvas[y : y + h, x : x + w] = masks[live[i]]
-        return cv2.findContours(canvas, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE, offset=(0, y0))
-
-    contours: list[np.ndarray] = []
-    hiers = []
-    for cs, hier in parallel_map(trace, strips):  # the strips traced on the output threads, in order
+        cs, hier = cv2.findContours(canvas, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE, offset=(0, y0))
         if hier is not None:
             hiers.append(hier[0] + np.where(hier[0] >= 0, len(contours), 0))
             contours.extend(cs)
     if not contours:
-        return out
+        return []
     hier = np.concatenate(hiers)
     lens = np.fromiter(map(len, contours), np.int64, len(contours))
     parent = hier[:, 3]
@@ -187,26 +237,27 @@ def crops_polygons(
     keep = (lens >= min_points) & (area2 > 0)  # as mask_polygons: a contour must enclose some area
     ext = np.flatnonzero(keep & top)
     if not len(ext):
-        return out
+        return []
+    crop_ext = crop[ext]
+    order = np.lexsort((ext, -area2[ext], crop_ext))  # by crop, largest first, ties in trace order
+    ext, crop_ext = ext[order], crop_ext[order]
+    if not holes_too:
+        return [(crop_ext, lens[ext], f[_segments(starts, lens, ext)])]
     holes = np.flatnonzero(keep & ~top)
     holes = holes[keep[parent[holes]]]  # the holes of kept exteriors
     if len(holes):
         holes = holes[np.lexsort((_sibling_rank(hier, holes), parent[holes]))]  # by exterior, in chain order
     hole_of = parent[holes]
-    crop_ext = crop[ext]
-    order = np.lexsort((ext, -area2[ext], crop_ext))  # by crop, largest first, ties in trace order
-    ext, crop_ext = ext[order], crop_ext[order]
     lo, hi = np.searchsorted(hole_of, ext, "left").tolist(), np.searchsorted(hole_of, ext, "right").tolist()
     s, e = starts.tolist(), ends.tolist()
     hole_pts = [f[s[j] : e[j]] for j in holes.tolist()]
     polys = [Polygon(f[s[j] : e[j]], tuple(hole_pts[a:b])) for j, a, b in zip(ext.tolist(), lo, hi)]
     cut = (np.flatnonzero(np.diff(crop_ext)) + 1).tolist()
-    for t, a, b in zip(crop_ext[[0, *cut]].tolist(), [0, *cut], [*cut, len(polys)]):
-        out[live[t]] = polys[a:b]
-    return out
+    return [(t, polys[a:b]) for t, a, b in zip(crop_ext[[0, *cut]].tolist(), [0, *cut], [*cut, len(polys)])]
 
 
 _STRIP_PX = 1 << 18  # pixels of one findContours canvas (its work buffers stay in cache); larger crops go alone
+_BATCH_PX = 1 << 21  # canvas pixels per batch of strips: its traced contours are what a thread holds
 _KEY = 1 << 32  # tile key = shelf number * _KEY + column
 
 

@@ -28,18 +28,14 @@ def run_lengths(x0: int, y0: int, mask: np.ndarray, shape: tuple[int, int]) -> n
     h, w = m.shape
     if h == 0 or w == 0:
         return np.array([H * W], np.int64)
-    t = cv2.transpose(m.view(np.uint8))  # (w, h): each column of the crop is a row here
-    if t.ndim == 1:  # OpenCV hands a one-pixel-wide result back as a vector
-        t = t.reshape(w, h)
-    # change flags per column at rows 0..h (a run starts or ends there), with an off pixel above and below
-    d = np.empty((w, h + 1), bool)
-    np.not_equal(t[:, 1:], t[:, :-1], out=d[:, 1:h])
-    d[:, 0] = t[:, 0]
-    d[:, h] = t[:, h - 1]
-    k = np.flatnonzero(d)
+    # the crop with an off row above and below, transposed: each column is a row of t, and the change flags of
+    # its flattened copy are exactly the run starts and ends (no two columns' pixels meet across the padding)
+    t = cv2.transpose(cv2.copyMakeBorder(m.view(np.uint8), 1, 1, 0, 0, cv2.BORDER_CONSTANT, value=0))
+    f = t.reshape(-1)
+    k = np.flatnonzero(f[1:] != f[:-1]) + 1  # index in f of the first pixel after each change
     if k.size == 0:
         return np.array([H * W], np.int64)
-    pos = k + (k // (h + 1)) * (H - h - 1) + (x0 * H + y0)  # canvas position (column-major) of each change
+    pos = k + (k // (h + 2)) * (H - h - 2) + (x0 * H + y0 - 1)  # canvas position (column-major) of each change
     if h == H:  # a run reaching a column's bottom goes on at the next column's top: join them
         dup = np.flatnonzero(pos[1:] == pos[:-1])
         if dup.size:
