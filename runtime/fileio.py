@@ -194,5 +194,5 @@ def atomic_imwrite(dest: str | os.PathLike[str], image: Any) -> bool:
         ok = False
     if not ok:
         return False
-    atomic_write_bytes(dest, buf.tobytes())
+    atomic_write_bytes(dest, buf.data)  # the encoded buffer itself, not a copy of it
     return True

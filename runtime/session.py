@@ -15,6 +15,7 @@ import numpy as np
 from .errors import BadModelError, ProviderError
 from .extras import MissingRuntimeError
 from .gpulibs import preload_gpu_libraries
+from .parallel import share_malloc_arena
 
 try:
     import onnxruntime as ort
@@ -119,6 +120,7 @@ class OnnxSession:
         if "TensorrtExecutionProvider" in names:
             cache.mkdir(parents=True, exist_ok=True)
         so = sess_options if sess_options is not None else session_options()
+        share_malloc_arena()  # before onnxruntime's threads start (fastsam_onnx.parallel says why)
         if any(n in GPU_PROVIDERS for n in names):
             preload_gpu_libraries()  # CUDA and cuDNN from NVIDIA's pip wheels, where installed
         try:

@@ -66,3 +66,27 @@ def test_join_fixed_formats_as_python(monkeypatch):
         json.dumps(v) + ", " for v in np.round(x, 1).tolist())
     assert numtext.join_fixed(np.zeros(0, np.int64), 3) == ""
     assert numtext.join_fixed(np.zeros(0, np.int64), 3, with_ends=True)[1].size == 0
+
+
+def test_malloc_arena_cap_is_set_once_and_respects_the_environment(monkeypatch):
+    """share_malloc_arena calls glibc's mallopt(M_ARENA_MAX, 1) once, and never when $MALLOC_ARENA_MAX is set."""
+    import sys
+
+    from fastsam_onnx import parallel
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param.value, value.value))
+            return 1
+
+    monkeypatch.setattr(parallel.ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.setattr(parallel, "_arena_capped", False)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    parallel.share_malloc_arena()
+    assert calls == []
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    parallel.share_malloc_arena()
+    parallel.share_malloc_arena()
+    assert calls == ([(-8, 1)] if sys.platform.startswith("linux") else [])
