@@ -18,7 +18,7 @@ A block may be preceded by ``<!-- example: KIND note -->``. KIND says how it run
 - ``real-weights`` (slow): with the tests' own checkpoints named as the example names them (``FastSAM-s.pt``,
   ``FastSAM-x.pt``: test-made FastSAM-shaped weights; ``ViT-B-32.pt``: a test-made CLIP archive made like OpenAI's);
 - ``cluster``, ``datasets``, ``device``, ``gpu``, ``app`` (another application: Label Studio ...), ``ci``: not run here; the note must say which test covers the
-  form that runs here (reported as a skip with that note).
+  form that runs here, or the ``.ci/run`` step (reported as a skip with that note).
 
 ``pip install`` lines are not run (no network, and the environment under test must not change): the extras they
 name must exist in pyproject.toml. ``python3 -m venv`` lines are not run either (tests/test_packaging.py installs the
@@ -90,8 +90,8 @@ ALL = [b for p in doc_pages() for b in blocks(p)]
 def test_every_example_has_a_known_kind():
     bad = [f"{b.where}: {b.kind!r}" for b in ALL if b.kind not in RUN_KINDS + SKIP_KINDS]
     assert not bad, f"unknown example kinds (one of {RUN_KINDS + SKIP_KINDS}): {bad}"
-    quiet = [b.where for b in ALL if b.kind in SKIP_KINDS and not re.search(r"tests/test_\w+\.py", b.note)]
-    assert not quiet, f"examples not run here must name the test that covers them: {quiet}"
+    quiet = [b.where for b in ALL if b.kind in SKIP_KINDS and not re.search(r"tests/test_\w+\.py|\.ci/run", b.note)]
+    assert not quiet, f"examples not run here must name the test (or the .ci/run step) that covers them: {quiet}"
     assert len([b for b in ALL if b.kind == "run"]) >= 20
 
 
