@@ -1,10 +1,11 @@
 """``tools/arm64-check``'s comparison of two ``segment --json`` results (x86 and aarch64) and its table.
 
 Agreement (issue 28 item 3): the same instance count and prompt picks (``selected_by``), boxes within 0.1 px,
-scores within 5e-3, every mask IoU >= 0.995. Identical (the default "linear" resize gives the same input on every
-CPU): the same counts and picks, boxes and scores equal to the JSON's rounding (3 and 5 decimals) up to
-onnxruntime's float noise between CPUs (about 1e-6), masks equal (IoU >= 0.9999: a pixel whose logit sits at 0
-within that noise may flip; the table prints the lowest IoU).
+scores within 5e-3, every mask IoU >= 0.995. Identical input (the default "linear" resize gives the same input
+tensor on every CPU): what is left is onnxruntime's float rounding between its x86 and arm64 kernels, so the bar is
+the same counts and picks, boxes within 0.02 px, scores within 2e-4, every mask IoU >= 0.999 (measured: the demo
+model 0.001 px = the JSON's rounding, 1e-6, IoU 1; the FastSAM-s-shaped test model 0.004 px, 2.8e-5, 0.99996;
+OpenCV's own arm64 resize instead: 1.7 px, 2e-2, 0.985).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 AGREE = {"box": 0.1, "score": 5e-3, "iou": 0.995}
-IDENTICAL = {"box": 2e-3, "score": 2e-5, "iou": 0.9999}
+IDENTICAL = {"box": 0.02, "score": 2e-4, "iou": 0.999}
 
 
 @dataclass
@@ -128,7 +129,7 @@ def compare(check: str, image: str, x86: dict, arm: dict, exact: bool) -> Row:
 def table(rows: list[Row], exact: bool, what: str = "") -> str:
     """The comparison as a fixed-width text table."""
     bar = IDENTICAL if exact else AGREE
-    head = (f"aarch64 (qemu-user emulation) vs x86_64{what}, bar: {'identical' if exact else 'agreement'} "
+    head = (f"aarch64 (qemu-user emulation) vs x86_64{what}, bar: {'identical input' if exact else 'agreement'} "
             f"(boxes <= {bar['box']:g} px, scores <= {bar['score']:g}, mask IoU >= {bar['iou']:g}, same counts and picks)")
     lines = [head, f"{'check':<24} {'image':<14} {'n x86':>5} {'n arm':>5} {'box Δ px':>9} {'score Δ':>9} "
                    f"{'IoU min':>8}  {'picks (tag:count)':<28} verdict"]

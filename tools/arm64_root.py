@@ -12,6 +12,7 @@ installation is what takes time). ``/proc`` is mounted while the check runs and 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -58,6 +59,13 @@ class Arm64Root:
     def check_machine(self) -> None:
         if os.geteuid() != 0:
             raise Impossible("needs root (debootstrap, chroot, mount, binfmt_misc): run it as root or with sudo")
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.lock = open(self.cache / "arm64-root.lock", "w")  # one check at a time uses the root and the handler
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another arm64-check ({self.cache / 'arm64-root.lock'})")
+            fcntl.flock(self.lock, fcntl.LOCK_EX)
         if not QEMU.is_file():
             raise Impossible(f"no {QEMU}: apt-get install qemu-user-static debootstrap")
         if not (BINFMT / "register").exists():
