@@ -38,7 +38,7 @@ def ray_init(**kwargs):
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=OBJECT_STORE, **kwargs)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, object_store_memory=OBJECT_STORE, **kwargs)
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False

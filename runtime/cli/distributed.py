@@ -164,8 +164,8 @@ def _ray_session(args: argparse.Namespace) -> Iterator[None]:
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     init = dict(include_dashboard=False, log_to_driver=debug, logging_level=logging.INFO if debug else logging.ERROR)
-    if args.address is None:
-        with local_instance(**init):
+    if args.address is None:  # "local": a new instance, even where `ray start` left one running on this machine
+        with local_instance(address="local", **init):
             yield
         return
     check_reachable(args.address, args.connect_timeout or CONNECT_TIMEOUT)
