@@ -17,7 +17,8 @@ A block may be preceded by ``<!-- example: KIND note -->``. KIND says how it run
 - ``ray`` (slow): as it is, on a local Ray instance with a capped object store, shut down after;
 - ``real-weights`` (slow): with the tests' own checkpoints named as the example names them (``FastSAM-s.pt``,
   ``FastSAM-x.pt``: test-made FastSAM-shaped weights; ``ViT-B-32.pt``: a test-made CLIP archive made like OpenAI's);
-- ``cluster``, ``datasets``, ``device``, ``gpu``, ``app`` (another application: Label Studio ...), ``ci``: not run here; the note must say which test covers the
+- ``cluster``, ``datasets``, ``device``, ``gpu``, ``app`` (another application: Label Studio ...), ``benchmark`` (a
+  full benchmark run, minutes), ``ci``: not run here; the note must say which test covers the
   form that runs here, or the ``.ci/run`` step (reported as a skip with that note).
 
 ``pip install`` lines are not run (no network, and the environment under test must not change): the extras they
@@ -44,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 RUN_KINDS = ("run", "serve", "server", "server-key", "ray", "real-weights")
-SKIP_KINDS = ("cluster", "datasets", "device", "gpu", "app", "ci")
+SKIP_KINDS = ("cluster", "datasets", "device", "gpu", "app", "benchmark", "ci")
 LANGS = {"bash": "sh", "sh": "sh", "shell": "sh", "console": "sh", "python": "py", "py": "py"}
 FENCE = re.compile(r"^(?:[ \t]*<!-- example: (?P<marker>[^\n]*?) -->\n)?(?P<indent>[ \t]*)```(?P<lang>[A-Za-z]*)[^\n]*\n"
                    r"(?P<code>.*?)^(?P=indent)```[ \t]*$", re.M | re.S)
