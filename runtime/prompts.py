@@ -120,16 +120,17 @@ def _inside(crop: MaskCrop, x1: int, y1: int, x2: int, y2: int) -> int:
     x0, y0, m = crop
     xs, ys = max(x1, x0), max(y1, y0)
     xe, ye = min(x2, x0 + m.shape[1]), min(y2, y0 + m.shape[0])
-    return int(m[ys - y0 : ye - y0, xs - x0 : xe - x0].sum()) if xe > xs and ye > ys else 0
+    return int(np.count_nonzero(m[ys - y0 : ye - y0, xs - x0 : xe - x0])) if xe > xs and ye > ys else 0
 
 
-def select_by_boxes(crops: Sequence[MaskCrop], boxes: np.ndarray) -> np.ndarray:
+def select_by_boxes(crops: Sequence[MaskCrop], boxes: np.ndarray, areas: np.ndarray | None = None) -> np.ndarray:
     """For each (K, 4) int box: the instance maximising inter / (box area + mask area - inter).
 
-    inter = the instance's mask pixels inside the box. Returns (K,) int64 instance indices (the first
-    on ties, computed in float32 as the reference does).
+    inter = the instance's mask pixels inside the box; areas: the crops' mask areas when known. Returns (K,)
+    int64 instance indices (the first on ties, computed in float32 as the reference does).
     """
-    areas = np.array([int(c.mask.sum()) for c in crops], dtype=np.int64)
+    if areas is None:
+        areas = np.array([np.count_nonzero(c.mask) for c in crops], dtype=np.int64)
     picks = []
     for x1, y1, x2, y2 in boxes.tolist():
         inter = np.array([_inside(c, x1, y1, x2, y2) for c in crops], dtype=np.int64)
@@ -188,7 +189,7 @@ def merge_by_points(crops: Sequence[MaskCrop], coords: np.ndarray, labels: np.nd
     """The original FastSAM point prompt: ONE (H, W) bool mask. Instances by area, largest first; for each
     point in order that hits the instance, a positive label paints its mask on, a negative one off."""
     hits = _hits(crops, coords)
-    areas = np.array([int(c.mask.sum()) for c in crops])
+    areas = np.array([np.count_nonzero(c.mask) for c in crops], dtype=np.int64)
     out = np.zeros(shape, dtype=bool)
     for i in np.argsort(-areas, kind="stable"):
         x0, y0, m = crops[i]
@@ -287,7 +288,8 @@ def apply_prompts(
     scored: list[dict[str, float]] = [{} for _ in crops]  # text_mode="all": tag → cosine similarity
     best: dict[str, float | None] = {f"text:{t}": None for t in texts_p or ()}  # text_mode="all": tag → best cosine
     if boxes_p is not None:
-        for k, i in enumerate(select_by_boxes(crops, boxes_p)):
+        areas = result.areas if result.mask_shape == result.orig_shape else None  # else: of the resized crops
+        for k, i in enumerate(select_by_boxes(crops, boxes_p, areas)):
             tags[i].append(f"box:{k}")
     if points_p is not None:
         if point_mode == "merge":
@@ -301,7 +303,7 @@ def apply_prompts(
             for i, k in zip(*np.nonzero(point_picks(crops, *points_p))):  # row-major: per instance, k ascending
                 tags[i].append(f"point:{k}")
     if texts_p is not None:
-        if any(c.mask.sum() > 100 for c in crops):  # some instance can be a text candidate: CLIP is needed
+        if any(np.count_nonzero(c.mask) > 100 for c in crops):  # some instance can be a text candidate: CLIP is needed
             clip = clip_getter()
             feats, keep = result.text_crop_embeddings(clip)  # cached on the result: later texts cost the text tower
             if keep:

@@ -58,6 +58,7 @@ class Result:
     # the everything-mode map computed in the same pass by segment(edges=True): {band: (h0, w0) float32}
     _logits: tuple | None = field(default=None, init=False, repr=False, compare=False)
     _edges: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _areas: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:  # picklable (multiprocessing, Ray): the CLIP cache stays behind
         state = dict(self.__dict__)
@@ -126,8 +127,10 @@ class Result:
 
     @property
     def areas(self) -> np.ndarray:
-        """(N,) int64 mask areas in pixels of the mask canvas."""
-        return np.array([np.count_nonzero(c.mask) for c in self.crops], dtype=np.int64)
+        """(N,) int64 mask areas in pixels of the mask canvas (counted once per result; a copy)."""
+        if self._areas is None or len(self._areas) != len(self.crops):
+            self._areas = np.array([np.count_nonzero(c.mask) for c in self.crops], dtype=np.int64)
+        return self._areas.copy()
 
     def original_crops(self) -> list[MaskCrop]:
         """The instance masks at the original image size (letterboxed masks are resized as the

@@ -29,7 +29,7 @@ def text_crops(
     """
     out, keep = [], []
     for i, (box, (x0, y0, m)) in enumerate(zip(boxes.tolist(), crops)):
-        if m.sum() <= min_area:
+        if np.count_nonzero(m) <= min_area:
             continue
         x1, y1, x2, y2 = (int(v) for v in box)
         region = image[y1:y2, x1:x2]
