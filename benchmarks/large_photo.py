@@ -255,10 +255,11 @@ def judge(case: dict[str, Any]) -> dict[str, str]:
 
 def markdown(report: dict[str, Any]) -> str:
     """The report's tables: per case, each output's median ms, its share of ``segment`` and the goal's verdict."""
-    lines = [f"# The 12-megapixel case ({report['date']})", "", report.get("machine_line", ""), ""]
+    lines = [f"Measured {report['date']} by `python tools/bench_large_photo.py --reps {report.get('reps', '')}` on: "
+             f"{report.get('machine_line', '')}.", ""]
     for case in report["cases"]:
         o = case["outputs"]
-        lines += [f"## {case['name']}: {o['instances']} instances, box crops {o['crop_area_over_image']} x the image, "
+        lines += [f"### {case['name']}: {o['instances']} instances, box crops {o['crop_area_over_image']} x the image, "
                   f"{o['reps']} rounds", "",
                   f"`segment` (the decoded {PHOTO_SIZE[0]} x {PHOTO_SIZE[1]} array): median {o['median_ms']['segment']} ms "
                   f"(stages of the last round: {o['stages_ms']})", "",

@@ -69,19 +69,25 @@ def draw_overlay(result: Result, image: np.ndarray | None = None, alpha: float =
         def compose(rows: tuple[int, int]) -> None:
             r0, r1 = rows
             a0, a1 = max(0, r0 - 1), min(H, r1 + 1)  # one row of halo for the borders
-            t = band_labels(placed, a0, a1, W)
+            here = [c for c in placed if c[2] < a1 and c[2] + c[3].shape[0] > a0 and c[3].size]
+            if not here:
+                return
+            # the columns the band's crops span, with one of halo: nothing changes outside them
+            c0 = max(0, min(c[1] for c in here) - 1)
+            c1 = min(W, max(c[1] + c[3].shape[1] for c in here) + 1)
+            t = band_labels([(k, x0 - c0, y0, m) for k, x0, y0, m in here], a0, a1, c1 - c0)
             hi, lo = cv2.dilate(t, _CROSS), cv2.erode(t, _CROSS)
             t, hi, lo = t[r0 - a0 : r1 - a0], hi[r0 - a0 : r1 - a0], lo[r0 - a0 : r1 - a0]
             if t.dtype == np.float32:
                 t, hi, lo = t.astype(np.int64), hi.astype(np.int64), lo.astype(np.int64)
-            strip = img[r0:r1]
+            strip = img[r0:r1, c0:c1]
             if t.any():
                 colour = cv2.cvtColor(packed.take(t).view(np.uint8).reshape(*t.shape, 4), cv2.COLOR_BGRA2BGR)
                 blend = cv2.addWeighted(strip, 1 - alpha, colour, alpha, 0)
-                cv2.copyTo(blend, (t > 0).view(np.uint8), strip)
-            border = np.flatnonzero(hi != lo)  # a label differs within 1 px: the later mask's colour
-            if border.size:
-                strip.reshape(-1, 3)[border] = flat[hi.ravel()[border]]
+                np.copyto(strip, blend, where=(t > 0)[..., None])
+            ys, xs = np.nonzero(hi != lo)  # a label differs within 1 px: the later mask's colour
+            if ys.size:
+                strip[ys, xs] = flat[hi[ys, xs]]
 
         rows = max(1, _BAND_PX // max(W, 1))
         parallel_map(compose, chunks(H, -(-H // rows)))
