@@ -34,26 +34,28 @@ def _req_name(req: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _marker_ok(req: str) -> bool:
-    """Whether a requirement string applies here, ignoring extras (base requirements only)."""
+def _marker_ok(req: str, extras: tuple[str, ...] = ()) -> bool:
+    """Whether a requirement string applies here: base requirements, and those of ``extras``."""
     if ";" not in req:
         return True
     marker = req.split(";", 1)[1]
-    if "extra" in marker:
+    if "extra" in marker and not extras:
         return False
     try:
         from packaging.markers import Marker
     except ImportError:
-        return True
+        return "extra" not in marker
     try:
+        if "extra" in marker:
+            return any(Marker(marker.strip()).evaluate({"extra": e}) for e in extras)
         return bool(Marker(marker.strip()).evaluate())
     except Exception:
-        return True
+        return "extra" not in marker
 
 
-def requirement_closure(root: str) -> tuple[list[md.Distribution], list[str]]:
-    """The installed distributions ``root`` needs (base requirements, transitively, ``root`` included),
-    and the requirement names not installed."""
+def requirement_closure(root: str, extras: tuple[str, ...] = ()) -> tuple[list[md.Distribution], list[str]]:
+    """The installed distributions ``root`` needs (base requirements and those of ``root``'s ``extras``,
+    transitively, ``root`` included), and the requirement names not installed."""
     seen: dict[str, md.Distribution] = {}
     missing: list[str] = []
     todo = [root]
@@ -70,7 +72,7 @@ def requirement_closure(root: str) -> tuple[list[md.Distribution], list[str]]:
         seen[key] = dist
         for req in dist.requires or []:
             n = _req_name(req)
-            if n and _marker_ok(req):
+            if n and _marker_ok(req, extras if dist is seen.get(re.sub(r"[-_.]+", "-", root).lower()) else ()):
                 todo.append(n)
     return list(seen.values()), sorted(missing)
 
@@ -98,10 +100,23 @@ def _tree_size(path: Path, seen: set[Path], skip: tuple[str, ...] = ()) -> int:
     return total
 
 
-def installed_size(root: str = "fastsam-onnx") -> dict[str, Any]:
-    """Bytes on disk of ``root``'s base requirement closure: each distribution's installed files
-    (importlib.metadata ``files``); an editable install counts its package folders instead."""
-    dists, missing = requirement_closure(root)
+def runtime_extra() -> str:
+    """The ONNX Runtime extra this environment has: "gpu" where onnxruntime-gpu alone is installed, else "cpu"."""
+    def has(name: str) -> bool:
+        try:
+            md.distribution(name)
+            return True
+        except md.PackageNotFoundError:
+            return False
+
+    return "gpu" if has("onnxruntime-gpu") and not has("onnxruntime") else "cpu"
+
+
+def installed_size(root: str = "fastsam-onnx", extras: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Bytes on disk of ``root``'s requirement closure (base requirements and those of ``extras``): each
+    distribution's installed files (importlib.metadata ``files``); an editable install counts its package folders
+    instead."""
+    dists, missing = requirement_closure(root, tuple(extras))
     seen: set[Path] = set()
     sizes: dict[str, int] = {}
     notes = []
@@ -128,6 +143,7 @@ def installed_size(root: str = "fastsam-onnx") -> dict[str, Any]:
     gpu = sum(v for k, v in sizes.items() if k.lower().startswith(("nvidia-", "triton")))
     return {
         "root": root,
+        "extras": list(extras),
         "total_bytes": sum(sizes.values()),
         "cuda_bytes": gpu,
         "packages": dict(sorted(sizes.items(), key=lambda kv: -kv[1])),

@@ -108,7 +108,7 @@ def test_bench_cli_ours_and_reference(tiny, tiny_clip_bundle, tiny_clip_checkpoi
     for v in report["cold_start"].values():
         assert "error" not in v, v
         assert v["import_s"] > 0 and v["create_s"] > 0 and v["process_s"] > 0
-    runtime = report["installed_size"]["runtime only (fastsam-onnx base requirements)"]
+    runtime = report["installed_size"]["runtime only (fastsam-onnx[cpu]: base requirements and ONNX Runtime)"]
     assert runtime["total_bytes"] > 0 and {"numpy", "onnxruntime"} <= set(runtime["packages"])
     assert not {"torch", "ultralytics"} & set(runtime["packages"])
     assert {g["id"] for g in report["goals"]} == set(figures.GOALS)

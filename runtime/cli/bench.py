@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmarks.cases import DEFAULT_TEXT, Case, default_prompts
     from ..benchmarks.children import available_memory, cold_start, reference_cold_start, run_case
     from ..benchmarks.figures import GOAL_SETTING, evaluate_goals
-    from ..benchmarks.machine import installed_size, load_average, usable_cores
+    from ..benchmarks.machine import installed_size, load_average, runtime_extra, usable_cores
     from ..benchmarks.report_files import new_report, write_report
     from ..benchmarks.report import render_markdown
     from ..image import read_image
@@ -188,7 +188,9 @@ def run(args: argparse.Namespace) -> int:
             report["cold_start"] = steps.run("cold start", cold)
 
         def sizes() -> dict[str, Any]:
-            out = {"runtime only (fastsam-onnx base requirements)": installed_size("fastsam-onnx")}
+            extra = runtime_extra()  # ONNX Runtime is an extra: the base requirements alone do not run
+            out = {f"runtime only (fastsam-onnx[{extra}]: base requirements and ONNX Runtime)":
+                   installed_size("fastsam-onnx", (extra,))}
             if reference:
                 out["reference (ultralytics and its requirements)"] = installed_size("ultralytics")
             return out
