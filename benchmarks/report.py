@@ -25,6 +25,25 @@ PAIRED_NOTE = [
     "round and \"ours ÷ bare\" (the median of the per-round ratios) is ≥ 1; the bare calls alone are in results.json "
     "(`bare_run_alone`).",
 ]
+#: The mark and the note of a bare session.run timed apart from the end-to-end runs (results from before pairing).
+UNPAIRED = " ‡"
+UNPAIRED_NOTE = ("‡ bare session.run timed apart from the end-to-end runs (results measured before the two were "
+                 "paired round by round), so noise can put it above the end-to-end figure; no ratio is shown where it does.")
+
+
+def _bare(o: dict[str, Any], cell: str) -> str:
+    """A bare session.run cell, marked :data:`UNPAIRED` where the case was not timed paired."""
+    return cell + UNPAIRED if o.get("bare_run") and not o["bare_run"].get("paired") else cell
+
+
+def _unpaired(cases: list[dict[str, Any]]) -> bool:
+    return any(_bare(c.get("ours") or {}, "") for c in cases)
+
+
+def _over_bare(o: dict[str, Any]) -> str:
+    """ours ÷ bare, or "—" where an unpaired bare run came out slower than end to end."""
+    r = e2e_over_bare(o)
+    return "—" if r is not None and r < 1 and _bare(o, "") else fmt_ratio(r)
 
 
 def md_table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> list[str]:
@@ -64,8 +83,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         rows.append([
             c["name"], f"{o.get('instances', '—')} / {r.get('instances', '—')}",
             f"{fmt_shape(o.get('input_shape'))} / {fmt_shape(r.get('input_shape'))}",
-            median_p90(o, "stages", "end_to_end"), median_p90(o, "bare_run"),
-            fmt_ratio(e2e_over_bare(o)),
+            median_p90(o, "stages", "end_to_end"), _bare(o, median_p90(o, "bare_run")),
+            _over_bare(o),
             median_p90(r, "stages", "end_to_end") if not r.get("error") else "failed",
             fmt_ratio(speedup(report, c, "stages", "end_to_end")),
             f"{fmt_mb(o.get('memory', {}).get('peak_rss_bytes'))} / {fmt_mb((r.get('memory') or {}).get('peak_rss_bytes'))}",
@@ -74,6 +93,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                  "ours ÷ bare", "reference end to end", "ref ÷ ours", "peak RSS MB ours / ref"], rows)
     L.append("")
     L.append("Peak RSS: the case's child process (VmHWM) after segmenting, before any prompt (CLIP) was loaded.")
+    L += ["", UNPAIRED_NOTE] if _unpaired(cases) else []
     L += [""] + PAIRED_NOTE if any(((c.get("ours") or {}).get("bare_run") or {}).get("paired") for c in cases) else []
 
     L += ["", "## Stages (medians)", ""]
@@ -203,10 +223,10 @@ def section(report: dict[str, Any], results_link: str | None = RESULTS_LINK) -> 
          f"`FastSAM.predict` on PyTorch {(report.get('reference_versions') or {}).get('torch', '?')} (CPU) with the same "
          f"image, weights and settings. Weights are test-made (FastSAM-s/-x architectures). All figures: "
          f"{full}, made by `{suite_command(report)}` (run it again to reproduce).", ""]
-    la = m.get("load_average")
+    la = max([v[0] for v in (m.get("load_average"), report.get("load_average_end")) if v] or [0.0])
     cores = m.get("usable_cores") or 0
-    if la and cores and la[0] > cores:
-        L += [f"Note: the machine was busy during the run (load average {la[0]:.1f} on {cores} cores).", ""]
+    if cores and la > cores:
+        L += [f"Note: the machine was busy during the run (load average {la:.1f} on {cores} cores).", ""]
     rows = []
     for c in report.get("cases", []):
         lab = c.get("labels", {})
@@ -215,12 +235,13 @@ def section(report: dict[str, Any], results_link: str | None = RESULTS_LINK) -> 
         o, r = c.get("ours") or {}, reference_of(report, c) or {}
         ov = overhead(o)
         rows.append([c["name"], str(o.get("instances", "—")), fmt_ms(median_at(o, "stages", "end_to_end")),
-                     fmt_ms(median_at(o, "bare_run")), "—" if ov is None else f"{ov * 100:.1f} %",
+                     _bare(o, fmt_ms(median_at(o, "bare_run"))), "—" if ov is None else f"{ov * 100:.1f} %",
                      fmt_ms(median_at(r, "stages", "end_to_end")),
                      fmt_ratio(speedup(report, c, "stages", "end_to_end"))])
     if rows:
         L += md_table(["case (bus.jpg, retina masks)", "instances", "ours end to end ms", "bare session.run ms",
                        "(pre + post) ÷ bare", "reference ms", "reference ÷ ours"], rows)
+        L += ["", UNPAIRED_NOTE] if any(UNPAIRED in r[3] for r in rows) else []
         L.append("")
     goals = report.get("goals") or []
     if goals:
