@@ -79,10 +79,27 @@
     return [Math.round(f(5) * 255), Math.round(f(3) * 255), Math.round(f(1) * 255)];
   }
 
-  function decodeRle(rle) { // COCO RLE, uncompressed counts, column-major → Uint8Array(h * w) row-major
+  function countsOf(c) { // COCO's compressed RLE string (rleFrString) → run lengths; a list as it is
+    if (typeof c !== "string") return c;
+    const out = [];
+    for (let p = 0; p < c.length;) {
+      let x = 0, k = 0, more = true;
+      while (more) {
+        const ch = c.charCodeAt(p++) - 48;
+        x += (ch & 0x1f) * Math.pow(2, 5 * k++); // no 32-bit shifts: exact to 2 ** 53
+        more = (ch & 0x20) !== 0;
+        if (!more && (ch & 0x10)) x -= Math.pow(2, 5 * k); // the last group's top bit: negative
+      }
+      if (out.length > 2) x += out[out.length - 2]; // from the fourth on: the difference to the count two back
+      out.push(x);
+    }
+    return out;
+  }
+
+  function decodeRle(rle) { // COCO RLE (compressed string or counts), column-major → Uint8Array(h * w) row-major
     const [h, w] = rle.size, out = new Uint8Array(h * w);
     let pos = 0, on = false;
-    for (const n of rle.counts) {
+    for (const n of countsOf(rle.counts)) {
       if (on) for (let j = pos; j < pos + n; j++) out[(j % h) * w + Math.floor(j / h)] = 1;
       pos += n; on = !on;
     }
