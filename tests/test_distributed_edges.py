@@ -224,8 +224,9 @@ def wait_for(tag: str, proc: subprocess.Popen, words: str, seconds: float = 300.
 @pytest.mark.parametrize("when", ["raylet", "ray::IDLE", "Segmenter"])  # Ray starting, its workers starting, at work
 def test_ctrl_c_leaves_no_ray_process(tmp_path, when):
     """SIGINT as soon as a process with ``when`` in its command line runs: exit status 130 (not a crash of a
-    half-made driver), and no process of the run left once the command has ended."""
-    photos = synth_folder(tmp_path / "photos", 40)
+    half-made driver), and no process of the run left once the command has ended. 160 images: the run lasts
+    long enough (~20 s) that the signal lands in it even on a busy machine (40, ~6 s, finished first in a CI run)."""
+    photos = synth_folder(tmp_path / "photos", 160)
     tag = uuid.uuid4().hex
     proc = cli(tag, str(photos), "--engine", "ray", "--out", str(tmp_path / "r.parquet"), "--batch-size", "1", "-q")
     try:
