@@ -178,3 +178,21 @@ def test_non_finite_or_out_of_range_options_are_usage_errors(args):
                        timeout=60, env=os.environ)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and args[0] in lines[0], p.stderr
+
+
+@pytest.mark.slow
+def test_a_request_cut_off_at_shutdown_gets_the_json_error():
+    """SIGTERM while a request is still in flight after the drain time: its client gets a 503 JSON body
+    (`shutting_down`), not a dropped connection; the process ends."""
+    import signal
+
+    with serve_process("--drain-seconds", "1") as (proc, url):
+        with socket.create_connection(("127.0.0.1", _port(url)), timeout=10) as s:
+            s.sendall(b"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100000\r\n\r\n" + b'{"image": "' + b"A" * 1000)  # the body stops there
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            reply = _read_reply(s, 15)
+        status, body = _json_error(reply)
+        assert status == 503 and body["error"]["code"] == "shutting_down", reply[:300]
+        assert proc.wait(30) is not None
