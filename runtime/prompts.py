@@ -288,8 +288,7 @@ def apply_prompts(
     scored: list[dict[str, float]] = [{} for _ in crops]  # text_mode="all": tag → cosine similarity
     best: dict[str, float | None] = {f"text:{t}": None for t in texts_p or ()}  # text_mode="all": tag → best cosine
     if boxes_p is not None:
-        areas = result.areas if result.mask_shape == result.orig_shape else None  # else: of the resized crops
-        for k, i in enumerate(select_by_boxes(crops, boxes_p, areas)):
+        for k, i in enumerate(select_by_boxes(crops, boxes_p, result.original_areas())):
             tags[i].append(f"box:{k}")
     if points_p is not None:
         if point_mode == "merge":
@@ -303,7 +302,7 @@ def apply_prompts(
             for i, k in zip(*np.nonzero(point_picks(crops, *points_p))):  # row-major: per instance, k ascending
                 tags[i].append(f"point:{k}")
     if texts_p is not None:
-        if any(np.count_nonzero(c.mask) > 100 for c in crops):  # some instance can be a text candidate: CLIP is needed
+        if (result.original_areas() > 100).any():  # some instance can be a text candidate: CLIP is needed
             clip = clip_getter()
             feats, keep = result.text_crop_embeddings(clip)  # cached on the result: later texts cost the text tower
             if keep:

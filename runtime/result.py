@@ -132,6 +132,13 @@ class Result:
             self._areas = np.array([np.count_nonzero(c.mask) for c in self.crops], dtype=np.int64)
         return self._areas.copy()
 
+    def original_areas(self) -> np.ndarray:
+        """(N,) int64 mask areas of :meth:`original_crops`: :attr:`areas` with retina masks, else counted on the
+        resized crops."""
+        if self.mask_shape == self.orig_shape:
+            return self.areas
+        return np.array([np.count_nonzero(c.mask) for c in self.original_crops()], dtype=np.int64)
+
     def original_crops(self) -> list[MaskCrop]:
         """The instance masks at the original image size (letterboxed masks are resized as the
         reference's prompt step resizes them: bilinear, on where > 0.5)."""
@@ -246,14 +253,15 @@ class Result:
             image_path = self.path
         h0, w0 = self.orig_shape
         segmentations = parallel_map(lambda c: encode_rle(c.x0, c.y0, c.mask, self.mask_shape, compressed), self.crops)
+        areas = self.areas.tolist()
         instances = []
-        for i, (box, score, crop, seg) in enumerate(zip(self.boxes.tolist(), self.scores.tolist(), self.crops, segmentations)):
+        for i, (box, score, seg) in enumerate(zip(self.boxes.tolist(), self.scores.tolist(), segmentations)):
             instances.append(
                 {
                     "id": i,
                     "box": [round(v, 3) for v in box],
                     "score": round(score, 6),
-                    "area": int(np.count_nonzero(crop.mask)),
+                    "area": areas[i],
                     "segmentation": seg,
                 }
             )

@@ -58,7 +58,7 @@ def draw_overlay(result: Result, image: np.ndarray | None = None, alpha: float =
     cols = palette(n)
     if n:
         crops = result.original_crops()
-        order = np.argsort(-np.array([np.count_nonzero(c.mask) for c in crops]), kind="stable")  # large first
+        order = np.argsort(-result.original_areas(), kind="stable")  # large first
         placed = [(rank, *crops[i]) for rank, i in enumerate(order.tolist(), 1)]
         lut = np.zeros((n + 1, 4), np.uint8)  # label -> BGRA colour, packed in one uint32 for one gather
         lut[1:, :3] = cols[order]
