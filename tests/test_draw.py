@@ -145,7 +145,7 @@ def test_memory_scales_with_the_boxes():
     finally:
         tracemalloc.stop()
     assert out.any()
-    assert peak < img.nbytes + (12 << 20)  # a full bool mask per instance would add 9 MB each
+    assert peak < img.nbytes + (16 << 20)  # a band's temporaries per thread; a full bool mask per instance adds 9 MB each
 
 
 @pytest.mark.parametrize("threads", ["1", "3"])
