@@ -49,12 +49,59 @@ def run_lengths(x0: int, y0: int, mask: np.ndarray, shape: tuple[int, int]) -> n
 def rle_string(counts: Sequence[int] | np.ndarray) -> str:
     """Run lengths → COCO's compressed RLE string (``rleToString`` of the COCO API: each count from the
     fourth on as its difference to the count two back, in little-endian 5-bit groups with a continuation bit,
-    the last group's top bit the sign, offset by 48 into printable ASCII)."""
+    the last group's top bit the sign, offset by 48 into printable ASCII).
+
+    Values within ±2**14 (3 groups at most: nearly all of them) are looked up in a table of their characters;
+    the few larger ones (long runs of zeros between far-apart columns) are encoded one by one."""
     c = np.asarray(counts, dtype=np.int64).reshape(-1)
     if c.size == 0:
         return ""
     x = c.copy()
     x[3:] -= c[1:-2]
+    large = np.flatnonzero((x <= -_TABLE_LIMIT) | (x >= _TABLE_LIMIT))
+    if large.size > max(16, x.size >> 6):  # mostly large values: whole-array encoding
+        return _encode(x).tobytes().decode("ascii")
+    values = x[large]
+    x[large] = 0  # looked up as zeros, written as themselves below
+    chars, keep = _table()
+    at = (x + _TABLE_LIMIT).astype(np.int32)
+    groups = chars.take(at).view(np.uint8).reshape(-1, 4)
+    used = keep.take(at).view(bool).reshape(-1, 4)
+    if not large.size:
+        return groups[used].tobytes().decode("ascii")
+    parts, a = [], 0
+    for b, value in zip(large.tolist(), values.tolist()):
+        parts += [groups[a:b][used[a:b]].tobytes(), _encode(np.array([value], np.int64)).tobytes()]
+        a = b + 1
+    parts.append(groups[a:][used[a:]].tobytes())
+    return b"".join(parts).decode("ascii")
+
+
+_TABLE_LIMIT = 1 << 14  # |value| < 2**14: at most 3 groups (the table: 2 x 128 KiB)
+_TABLES: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _table() -> tuple[np.ndarray, np.ndarray]:
+    """Per value in [-2**14, 2**14): its characters (up to 3, in a uint32) and which of them are used (a uint32
+    of 4 bools), made once from :func:`_encode`'s rule."""
+    global _TABLES
+    if _TABLES is None:
+        v = np.arange(-_TABLE_LIMIT, _TABLE_LIMIT, dtype=np.int64)
+        size = v ^ (v >> 63)  # v, or ~v when negative: what the groups must hold below the sign bit
+        chars = np.zeros((v.size, 4), np.uint8)
+        used = np.zeros((v.size, 4), bool)
+        used[:, 0] = True
+        for j in range(3):
+            more = size >= 1 << (5 * j + 4)  # another group follows group j
+            chars[:, j] = ((v >> (5 * j)) & 0x1F) + 48 + 32 * more
+            if j < 2:
+                used[:, j + 1] = more
+        _TABLES = chars.view(np.uint32).ravel(), used.view(np.uint32).ravel()
+    return _TABLES
+
+
+def _encode(x: np.ndarray) -> np.ndarray:
+    """(K,) int64 values (the deltas of :func:`rle_string`) → their groups' characters, uint8, end to end."""
     _, bits = np.frexp((x ^ (x >> 63)).astype(np.float64))  # bit length of x (of ~x when negative)
     groups = bits // 5 + 1  # 5-bit groups per value: the last one's bit 4 holds the sign
     ends = np.cumsum(groups)
@@ -67,7 +114,7 @@ def rle_string(counts: Sequence[int] | np.ndarray) -> str:
         out[at[idx] + j] = ((x[idx] >> (5 * j)) & 0x1F) + np.where(last, 48, 48 + 0x20)
         idx = idx[~last]
         j += 1
-    return out.tobytes().decode("ascii")
+    return out
 
 
 def string_counts(s: str | bytes) -> np.ndarray:
