@@ -20,6 +20,7 @@ import ctypes
 import os
 import sys
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -61,13 +62,7 @@ def workers() -> int:
     return max(1, min(cpus, 8))
 
 
-def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """``[fn(x) for x in items]``, spread over :func:`workers` threads when there is more than one item (a task
-    that itself calls parallel_map runs its inner map in its own thread, never waiting on the pool)."""
-    items = list(items)
-    n = workers()
-    if n <= 1 or len(items) <= 1 or getattr(_local, "inside", False):
-        return [fn(x) for x in items]
+def _get_pool(n: int) -> ThreadPoolExecutor:
     global _pool
     with _lock:
         if _pool is None or _pool._max_workers != n:  # noqa: SLF001 - made again when the setting changed
@@ -76,8 +71,10 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
             else:
                 share_malloc_arena()
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="fastsam-onnx-output")
-        pool = _pool
+        return _pool
 
+
+def _nested(fn: Callable[[T], R]) -> Callable[[T], R]:
     def task(x: T) -> R:
         _local.inside = True
         try:
@@ -85,16 +82,42 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         finally:
             _local.inside = False
 
-    return list(pool.map(task, items))
+    return task
+
+
+def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``[fn(x) for x in items]``, spread over :func:`workers` threads when there is more than one item (a task
+    that itself calls parallel_map runs its inner map in its own thread, never waiting on the pool)."""
+    items = list(items)
+    n = workers()
+    if n <= 1 or len(items) <= 1 or getattr(_local, "inside", False):
+        return [fn(x) for x in items]
+    return list(_get_pool(n).map(_nested(fn), items))
 
 
 def parallel_imap(fn: Callable[[T], R], items: Iterable[T], window: int | None = None) -> Iterator[R]:
-    """``fn(x)`` for each of ``items``, yielded in order, computed :func:`parallel_map`-wise ``window`` items at a
-    time (default: 2 per worker): what a consumer writes out as it goes is never all held at once."""
+    """``fn(x)`` for each of ``items``, yielded in order as they finish, with at most ``window`` items (default:
+    2 per worker) computed ahead on the pool: the consumer's own work on one result overlaps the pool's on the
+    next ones, and what it has not taken yet is never all held at once. Inside a pool task, or with one worker,
+    a plain loop. Leaving the loop early cancels what has not started."""
     items = list(items)
-    step = window or 2 * workers()
-    for a in range(0, len(items), step):
-        yield from parallel_map(fn, items[a : a + step])
+    n = workers()
+    if n <= 1 or len(items) <= 1 or getattr(_local, "inside", False):
+        yield from (fn(x) for x in items)
+        return
+    pool, task = _get_pool(n), _nested(fn)
+    ahead = max(1, window or 2 * n)
+    pending: deque = deque()
+    try:
+        for x in items:
+            pending.append(pool.submit(task, x))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
 
 
 def chunks(n: int, parts: int, minimum: int = 1) -> list[tuple[int, int]]:

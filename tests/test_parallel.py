@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from fastsam_onnx.parallel import chunks, parallel_map, workers
+from fastsam_onnx.parallel import chunks, parallel_imap, parallel_map, workers
 
 
 def test_workers_setting(monkeypatch):
@@ -33,6 +33,38 @@ def test_order_errors_and_nesting(monkeypatch):
         parallel_map(bad, range(10))
     # a task that maps again runs its inner map itself: no deadlock with every pool thread busy
     assert parallel_map(lambda x: sum(parallel_map(lambda y: y, range(x))), range(6)) == [0, 0, 1, 3, 6, 10]
+
+
+def test_imap_streams_in_order_within_its_window(monkeypatch):
+    """parallel_imap yields in input order while the pool works ahead, never more than ``window`` items started
+    past what the consumer took; a task's error reaches the consumer; leaving early cancels what has not begun."""
+    monkeypatch.setenv("FASTSAM_ONNX_OUTPUT_THREADS", "2")
+    started, taken = [], []
+    lock = threading.Lock()
+
+    def work(x):
+        with lock:
+            started.append(x)
+            assert len(started) - len(taken) <= 3  # window 3: at most 3 ahead of the consumer
+        return x * 10
+
+    for v in parallel_imap(work, range(40), window=3):
+        taken.append(v)
+    assert taken == [x * 10 for x in range(40)]
+
+    def bad(x):
+        if x == 5:
+            raise ValueError("five")
+        return x
+
+    with pytest.raises(ValueError, match="five"):
+        list(parallel_imap(bad, range(20)))
+    seen = []
+    gen = parallel_imap(lambda x: seen.append(x) or x, range(1000), window=4)
+    assert next(gen) == 0
+    gen.close()  # the rest is cancelled: far fewer than 1000 ran
+    assert len(seen) < 50
+    assert list(parallel_imap(lambda x: x + 1, [])) == [] and list(parallel_imap(lambda x: x + 1, [1])) == [2]
 
 
 def test_chunks_cover_the_range():

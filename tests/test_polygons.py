@@ -277,6 +277,16 @@ def test_bulk_perimeter_is_cv2_arclength():
     ends = np.cumsum(lens)
     got = P._perimeters(pts, ends - lens, ends)
     assert np.array_equal(got, [cv2.arcLength(c, True) for c in contours])
+    # the same lengths from the CHAIN_APPROX_SIMPLE traces (runs as one step), which the exteriors' path uses
+    simple = []
+    for _ in range(40):
+        m = np.pad(_ragged(rng, 40, 40).astype(np.uint8), 1)
+        none = cv2.findContours(m, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)[0]
+        simple += zip(none, cv2.findContours(m, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)[0])
+    pts = np.concatenate([s for _, s in simple]).reshape(-1, 2)
+    ends = np.cumsum([len(s) for _, s in simple])
+    assert pts.shape[0] < sum(len(n) for n, _ in simple)
+    assert np.array_equal(P._perimeters(pts, ends - [len(s) for _, s in simple], ends), [cv2.arcLength(n, True) for n, _ in simple])
 
 
 def test_sibling_rank_walks_the_chains_when_they_are_not_in_order():
@@ -287,11 +297,12 @@ def test_sibling_rank_walks_the_chains_when_they_are_not_in_order():
     assert P._sibling_rank(ordered, np.array([1, 2, 3])).tolist() == [1, 2, 3]
 
 
-@pytest.mark.parametrize("eps", [0.0, 0.005])
+@pytest.mark.parametrize("eps", [0.0, 0.001, 0.005, 0.05])
 @pytest.mark.parametrize("batch_px", [1 << 21, 1 << 12])
 def test_exteriors_as_arrays_are_the_polygons_exteriors(monkeypatch, eps, batch_px):
-    """crops_exteriors (the polygon file formats' path: arrays, no object per polygon) gives crops_polygons'
-    exteriors vertex for vertex, in crop order and largest first, also when the crops span many batches."""
+    """crops_exteriors (the polygon file formats' path: arrays, no object per polygon; with simplification it
+    traces the straight runs as one step) gives crops_polygons' exteriors vertex for vertex, in crop order and
+    largest first, also when the crops span many batches."""
     monkeypatch.setattr(P, "_BATCH_PX", batch_px)
     rng = np.random.default_rng(5)
     masks = [_ragged(rng, int(rng.integers(1, 120)), int(rng.integers(1, 120))) for _ in range(40)]

@@ -52,25 +52,25 @@ def _format(fmt: str) -> str:
     return fmt
 
 
-def _exteriors(result: Result, epsilon: float) -> tuple[list[tuple[int, int]], list[np.ndarray], list[tuple[int, int]]]:
+def _exteriors(result: Result, epsilon: float) -> tuple[list[tuple[int, int]], np.ndarray, list[int], list[tuple[int, int]]]:
     """Every polygon's exterior, instances in order and their parts largest first: (instance, parts of that
-    instance) per polygon, the (k, 2) vertex arrays, and ranges of polygons holding about :data:`_CHUNK`
-    coordinates each (formatted apart, on the output threads: what is held at once stays small)."""
+    instance) per polygon; the (P, 2) float32 vertices of all of them end to end and where each one starts (one
+    more entry: the end); ranges of polygons holding about :data:`_CHUNK` coordinates each (formatted apart, on
+    the output threads: what is held at once stays small)."""
     from .polygons import crops_exteriors
 
     pts, lens, owner = crops_exteriors(result.original_crops(), epsilon)
     counts = np.bincount(owner, minlength=len(result)) if len(owner) else np.zeros(len(result), np.int64)
     owners = list(zip(owner.tolist(), counts[owner].tolist()))
-    rings = np.split(pts, np.cumsum(lens)[:-1].tolist()) if len(lens) else []
-    ranges, start, size = [], 0, 0
-    for k, n in enumerate(lens.tolist()):
-        size += 2 * n
-        if size >= _CHUNK:
+    at = [0, *np.cumsum(lens).tolist()]
+    ranges, start = [], 0
+    for k in range(len(lens)):
+        if 2 * (at[k + 1] - at[start]) >= _CHUNK:
             ranges.append((start, k + 1))
-            start, size = k + 1, 0
-    if start < len(rings):
-        ranges.append((start, len(rings)))
-    return owners, rings, ranges
+            start = k + 1
+    if start < len(lens):
+        ranges.append((start, len(lens)))
+    return owners, pts, at, ranges
 
 
 _CHUNK = 1 << 18  # coordinates formatted at once by one thread
@@ -99,11 +99,12 @@ def labelme_json(
     image_path: the image file (default ``result.path``); label: every shape's label. Shapes: per instance
     (in order) one polygon per connected part, largest first, points in original-image pixels (1 decimal)."""
     data = _labelme_head(result, json_path, image_path, label)
-    owners, rings, _ = _exteriors(result, epsilon)
+    owners, pts, at, _ = _exteriors(result, epsilon)
     scores = result.scores.tolist()
-    for (i, parts), ring in zip(owners, rings):
+    for k, (i, parts) in enumerate(owners):
         data["shapes"].append({
-            "label": label, "points": np.round(ring.astype(np.float64), 1).tolist(), "group_id": i if parts > 1 else None,
+            "label": label, "points": np.round(pts[at[k] : at[k + 1]].astype(np.float64), 1).tolist(),
+            "group_id": i if parts > 1 else None,
             "description": "", "shape_type": "polygon", "flags": {}, "score": round(scores[i], 6),
         })
     return data
@@ -121,18 +122,18 @@ def labelme_text(
 def _labelme_parts(result: Result, json_path: Any, image_path: Any, label: Any, epsilon: float) -> Iterator[str]:
     """:func:`labelme_text` in parts, made as they are written (the file's text is never held whole)."""
     head = _labelme_head(result, json_path, image_path, label)
-    owners, rings, ranges = _exteriors(result, epsilon)
+    owners, pts, at, ranges = _exteriors(result, epsilon)
     scores = [json.dumps(round(v, 6)) for v in result.scores.tolist()]
     name = json.dumps(label, ensure_ascii=False)
 
     def shape_lines(span: tuple[int, int]) -> str:
-        lens = np.fromiter(map(len, rings[span[0] : span[1]]), np.int64)
+        lens = np.diff(at[span[0] : span[1] + 1])
         codes = np.ones(2 * int(lens.sum()), np.uint8)  # x ", " y "], [" ...
         codes[::2] = 0
         last = 2 * np.cumsum(lens) - 1
         codes[last] = 2  # ... y "]]"
-        pts = np.concatenate(rings[span[0] : span[1]]).astype(np.float64)
-        text, ends = join_fixed(np.rint(pts * 10).astype(np.int64).ravel(), 1, codes, (", ", "], [", "]]"), with_ends=True)
+        xy = pts[at[span[0]] : at[span[1]]].astype(np.float64)
+        text, ends = join_fixed(np.rint(xy * 10).astype(np.int64).ravel(), 1, codes, (", ", "], [", "]]"), with_ends=True)
         stops = ends[last].tolist()
         return ",\n".join(
             f'    {{"label": {name}, "points": [[{text[a:b]}, "group_id": {i if parts > 1 else "null"}, '
@@ -168,16 +169,16 @@ def yolo_text(result: Result, *, class_id: int = 0, epsilon: float = DEFAULT_EPS
 def _yolo_parts(result: Result, class_id: int, epsilon: float) -> Iterator[str]:
     """:func:`yolo_text` in parts, made as they are written (the file's text is never held whole)."""
     h, w = result.orig_shape
-    _, rings, ranges = _exteriors(result, epsilon)
+    _, pts, at, ranges = _exteriors(result, epsilon)
     prefix = f"{int(class_id)} "
     scale = np.array([w, h], np.float64)
 
     def lines(span: tuple[int, int]) -> str:
-        lens = np.fromiter(map(len, rings[span[0] : span[1]]), np.int64)
-        pts = np.concatenate(rings[span[0] : span[1]]).astype(np.float64)
+        lens = np.diff(at[span[0] : span[1] + 1])
+        xy = pts[at[span[0]] : at[span[1]]].astype(np.float64)
         # rounded up at the 6th decimal (at most w × 1e-6 px): x_norm × w never falls below the vertex, so
         # rasterisers that truncate (ultralytics' polygon2mask) land on the same pixel
-        q = np.ceil(pts / scale * 1e6).clip(0, 1e6).astype(np.int64).ravel()
+        q = np.ceil(xy / scale * 1e6).clip(0, 1e6).astype(np.int64).ravel()
         codes = np.zeros(q.size, np.uint8)
         codes[2 * np.cumsum(lens) - 1] = 1  # each line's last number
         return prefix + join_fixed(q, 6, codes, (" ", "\n"))[:-1].replace("\n", "\n" + prefix) + "\n"

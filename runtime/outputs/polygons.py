@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ..errors import BadArgumentError
-from ..parallel import chunks, parallel_map, workers
+from ..parallel import parallel_map
 
 __all__ = ["Polygon", "crops_polygons", "crops_exteriors", "mask_polygons"]
 
@@ -186,14 +186,18 @@ def _run_batches(crops: list, masks: list, live: list, shapes: list, eps: float,
             size = 0
         batches[-1].append(strip)
         size += strip[1] * strip[2]
-    return parallel_map(lambda batch: _batch_polygons(batch, geometry, eps, min_points, holes), batches)
+    return parallel_map(lambda batch: _batch_polygons(*_trace(batch, geometry, eps, holes), geometry, eps, min_points, holes),
+                        batches)
 
 
-def _batch_polygons(strips: list, geometry: tuple, eps: float, min_points: int, holes_too: bool = True) -> list:
-    """The polygons of the crops packed in ``strips`` (a batch of :func:`_layout`'s strips): (tile, polygons) per
-    crop that has any, as :func:`crops_polygons` returns them; without ``holes_too`` one (tile per exterior,
-    vertex counts, (P, 2) vertices) triple of arrays, as :func:`crops_exteriors` needs them."""
-    masks, live, shapes, tiles, tops, keys, offs, exact, bound, dim = geometry
+def _trace(strips: list, geometry: tuple, eps: float, holes_too: bool) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The contours of the crops packed in ``strips`` (a batch of :func:`_layout`'s strips) and their (K, 4)
+    hierarchy (RETR_CCOMP), numbered across the strips; without ``holes_too`` the outer contours only."""
+    masks, live, shapes = geometry[:3]
+    # exteriors to simplify: traced with their straight runs' middle points left out (CHAIN_APPROX_SIMPLE), which
+    # approxPolyDP never keeps: the farthest point of a run from a point or a chord is one of its ends, and an
+    # outer contour starts at a corner (its top-left pixel), so the result is the same, vertex for vertex
+    chain = cv2.CHAIN_APPROX_SIMPLE if eps > 0 and not holes_too else cv2.CHAIN_APPROX_NONE
     contours: list[np.ndarray] = []
     hiers = []
     for y0, rows, width, placed in strips:
@@ -201,13 +205,25 @@ def _batch_polygons(strips: list, geometry: tuple, eps: float, min_points: int, 
         for i, x, y in placed:
             h, w = shapes[i]
             canvas[y : y + h, x : x + w] = masks[live[i]]
-        cs, hier = cv2.findContours(canvas, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE, offset=(0, y0))
-        if hier is not None:
-            hiers.append(hier[0] + np.where(hier[0] >= 0, len(contours), 0))
-            contours.extend(cs)
-    if not contours:
+        cs, hier = cv2.findContours(canvas, cv2.RETR_CCOMP, chain, offset=(0, y0))
+        if hier is None:
+            continue
+        if not holes_too:  # the outer contours only (parts, and islands in holes), before any work on them
+            outer = np.flatnonzero(hier[0][:, 3] < 0).tolist()
+            cs, hier = [cs[i] for i in outer], np.full((1, len(outer), 4), -1, np.int32)
+        hiers.append(hier[0] + np.where(hier[0] >= 0, len(contours), 0))
+        contours.extend(cs)
+    return contours, np.concatenate(hiers) if hiers else None
+
+
+def _batch_polygons(contours: list[np.ndarray], hier: np.ndarray | None, geometry: tuple, eps: float, min_points: int,
+                    holes_too: bool = True) -> list:
+    """The polygons of one batch's traced ``contours`` (:func:`_trace`): (tile, polygons) per crop that has any, as
+    :func:`crops_polygons` returns them; without ``holes_too`` one (tile per exterior, vertex counts, (P, 2)
+    vertices) triple of arrays, as :func:`crops_exteriors` needs them."""
+    masks, live, shapes, tiles, tops, keys, offs, exact, bound, dim = geometry
+    if not contours or hier is None:
         return []
-    hier = np.concatenate(hiers)
     lens = np.fromiter(map(len, contours), np.int64, len(contours))
     parent = hier[:, 3]
     top = parent < 0
@@ -312,13 +328,17 @@ _SQRT2 = float(np.sqrt(np.float32(2)))  # cv2.arcLength's diagonal step (float32
 
 
 def _perimeters(pts: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """``cv2.arcLength(contour, closed=True)`` of every traced contour pts[starts[k]:ends[k]] ((P, 2) int32),
-    in bulk: CHAIN_APPROX_NONE steps are 0, 1 or float32 sqrt(2) px, so every partial sum is exact."""
-    d = np.empty(pts.shape, bool)
-    np.not_equal(pts[1:], pts[:-1], out=d[:-1])
-    d[ends - 1] = pts[starts] != pts[ends - 1]  # each contour closes on its first vertex
-    diag = np.add.reduceat(d[:, 0] & d[:, 1], starts).astype(np.float64)
-    axis = np.add.reduceat(d[:, 0] ^ d[:, 1], starts).astype(np.float64)
+    """``cv2.arcLength(contour, closed=True)`` of every traced contour pts[starts[k]:ends[k]] ((P, 2) int32) as
+    CHAIN_APPROX_NONE traces it, in bulk, also from its CHAIN_APPROX_SIMPLE trace (a run of n one-pixel steps as
+    one step): the steps are along an axis (1 px each) or a diagonal (float32 sqrt(2) px each), so every partial
+    sum is exact and the order of adding them does not matter."""
+    step = np.empty(pts.shape, np.int64)
+    np.subtract(pts[1:], pts[:-1], out=step[:-1])
+    step[ends - 1] = pts[starts] - pts[ends - 1]  # each contour closes on its first vertex
+    np.abs(step, out=step)
+    diagonal = (step[:, 0] > 0) & (step[:, 1] > 0)  # then |dx| == |dy| one-pixel diagonal steps
+    axis = np.add.reduceat(np.where(diagonal, 0, step[:, 0] + step[:, 1]), starts).astype(np.float64)
+    diag = np.add.reduceat(np.where(diagonal, step[:, 0], 0), starts).astype(np.float64)
     return axis + diag * _SQRT2
 
 
@@ -331,13 +351,8 @@ def _simplify(contours, pts, lens, starts, ends, parent, min_points, eps):
     ok[hole] &= ok[parent[hole]]
     tol = (_perimeters(pts, starts, ends) * eps).tolist()
     cs = list(contours)
-    todo = np.flatnonzero(ok).tolist()
-
-    def approx(rows: tuple[int, int]) -> None:  # on the output threads: cv2 releases the GIL
-        for i in todo[rows[0] : rows[1]]:
-            cs[i] = cv2.approxPolyDP(cs[i], tol[i], True)
-
-    parallel_map(approx, chunks(len(todo), 4 * workers()))
+    for i in np.flatnonzero(ok).tolist():
+        cs[i] = cv2.approxPolyDP(cs[i], tol[i], True)
     lens = np.fromiter(map(len, cs), np.int64, len(cs))
     ends = np.cumsum(lens)
     return np.concatenate(cs).reshape(-1, 2), lens, ends - lens, ends
