@@ -51,52 +51,53 @@ def rle_string(counts: Sequence[int] | np.ndarray) -> str:
     fourth on as its difference to the count two back, in little-endian 5-bit groups with a continuation bit,
     the last group's top bit the sign, offset by 48 into printable ASCII).
 
-    Values within ±2**14 (3 groups at most: nearly all of them) are looked up in a table of their characters;
-    the few larger ones (long runs of zeros between far-apart columns) are encoded one by one."""
+    Values within ±2**14 (3 groups at most: nearly all of them) are looked up in a table of their characters
+    (zero bytes where a value has fewer, deleted at the end); the few larger ones (long runs of zeros between
+    far-apart columns) are encoded one by one."""
     c = np.asarray(counts, dtype=np.int64).reshape(-1)
     if c.size == 0:
         return ""
-    x = c.copy()
-    x[3:] -= c[1:-2]
-    large = np.flatnonzero((x <= -_TABLE_LIMIT) | (x >= _TABLE_LIMIT))
+    if int(c.max()) < 1 << 30:  # the differences fit 32 bits: half the memory traffic
+        c = c.astype(np.int32)
+    x = np.empty_like(c)
+    x[:3] = c[:3]
+    np.subtract(c[3:], c[1:-2], out=x[3:])
+    x += _TABLE_LIMIT  # the table's row; outside [0, 2**15) a large value
+    unsigned = x.view(np.uint32 if x.dtype == np.int32 else np.uint64)
+    large = np.flatnonzero(unsigned >= 2 * _TABLE_LIMIT)
     if large.size > max(16, x.size >> 6):  # mostly large values: whole-array encoding
-        return _encode(x).tobytes().decode("ascii")
-    values = x[large]
-    x[large] = 0  # looked up as zeros, written as themselves below
-    chars, keep = _table()
-    at = (x + _TABLE_LIMIT).astype(np.int32)
-    groups = chars.take(at).view(np.uint8).reshape(-1, 4)
-    used = keep.take(at).view(bool).reshape(-1, 4)
+        return _encode(x.astype(np.int64) - _TABLE_LIMIT).tobytes().decode("ascii")
+    values = x[large].astype(np.int64) - _TABLE_LIMIT
+    x[large] = _TABLE_LIMIT  # looked up as zeros, written as themselves below
+    groups = _table().take(x)  # (K,) uint32: a value's characters, then zero bytes
     if not large.size:
-        return groups[used].tobytes().decode("ascii")
+        return groups.tobytes().translate(None, b"\0").decode("ascii")
     parts, a = [], 0
     for b, value in zip(large.tolist(), values.tolist()):
-        parts += [groups[a:b][used[a:b]].tobytes(), _encode(np.array([value], np.int64)).tobytes()]
+        parts += [groups[a:b].tobytes().translate(None, b"\0"), _encode(np.array([value], np.int64)).tobytes()]
         a = b + 1
-    parts.append(groups[a:][used[a:]].tobytes())
+    parts.append(groups[a:].tobytes().translate(None, b"\0"))
     return b"".join(parts).decode("ascii")
 
 
-_TABLE_LIMIT = 1 << 14  # |value| < 2**14: at most 3 groups (the table: 2 x 128 KiB)
-_TABLES: tuple[np.ndarray, np.ndarray] | None = None
+_TABLE_LIMIT = 1 << 14  # |value| < 2**14: at most 3 groups (the table: 128 KiB)
+_TABLES: np.ndarray | None = None
 
 
-def _table() -> tuple[np.ndarray, np.ndarray]:
-    """Per value in [-2**14, 2**14): its characters (up to 3, in a uint32) and which of them are used (a uint32
-    of 4 bools), made once from :func:`_encode`'s rule."""
+def _table() -> np.ndarray:
+    """Per value in [-2**14, 2**14): its characters (up to 3) in a uint32, zero bytes after them, made once
+    from :func:`_encode`'s rule."""
     global _TABLES
     if _TABLES is None:
         v = np.arange(-_TABLE_LIMIT, _TABLE_LIMIT, dtype=np.int64)
         size = v ^ (v >> 63)  # v, or ~v when negative: what the groups must hold below the sign bit
         chars = np.zeros((v.size, 4), np.uint8)
-        used = np.zeros((v.size, 4), bool)
-        used[:, 0] = True
+        used = np.ones(v.size, bool)
         for j in range(3):
             more = size >= 1 << (5 * j + 4)  # another group follows group j
-            chars[:, j] = ((v >> (5 * j)) & 0x1F) + 48 + 32 * more
-            if j < 2:
-                used[:, j + 1] = more
-        _TABLES = chars.view(np.uint32).ravel(), used.view(np.uint32).ravel()
+            chars[:, j] = np.where(used, ((v >> (5 * j)) & 0x1F) + 48 + 32 * more, 0)
+            used = more
+        _TABLES = chars.view(np.uint32).ravel()
     return _TABLES
 
 
