@@ -160,6 +160,23 @@ def test_bands_and_threads_do_not_change_the_picture(monkeypatch, threads, u16):
     np.testing.assert_array_equal(draw_overlay(r, boxes=False), full_mask_overlay(r, placed(r.crops, r.mask_shape)))
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 1), (2, 2), (1, 5), (7, 1), (3, 3)])
+def test_tiny_images(shape):
+    """Images of one pixel, one row or one column (OpenCV's bindings read a one-element array as a scalar)."""
+    H, W = shape
+    rng = np.random.default_rng(H * 10 + W)
+    for _ in range(20):
+        crops = []
+        for _ in range(int(rng.integers(1, 4))):
+            y0, x0 = int(rng.integers(0, H)), int(rng.integers(0, W))
+            h, w = int(rng.integers(1, H - y0 + 1)), int(rng.integers(1, W - x0 + 1))
+            crops.append(MaskCrop(x0, y0, rng.random((h, w)) < 0.7))
+        boxes = np.array([[c.x0, c.y0, c.x0 + c.mask.shape[1], c.y0 + c.mask.shape[0]] for c in crops], np.float32)
+        img = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+        r = Result(boxes, np.linspace(0.9, 0.5, len(crops), dtype=np.float32), crops, (H, W), (H, W), orig_img=img)
+        np.testing.assert_array_equal(draw_overlay(r, boxes=False), full_mask_overlay(r, placed(r.crops, (H, W))))
+
+
 def test_refuses_an_image_of_another_size():
     from fastsam_onnx.errors import BadArgumentError
 

@@ -77,6 +77,18 @@ def draw_overlay(result: Result, image: np.ndarray | None = None, alpha: float =
         def colours(labels: np.ndarray) -> np.ndarray:  # label map -> its BGR image, in one gather
             return cv2.cvtColor(packed.take(labels).view(np.uint8).reshape(*labels.shape, 4), cv2.COLOR_BGRA2BGR)
 
+        def paint(strip: np.ndarray, t: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> None:
+            """Blend the labelled pixels of ``strip`` with their colours, then outline the borders."""
+            border = cv2.compare(hi, lo, cv2.CMP_NE)  # a label differs within 1 px: the later mask's colour
+            if cv2.countNonZero(border):
+                t = t.copy()
+                cv2.copyTo(hi, border, t)
+            inside = cv2.compare(t, 0, cv2.CMP_GT)
+            if cv2.countNonZero(inside):
+                colour = colours(t)
+                cv2.copyTo(cv2.addWeighted(strip, 1 - alpha, colour, alpha, 0), inside, strip)
+                cv2.copyTo(colour, border, strip)
+
         def compose(rows: tuple[int, int]) -> None:
             r0, r1 = rows
             a0, a1 = max(0, r0 - 1), min(H, r1 + 1)  # one row of halo for the borders
@@ -92,15 +104,13 @@ def draw_overlay(result: Result, image: np.ndarray | None = None, alpha: float =
             if t.dtype == np.float32:  # labels past uint16: gathered as ints, compared as ints
                 t, hi, lo = t.astype(np.int32), hi.astype(np.int32), lo.astype(np.int32)
             strip = img[r0:r1, c0:c1]
-            border = cv2.compare(hi, lo, cv2.CMP_NE)  # a label differs within 1 px: the later mask's colour
-            if cv2.countNonZero(border):
-                t = t.copy()
-                cv2.copyTo(hi, border, t)
-            inside = cv2.compare(t, 0, cv2.CMP_GT)
-            if cv2.countNonZero(inside):
-                colour = colours(t)
-                cv2.copyTo(cv2.addWeighted(strip, 1 - alpha, colour, alpha, 0), inside, strip)
-                cv2.copyTo(colour, border, strip)
+            if t.size == 1:  # OpenCV's bindings read a one-element array as a scalar: paint a padded copy
+                pad = lambda a: np.pad(a, [(0, 0), (0, 1)] + [(0, 0)] * (a.ndim - 2))  # noqa: E731
+                wide = pad(strip)
+                paint(wide, pad(t), pad(hi), pad(lo))
+                strip[:] = wide[:, :1]
+            else:
+                paint(strip, t, hi, lo)
 
         rows = max(1, _BAND_PX // max(W, 1))
         parallel_map(compose, chunks(H, -(-H // rows)))
