@@ -181,6 +181,12 @@ class Result:
             out._logits = (self._logits[0], self._logits[1][rows], self._logits[2])
         return out
 
+    def clear_clip_cache(self) -> None:
+        """Drop the CLIP image embeddings cached on this result (:meth:`text_crop_embeddings`,
+        :meth:`embeddings`): their memory, or to time a first text prompt again."""
+        with self._clip_lock:
+            self._clip_cache.clear()
+
     def text_crop_embeddings(self, clip: Any) -> tuple[np.ndarray, list[int]]:
         """CLIP image embeddings of the crops text prompts compare with: ((K, D) float32 L2-normalised, the
         instance index of each row). Crops as :func:`fastsam_onnx.clip.crops.text_crops` makes them (instances

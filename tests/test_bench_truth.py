@@ -228,3 +228,46 @@ def test_summary_is_rewritten_from_results_json(tmp_path, capsys):
     assert run_benchmarks.command(["--models", "s", "--out", "/x", "--work=/y", "--sizes", "1024"]) == \
         "python tools/run_benchmarks.py --models s --sizes 1024"
     assert update_readme.SUMMARY_INCLUDE == '--8<-- "benchmarks/results/summary.md"'
+
+
+def test_every_timed_text_prompt_is_the_first_on_its_result(monkeypatch):
+    """The text prompt caches its crops' CLIP embeddings on the result (a second text costs only the text tower);
+    the reference encodes them on every call, so each timed run of ours starts from an uncached result."""
+    import numpy as np
+
+    from fastsam_onnx.benchmarks import timing
+    from fastsam_onnx.masks import MaskCrop
+    from fastsam_onnx.result import Result
+
+    calls = {"images": 0}
+
+    class FakeCLIP:
+        precision = "fp32"
+
+        def __init__(self, bundle):
+            self._text_cache = {}
+
+        def encode_images(self, images):
+            calls["images"] += 1
+            return np.ones((len(images), 4), np.float32) / 2
+
+        def encode_texts(self, texts):
+            return np.ones((len(texts), 4), np.float32) / 2
+
+    class FakeModel:
+        def prompt(self, result, texts):
+            result.text_crop_embeddings(self._clip)
+            return result
+
+    monkeypatch.setattr("fastsam_onnx.clip.CLIP", FakeCLIP)
+    crops = [MaskCrop(0, 0, np.ones((20, 20), bool)), MaskCrop(30, 10, np.ones((15, 25), bool))]
+    boxes = np.array([[0, 0, 20, 20], [30, 10, 55, 25]], np.float32)
+    img = np.zeros((40, 60, 3), np.uint8)
+    result = Result(boxes, np.array([0.9, 0.8], np.float32), crops, (40, 60), (40, 60), orig_img=img)
+    out = timing._text_timings(FakeModel(), result, "clip-bundle", ["a dog"], 3, [], False)
+    assert out["text"]["n"] == 3
+    assert calls["images"] == 1 + 3 + 1 + 4  # warm-up, 3 timed, the selection count, then clip_image (1 + 3)
+    result.text_crop_embeddings(FakeCLIP(None))
+    assert result._clip_cache
+    result.clear_clip_cache()
+    assert not result._clip_cache and result.nbytes() == sum(c.mask.nbytes for c in crops) + boxes.nbytes + 8 + img.nbytes
