@@ -59,6 +59,7 @@ class Result:
     _logits: tuple | None = field(default=None, init=False, repr=False, compare=False)
     _edges: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _areas: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    _original_areas: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)  # letterboxed
 
     def __getstate__(self) -> dict[str, Any]:  # picklable (multiprocessing, Ray): the CLIP cache stays behind
         state = dict(self.__dict__)
@@ -137,14 +138,20 @@ class Result:
         resized crops."""
         if self.mask_shape == self.orig_shape:
             return self.areas
-        return np.array([np.count_nonzero(c.mask) for c in self.original_crops()], dtype=np.int64)
+        if self._original_areas is None or len(self._original_areas) != len(self.crops):
+            self.original_crops()  # counts them as it resizes
+        return self._original_areas.copy()
 
     def original_crops(self) -> list[MaskCrop]:
         """The instance masks at the original image size (letterboxed masks are resized as the
-        reference's prompt step resizes them: bilinear, on where > 0.5)."""
+        reference's prompt step resizes them: bilinear, on where > 0.5; their areas are kept for
+        :meth:`original_areas`, so callers holding the crops do not resize them again for it)."""
         if self.mask_shape == self.orig_shape:
             return list(self.crops)
-        return rescale_crops(self.crops, *unpad_axes(self.mask_shape, self.orig_shape))
+        crops = rescale_crops(self.crops, *unpad_axes(self.mask_shape, self.orig_shape))
+        if self._original_areas is None or len(self._original_areas) != len(self.crops):
+            self._original_areas = np.array([np.count_nonzero(c.mask) for c in crops], dtype=np.int64)
+        return crops
 
     def select(self, idx: Sequence[int] | np.ndarray, selected_by: list[list[str]] | None = None) -> "Result":
         """A new result with the instances ``idx``, in that order: ints in [-N, N) or an (N,) bool mask.

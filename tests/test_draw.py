@@ -104,6 +104,23 @@ def synthetic() -> Result:
     return Result(boxes, np.linspace(0.9, 0.5, n, dtype=np.float32), crops, (H, W), (H, W), orig_img=img)
 
 
+def test_letterboxed_masks_are_resized_once_per_overlay_and_prompt(model, assets, monkeypatch):
+    """Letterboxed results: the overlay and a box prompt resize the crops once each (the areas that order the
+    drawing and rank the boxes' masks are counted as they are resized), and the areas are those of the
+    resized crops."""
+    import fastsam_onnx.result as result_module
+
+    r = model.segment(str(assets / "bus.jpg"), retina_masks=False)
+    calls = []
+    real = result_module.rescale_crops
+    monkeypatch.setattr(result_module, "rescale_crops", lambda *a, **k: calls.append(1) or real(*a, **k))
+    draw_overlay(r)
+    assert len(calls) == 1
+    model.prompt(r, bboxes=[[10, 10, 400, 600]])
+    assert len(calls) == 2
+    assert r.original_areas().tolist() == [int(np.count_nonzero(c.mask)) for c in r.original_crops()]
+
+
 def test_crops_at_box_and_canvas_edges_draw_as_full_masks():
     r = synthetic()
     expected = full_mask_overlay(r, placed(r.crops, r.mask_shape))

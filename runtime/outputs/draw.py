@@ -44,9 +44,9 @@ def band_labels(placed: list, r0: int, r1: int, width: int) -> np.ndarray:
         a, b = max(r0, y0), min(r1, y0 + m.shape[0])
         if a < b and m.shape[1]:
             region, part = top[a - r0 : b - r0, x0 : x0 + m.shape[1]], m[a - y0 : b - y0]
-            if part.size > 4:
+            if part.size > 1:
                 cv2.max(region, cv2.multiply(part.view(np.uint8), rank, dtype=depth), dst=region)
-            else:  # OpenCV reads an array of <= 4 values as a scalar
+            else:  # OpenCV's bindings read a one-element array as a scalar
                 np.copyto(region, rank, where=part, casting="unsafe")
     return top
 

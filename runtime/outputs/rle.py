@@ -85,26 +85,29 @@ _TABLES: np.ndarray | None = None
 
 
 def _table() -> np.ndarray:
-    """Per value in [-2**14, 2**14): its characters (up to 3) in a uint32, zero bytes after them, made once
-    from :func:`_encode`'s rule."""
+    """Per value in [-2**14, 2**14): its characters (up to 3, from :func:`_encode`) in a uint32, zero bytes after
+    them; made once."""
     global _TABLES
     if _TABLES is None:
         v = np.arange(-_TABLE_LIMIT, _TABLE_LIMIT, dtype=np.int64)
-        size = v ^ (v >> 63)  # v, or ~v when negative: what the groups must hold below the sign bit
+        groups = _groups(v)
+        ends = np.cumsum(groups)
+        rank = np.arange(int(ends[-1])) - np.repeat(ends - groups, groups)  # each character's place in its value
         chars = np.zeros((v.size, 4), np.uint8)
-        used = np.ones(v.size, bool)
-        for j in range(3):
-            more = size >= 1 << (5 * j + 4)  # another group follows group j
-            chars[:, j] = np.where(used, ((v >> (5 * j)) & 0x1F) + 48 + 32 * more, 0)
-            used = more
+        chars[np.repeat(np.arange(v.size), groups), rank] = _encode(v)
         _TABLES = chars.view(np.uint32).ravel()
     return _TABLES
 
 
+def _groups(x: np.ndarray) -> np.ndarray:
+    """5-bit groups each (K,) int64 value takes: its bit length (of ~x when negative) plus the sign bit, in 5s."""
+    _, bits = np.frexp((x ^ (x >> 63)).astype(np.float64))
+    return bits // 5 + 1  # the last group's bit 4 holds the sign
+
+
 def _encode(x: np.ndarray) -> np.ndarray:
     """(K,) int64 values (the deltas of :func:`rle_string`) → their groups' characters, uint8, end to end."""
-    _, bits = np.frexp((x ^ (x >> 63)).astype(np.float64))  # bit length of x (of ~x when negative)
-    groups = bits // 5 + 1  # 5-bit groups per value: the last one's bit 4 holds the sign
+    groups = _groups(x)
     ends = np.cumsum(groups)
     out = np.empty(int(ends[-1]), np.uint8)
     at = ends - groups
