@@ -10,8 +10,7 @@ import numpy as np
 
 from .errors import BadArgumentError
 from .masks import MaskCrop, rescale_crops, unpad_axes
-from .outputs.rle import encode_rle
-from .parallel import parallel_map
+from .outputs.rle import encode_rles
 
 if TYPE_CHECKING:
     from .outputs.polygons import Polygon
@@ -265,8 +264,11 @@ class Result:
         if image_path is None:
             image_path = self.path
         h0, w0 = self.orig_shape
-        segmentations = parallel_map(lambda c: encode_rle(c.x0, c.y0, c.mask, self.mask_shape, compressed), self.crops)
-        areas = self.areas.tolist()
+        encoded = encode_rles(self.crops, self.mask_shape, compressed)
+        segmentations = [rle for rle, _ in encoded]
+        if self._areas is None or len(self._areas) != len(self.crops):  # counted off the runs: no pass over the crops
+            self._areas = np.array([area for _, area in encoded], dtype=np.int64)
+        areas = self._areas.tolist()
         instances = []
         for i, (box, score, seg) in enumerate(zip(self.boxes.tolist(), self.scores.tolist(), segmentations)):
             instances.append(

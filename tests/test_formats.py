@@ -15,7 +15,8 @@ import pytest
 
 from fastsam_onnx import BadArgumentError, FastSAM, Result
 from fastsam_onnx.outputs.formats import (
-    DEFAULT_EPSILON, annotation_path, check_unique_outputs, labelme_json, read_annotation, write_annotation, yolo_text,
+    DEFAULT_EPSILON, annotation_path, check_unique_outputs, labelme_json, labelme_text, read_annotation, write_annotation,
+    yolo_text,
 )
 from fastsam_onnx.masks import MaskCrop
 from fastsam_onnx.models import example_image
@@ -106,6 +107,31 @@ def test_labelme_groups_the_parts_of_one_instance(tmp_path):
     with pytest.raises(BadArgumentError):
         write_annotation(tmp_path / "x.txt", r, "voc")
 
+
+
+def test_labelme_text_is_labelme_json(monkeypatch, tmp_path):
+    """The file's text (numbers from the lookup tables, shapes cut at each "]]", several chunks on the pool) reads
+    back as labelme_json's dict, one shape per line, for parts of one instance and instances of one part."""
+    from fastsam_onnx.outputs import formats
+
+    monkeypatch.setattr(formats, "_CHUNK", 64)  # a few shapes per chunk
+    rng = np.random.default_rng(2)
+    crops, boxes = [], []
+    for k in range(12):
+        h, w = (int(v) for v in rng.integers(8, 60, 2))
+        m = cv2.resize((rng.random((4, 4)) < 0.5).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        m[0, 0] = True
+        x0, y0 = int(rng.integers(0, 200 - w)), int(rng.integers(0, 150 - h))
+        crops.append(MaskCrop(x0, y0, m))
+        boxes.append([x0, y0, x0 + w, y0 + h])
+    scores = rng.random(12).astype(np.float32)
+    r = Result(np.array(boxes, np.float32), scores, crops, (150, 200), (150, 200), path=str(tmp_path / "x.png"))
+    for eps in (0.0, DEFAULT_EPSILON):
+        text = labelme_text(r, tmp_path / "x.json", label='a "cell"', epsilon=eps)
+        data = labelme_json(r, tmp_path / "x.json", label='a "cell"', epsilon=eps)
+        assert json.loads(text) == data and len(data["shapes"]) > 12  # some instances have several parts
+        shape_lines = [line for line in text.splitlines() if line.startswith('    {"label"')]
+        assert [json.loads(line.rstrip(",")) for line in shape_lines] == data["shapes"]
 
 def test_yolo_labels_load_with_ultralytics(model, tmp_path):
     from ultralytics.data.dataset import YOLODataset

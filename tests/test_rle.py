@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fastsam_onnx.masks import MaskCrop
-from fastsam_onnx.outputs.rle import decode_rle, encode_rle, rle_string, run_lengths, string_counts
+from fastsam_onnx.outputs.rle import decode_rle, encode_rle, encode_rles, rle_string, run_lengths, string_counts
 from fastsam_onnx.result import Result
 
 mask_utils = pytest.importorskip("pycocotools.mask")
@@ -190,3 +190,34 @@ def test_any_counts_compress_as_pycocotools(counts):
     ref = mask_utils.frPyObjects({"size": [sum(counts), 1], "counts": counts}, sum(counts), 1)["counts"].decode()
     assert rle_string(counts) == ref
     assert string_counts(ref).tolist() == counts
+
+
+@pytest.mark.parametrize("h", [1, 61, 62, 63, 64, 65, 126, 190])
+def test_columns_across_word_boundaries(h):
+    """The change bits are a stream of 64-bit words (each column padded to h + 2 pixels): columns that end on,
+    before or after a word boundary, runs crossing it, and crops whose pixels fill the last word exactly."""
+    rng = np.random.default_rng(h)
+    for w in (1, 2, 3, 31, 32, 64 // (h + 2) + 1 if h < 62 else 5):
+        for p in (0.03, 0.5, 0.97, 1.0):
+            m = rng.random((h, w)) < p
+            check(2, 3, m, (h + 7, w + 5))
+            check(0, 0, m, (h, w + 1))  # full height: runs go on into the next column
+
+
+def test_area_comes_from_the_runs():
+    """encode_rles gives encode_rle's RLE of each crop and its pixel count; to_json's areas are Result.areas."""
+    rng = np.random.default_rng(5)
+    crops = []
+    for _ in range(30):
+        h, w = (int(v) for v in rng.integers(1, 90, 2))
+        m = rng.random((h, w)) < rng.random()
+        x0, y0 = int(rng.integers(0, 120 - w)), int(rng.integers(0, 100 - h))
+        crops.append(MaskCrop(x0, y0, m))
+    for compressed in (True, False):
+        got = encode_rles(crops, (100, 120), compressed)  # on the output threads
+        assert [rle for rle, _ in got] == [encode_rle(*c, (100, 120), compressed) for c in crops]
+        assert [area for _, area in got] == [int(c.mask.sum()) for c in crops]
+    boxes = np.array([[c.x0, c.y0, c.x0 + c.mask.shape[1], c.y0 + c.mask.shape[0]] for c in crops], np.float32)
+    r = Result(boxes, np.ones(len(crops), np.float32), crops, (100, 120), (100, 120))
+    got = [inst["area"] for inst in r.to_json()["instances"]]
+    assert got == [int(c.mask.sum()) for c in crops] == r.areas.tolist()

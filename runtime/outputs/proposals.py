@@ -9,7 +9,7 @@ Each proposal is one COCO result record (``pycocotools`` ``COCO.loadRes`` reads 
 
 bbox in original-image pixels (XYWH), masks at the original size (letterboxed results are brought there
 as :meth:`Result.original_crops` does). Memory stays proportional to the kept boxes' areas: each mask is
-encoded from its crop (:func:`fastsam_onnx.outputs.rle.encode_rle`), never as a full (h0, w0) array per
+encoded from its crop (:func:`fastsam_onnx.outputs.rle.encode_rles`), never as a full (h0, w0) array per
 instance. Nothing here imports pycocotools.
 
 A folder's proposals (:func:`proposals_dataset`) are one COCO-style dict: ``images`` (``id``, ``file_name``
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .rle import encode_rle
+from .rle import encode_rles
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -41,17 +41,17 @@ def proposal_records(result: "Result", image_id: int = 1, limit: int | None = No
     """COCO result records of ``result``'s instances (best score first, at most ``limit``)."""
     order = np.argsort(-np.asarray(result.scores), kind="stable")[: limit]
     crops = result.original_crops()
-    shape = result.orig_shape
+    keep = order.tolist()
+    rles = encode_rles([crops[i] for i in keep], result.orig_shape)  # on the output threads
     out = []
-    for i in order.tolist():
+    for i, (rle, _) in zip(keep, rles):
         x1, y1, x2, y2 = (float(v) for v in result.boxes[i])
-        c = crops[i]
         out.append({
             "image_id": int(image_id),
             "category_id": 1,
             "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
             "score": round(float(result.scores[i]), 6),
-            "segmentation": encode_rle(c.x0, c.y0, c.mask, shape, compressed=True),
+            "segmentation": rle,
         })
     return out
 
