@@ -125,10 +125,14 @@ class Result:
             out[i, y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]] = m
         return out
 
+    def _holds_all(self, cached: np.ndarray | None) -> bool:
+        """Whether a per-instance cache was filled for this result's instances (one entry per crop)."""
+        return cached is not None and len(cached) == len(self.crops)
+
     @property
     def areas(self) -> np.ndarray:
         """(N,) int64 mask areas in pixels of the mask canvas (counted once per result; a copy)."""
-        if self._areas is None or len(self._areas) != len(self.crops):
+        if not self._holds_all(self._areas):
             self._areas = np.array([np.count_nonzero(c.mask) for c in self.crops], dtype=np.int64)
         return self._areas.copy()
 
@@ -137,7 +141,7 @@ class Result:
         resized crops."""
         if self.mask_shape == self.orig_shape:
             return self.areas
-        if self._original_areas is None or len(self._original_areas) != len(self.crops):
+        if not self._holds_all(self._original_areas):
             self.original_crops()  # counts them as it resizes
         return self._original_areas.copy()
 
@@ -148,7 +152,7 @@ class Result:
         if self.mask_shape == self.orig_shape:
             return list(self.crops)
         crops = rescale_crops(self.crops, *unpad_axes(self.mask_shape, self.orig_shape))
-        if self._original_areas is None or len(self._original_areas) != len(self.crops):
+        if not self._holds_all(self._original_areas):
             self._original_areas = np.array([np.count_nonzero(c.mask) for c in crops], dtype=np.int64)
         return crops
 
@@ -266,7 +270,7 @@ class Result:
         h0, w0 = self.orig_shape
         encoded = encode_rles(self.crops, self.mask_shape, compressed)
         segmentations = [rle for rle, _ in encoded]
-        if self._areas is None or len(self._areas) != len(self.crops):  # counted off the runs: no pass over the crops
+        if not self._holds_all(self._areas):  # counted off the runs: no pass over the crops
             self._areas = np.array([area for _, area in encoded], dtype=np.int64)
         areas = self._areas.tolist()
         instances = []

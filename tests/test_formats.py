@@ -108,10 +108,9 @@ def test_labelme_groups_the_parts_of_one_instance(tmp_path):
         write_annotation(tmp_path / "x.txt", r, "voc")
 
 
-
 def test_labelme_text_is_labelme_json(monkeypatch, tmp_path):
-    """The file's text (numbers from the lookup tables, shapes cut at each "]]", several chunks on the pool) reads
-    back as labelme_json's dict, one shape per line, for parts of one instance and instances of one part."""
+    """The file's text (numbers formatted in whole arrays, several chunks on the pool) reads back as
+    labelme_json's dict, one shape per line, for parts of one instance and instances of one part."""
     from fastsam_onnx.outputs import formats
 
     monkeypatch.setattr(formats, "_CHUNK", 64)  # a few shapes per chunk
@@ -132,6 +131,7 @@ def test_labelme_text_is_labelme_json(monkeypatch, tmp_path):
         assert json.loads(text) == data and len(data["shapes"]) > 12  # some instances have several parts
         shape_lines = [line for line in text.splitlines() if line.startswith('    {"label"')]
         assert [json.loads(line.rstrip(",")) for line in shape_lines] == data["shapes"]
+
 
 def test_yolo_labels_load_with_ultralytics(model, tmp_path):
     from ultralytics.data.dataset import YOLODataset
