@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 
 from ..errors import BadArgumentError
-from ..parallel import chunks, parallel_map
+from ..parallel import chunks, parallel_map, workers
 from ..result import Result
 
-_BAND_PX = 1 << 19  # pixels per band of the composition: its temporaries (~20 B/px) stay ~10 MB per thread
+_BAND_PX = 1 << 20  # pixels of all the bands composed at once: their temporaries (~20 B/px) stay ~20 MB, whatever the threads
 _CROSS = np.ones((3, 3), np.uint8)
 _U16_LABELS = 1 << 16  # instances that uint16 labels can tell apart (with 0 for none)
 
@@ -112,7 +112,7 @@ def draw_overlay(result: Result, image: np.ndarray | None = None, alpha: float =
             else:
                 paint(strip, t, hi, lo)
 
-        rows = max(1, _BAND_PX // max(W, 1))
+        rows = max(1, _BAND_PX // (workers() * max(W, 1)))
         parallel_map(compose, chunks(H, -(-H // rows)))
     if boxes:
         for i, (box, score) in enumerate(zip(result.boxes.astype(int).tolist(), result.scores.tolist())):
