@@ -184,7 +184,7 @@ def test_a_crop_view_that_is_not_contiguous():
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.integers(1, 40), st.integers(1, 1 << 15), st.integers(1, 1 << 24)), min_size=1, max_size=200))
 def test_any_counts_compress_as_pycocotools(counts):
-    """rle_string's table of small values, its one-by-one large values, and its whole-array path when most are
+    """rle_string's table of small values, its few large values (encoded apart), and its whole-array path when most are
     large: each the COCO API's string (pycocotools' frPyObjects of the run lengths, on an (n, 1) canvas)."""
     counts = [0, *counts] if len(counts) % 3 == 0 else counts  # a leading zero run of length 0 sometimes
     ref = mask_utils.frPyObjects({"size": [sum(counts), 1], "counts": counts}, sum(counts), 1)["counts"].decode()

@@ -89,17 +89,17 @@ def rle_string(counts: Sequence[int] | np.ndarray) -> str:
 
     Values within ±2**14 (3 groups at most: nearly all of them) are looked up in a table of their characters
     (zero bytes where a value has fewer, deleted at the end); the few larger ones (long runs of zeros between
-    far-apart columns) are encoded one by one."""
+    far-apart columns) are encoded in one whole-array call and spliced in."""
     return _text(_characters(counts))
 
 
-_Characters = tuple[np.ndarray, list[tuple[int, bytes]]] | bytes
+_Characters = tuple[np.ndarray, list[int], bytes, list[int]] | bytes
 
 
 def _characters(counts: Sequence[int] | np.ndarray) -> _Characters:
     """The numpy half of :func:`rle_string` (no Python object per value; on the output threads): the values'
-    characters as 3-byte items, zero bytes after a value's last one, and (place, characters) of each large
-    value; or, when most values are large, the whole string's bytes."""
+    characters as 3-byte items, zero bytes after a value's last one; the places of the large values, their
+    characters end to end and where each one's end; or, when most values are large, the whole string's bytes."""
     c = np.asarray(counts, dtype=np.int64).reshape(-1)
     if c.size == 0:
         return b""
@@ -113,22 +113,22 @@ def _characters(counts: Sequence[int] | np.ndarray) -> _Characters:
     large = np.flatnonzero(unsigned >= 2 * _TABLE_LIMIT)
     if large.size > max(16, x.size >> 6):  # mostly large values: whole-array encoding
         return _encode(x.astype(np.int64) - _TABLE_LIMIT).tobytes()
-    values = (x[large].astype(np.int64) - _TABLE_LIMIT).tolist()
+    values = x[large].astype(np.int64) - _TABLE_LIMIT
     x[large] = _TABLE_LIMIT  # looked up as zeros, written as themselves by _text
-    return _table().take(x), [(b, _encode(np.array([v], np.int64)).tobytes()) for b, v in zip(large.tolist(), values)]
+    return _table().take(x), large.tolist(), _encode(values).tobytes(), np.cumsum(_groups(values)).tolist()
 
 
 def _text(chars: _Characters) -> str:
     """The string half of :func:`rle_string` (bytes.translate holds the GIL: one thread does it)."""
     if isinstance(chars, bytes):
         return chars.decode("ascii")
-    items, large = chars
+    items, large, text, ends = chars
     if not large:
         return items.tobytes().translate(None, b"\0").decode("ascii")
-    parts, a = [], 0
-    for b, value in large:
-        parts += [items[a:b].tobytes().translate(None, b"\0"), value]
-        a = b + 1
+    parts, a, e = [], 0, 0
+    for b, end in zip(large, ends):
+        parts += [items[a:b].tobytes().translate(None, b"\0"), text[e:end]]
+        a, e = b + 1, end
     parts.append(items[a:].tobytes().translate(None, b"\0"))
     return b"".join(parts).decode("ascii")
 
@@ -160,18 +160,13 @@ def _groups(x: np.ndarray) -> np.ndarray:
 
 def _encode(x: np.ndarray) -> np.ndarray:
     """(K,) int64 values (the deltas of :func:`rle_string`) → their groups' characters, uint8, end to end."""
-    groups = _groups(x)
-    ends = np.cumsum(groups)
-    out = np.empty(int(ends[-1]), np.uint8)
-    at = ends - groups
-    idx = np.arange(x.size)
-    j = 0
-    while idx.size:  # the j-th group of every value that has one
-        last = groups[idx] == j + 1
-        out[at[idx] + j] = ((x[idx] >> (5 * j)) & 0x1F) + np.where(last, 48, 48 + 0x20)
-        idx = idx[~last]
-        j += 1
-    return out
+    if x.size == 0:
+        return np.zeros(0, np.uint8)
+    groups = _groups(x)[:, None]
+    j = np.arange(int(groups.max()))  # every value's j-th group, then those it has
+    chars = (x[:, None] >> 5 * j) & 0x1F
+    chars += np.where(j < groups - 1, 48 + 0x20, 48)  # a continuation bit on all groups but the last
+    return chars[j < groups].astype(np.uint8)
 
 
 def string_counts(s: str | bytes) -> np.ndarray:
