@@ -221,3 +221,38 @@ def test_area_comes_from_the_runs():
     r = Result(boxes, np.ones(len(crops), np.float32), crops, (100, 120), (100, 120))
     got = [inst["area"] for inst in r.to_json()["instances"]]
     assert got == [int(c.mask.sum()) for c in crops] == r.areas.tolist()
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_many_crops_at_once_are_each_pycocotools(monkeypatch, threads):
+    """encode_rles takes the crops a chunk at a time and makes their strings in whole-array passes over all of a
+    chunk's runs: every crop's string is still pycocotools' own, whatever its neighbours in the chunk. The mix
+    has empty and full crops (one or two runs), one-pixel crops, masks whose counts are mostly large values
+    (sparse pixels on a tall canvas: the whole-array path) between ordinary ones, and crops on the canvas's edges."""
+    monkeypatch.setenv("FASTSAM_ONNX_OUTPUT_THREADS", threads)
+    rng = np.random.default_rng(11)
+    H, W = 40_000, 90
+    crops = []
+    for k in range(60):
+        kind = k % 6
+        h, w = (int(v) for v in rng.integers(1, 60, 2))
+        m = rng.random((h, w)) < rng.random()
+        if kind == 1:
+            m = np.zeros((h, w), bool)
+        elif kind == 2:
+            m = np.ones((h, w), bool)
+        elif kind == 3:
+            m = np.ones((1, 1), bool)
+        elif kind == 4:  # a pixel per column, the columns as tall as the canvas: counts of ~40000, mostly large
+            h, w = H, int(rng.integers(40, 60))
+            m = np.zeros((h, w), bool)
+            m[rng.integers(0, h, w), np.arange(w)] = True
+        x0 = int(rng.integers(0, W - m.shape[1] + 1))
+        y0 = 0 if m.shape[0] == H else int(rng.choice([0, H - m.shape[0], int(rng.integers(0, H - m.shape[0] + 1))]))
+        crops.append(MaskCrop(x0, y0, m))
+    got = encode_rles(crops, (H, W))
+    for (rle, area), (x0, y0, m) in zip(got, crops):
+        full = np.zeros((H, W), np.uint8)
+        full[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]] = m
+        assert rle == {"size": [H, W], "counts": mask_utils.encode(np.asfortranarray(full))["counts"].decode()}
+        assert area == int(m.sum())

@@ -11,10 +11,10 @@ Both steps are whole-array numpy. The crop's columns, each with an off pixel abo
 (one ``cv2.transpose``) and packed into a bit stream; a shift and an XOR of its 64-bit words leave one bit on at
 every run's start and end, found byte-wise first (most bytes are zero) and then bit by bit. On the 12-MP case's
 175 M crop pixels and 4.9 M runs: 109 ms on one core here (a byte per pixel compared and scanned: 143 ms).
-:func:`encode_rles` does many crops on the output threads and then makes their strings in the calling thread
-(``bytes.translate`` holds the GIL: beside the numpy work it stalled the other thread, 15 % slower); with the
-areas read off the runs, ``to_json``'s encoding went from 172 to 131 ms on 2 cores. Nothing here imports
-pycocotools.
+:func:`encode_rles` gives the output threads a chunk of crops at a time: run lengths crop by crop, then the
+strings' numpy half in whole-array passes over all of the chunk's runs (one call per crop was a dozen short numpy
+calls, each waiting on the GIL: no faster on two threads than on one). The calling thread makes the strings
+(``bytes.translate`` holds the GIL) as the chunks come. Nothing here imports pycocotools.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from ..parallel import parallel_map
+from ..parallel import chunks, parallel_imap, workers
 
 __all__ = ["run_lengths", "rle_string", "string_counts", "encode_rle", "encode_rles", "decode_rle"]
 
@@ -90,32 +90,45 @@ def rle_string(counts: Sequence[int] | np.ndarray) -> str:
     Values within ±2**14 (3 groups at most: nearly all of them) are looked up in a table of their characters
     (zero bytes where a value has fewer, deleted at the end); the few larger ones (long runs of zeros between
     far-apart columns) are encoded in one whole-array call and spliced in."""
-    return _text(_characters(counts))
+    return _text(_characters([counts])[0])
 
 
 _Characters = tuple[np.ndarray, list[int], bytes, list[int]] | bytes
 
 
-def _characters(counts: Sequence[int] | np.ndarray) -> _Characters:
-    """The numpy half of :func:`rle_string` (no Python object per value; on the output threads): the values'
-    characters as 3-byte items, zero bytes after a value's last one; the places of the large values, their
-    characters end to end and where each one's end; or, when most values are large, the whole string's bytes."""
-    c = np.asarray(counts, dtype=np.int64).reshape(-1)
-    if c.size == 0:
-        return b""
-    if int(c.max()) < 1 << 30:  # the differences fit 32 bits: half the memory traffic
+def _characters(counts: Sequence[Sequence[int] | np.ndarray]) -> list[_Characters]:
+    """The numpy half of :func:`rle_string` for many run-length arrays at once (whole-array passes over all their
+    values, no Python object per value): per array, its values' characters as 3-byte items, zero bytes after a
+    value's last one; the places of its large values, their characters end to end and where each one's end; or,
+    when most of its values are large, its whole string's bytes."""
+    arrays = [np.asarray(c, dtype=np.int64).reshape(-1) for c in counts]
+    sizes = np.array([c.size for c in arrays], np.int64)
+    starts = np.cumsum(sizes) - sizes
+    c = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
+    if c.size and int(c.max()) < 1 << 30:  # the differences fit 32 bits: half the memory traffic
         c = c.astype(np.int32)
     x = np.empty_like(c)
-    x[:3] = c[:3]
-    np.subtract(c[3:], c[1:-2], out=x[3:])
+    np.subtract(c[2:], c[:-2], out=x[2:])  # each count from the fourth on less the count two back ...
+    head = (starts[:, None] + np.arange(3)).ravel()
+    head = head[head < np.repeat(starts + sizes, 3)]
+    x[head] = c[head]  # ... each array's first three as they are
     x += _TABLE_LIMIT  # the table's row; outside [0, 2**15) a large value
-    unsigned = x.view(np.uint32 if x.dtype == np.int32 else np.uint64)
-    large = np.flatnonzero(unsigned >= 2 * _TABLE_LIMIT)
-    if large.size > max(16, x.size >> 6):  # mostly large values: whole-array encoding
-        return _encode(x.astype(np.int64) - _TABLE_LIMIT).tobytes()
+    large = np.flatnonzero(x.view(np.uint32 if x.dtype == np.int32 else np.uint64) >= 2 * _TABLE_LIMIT)
+    cut = np.searchsorted(large, np.append(starts, c.size)).tolist()
     values = x[large].astype(np.int64) - _TABLE_LIMIT
+    whole = {i: _encode(x[a : a + n].astype(np.int64) - _TABLE_LIMIT).tobytes()  # mostly large: whole-array encoding
+             for i, (a, n) in enumerate(zip(starts.tolist(), sizes.tolist())) if cut[i + 1] - cut[i] > max(16, n >> 6)}
     x[large] = _TABLE_LIMIT  # looked up as zeros, written as themselves by _text
-    return _table().take(x), large.tolist(), _encode(values).tobytes(), np.cumsum(_groups(values)).tolist()
+    items = _table().take(x)
+    text = _encode(values).tobytes()
+    ends = np.cumsum(_groups(values)).tolist()
+    out: list[_Characters] = []
+    for i, (a, n) in enumerate(zip(starts.tolist(), sizes.tolist())):
+        lo, hi = cut[i], cut[i + 1]
+        e = ends[lo - 1] if lo else 0
+        out.append(whole.get(i) or (items[a : a + n], (large[lo:hi] - a).tolist(), text[e : ends[hi - 1] if hi > lo else e],
+                                    [v - e for v in ends[lo:hi]]) if n else b"")
+    return out
 
 
 def _text(chars: _Characters) -> str:
@@ -199,16 +212,21 @@ def encode_rle(x0: int, y0: int, mask: np.ndarray, shape: tuple[int, int], compr
 def encode_rles(crops: Sequence[tuple[int, int, np.ndarray]], shape: tuple[int, int],
                 compressed: bool = True) -> list[tuple[dict[str, Any], int]]:
     """:func:`encode_rle` of each (x0, y0, mask) crop (:class:`~fastsam_onnx.masks.MaskCrop`) and its area in
-    pixels, read off its runs (every second run is on). The numpy work runs on the output threads; the strings
-    are then made in the calling thread, where bytes.translate's hold on the GIL stalls no other crop."""
+    pixels, read off its runs (every second run is on). The numpy work runs on the output threads, a chunk of
+    crops at a time (the strings' numpy half in a few whole-array passes over the chunk's runs); the calling thread
+    makes the strings as the chunks come (bytes.translate holds the GIL: one thread does it, beside the pool's
+    long numpy calls)."""
     size = [int(shape[0]), int(shape[1])]
 
-    def encode(crop: tuple[int, int, np.ndarray]) -> tuple[Any, int]:
-        counts = run_lengths(crop[0], crop[1], crop[2], shape)
-        return _characters(counts) if compressed else counts.tolist(), int(counts[1::2].sum())
+    def encode(span: tuple[int, int]) -> tuple[list[Any], list[int]]:
+        counts = [run_lengths(x0, y0, m, shape) for x0, y0, m in crops[span[0] : span[1]]]
+        areas = [int(c[1::2].sum()) for c in counts]
+        return (_characters(counts) if compressed else [c.tolist() for c in counts]), areas
 
-    return [({"size": list(size), "counts": _text(c) if compressed else c}, area)
-            for c, area in parallel_map(encode, crops)]
+    out = []
+    for done, areas in parallel_imap(encode, chunks(len(crops), 4 * workers())):  # strings made as chunks come
+        out += [({"size": list(size), "counts": _text(c) if compressed else c}, area) for c, area in zip(done, areas)]
+    return out
 
 
 def decode_rle(rle: dict) -> np.ndarray:
