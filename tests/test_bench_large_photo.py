@@ -45,3 +45,12 @@ def test_peak_memory_children_report(demo, assets, tmp_path):
     cv2.imwrite(str(photo), L.make_photo(assets / "bus.jpg", assets / "zidane.jpg", size=(320, 240)))
     m = L.peak_memory(str(demo), str(photo), {"retina_masks": True})
     assert m["segment"] > 0 and m["outputs"] >= m["segment"] * 0.9 and isinstance(m["ratio"], float)
+
+
+def test_a_missed_share_never_reads_as_its_bound():
+    """A share just over its goal gets the decimals that show it is over (20.4 % against <= 20 %, not "20%");
+    one that meets its goal, and figures without a goal, stay whole percentages."""
+    assert L.share(0.204, "coco_file") == "20.4%" and L.share(0.2001, "to_json") == "20.01%"
+    assert L.share(0.196, "coco_file") == "20%" and L.share(0.2, "coco_file") == "20%"
+    assert L.share(0.604, "labelme") == "60.4%" and L.share(0.66, "labelme") == "66%"
+    assert L.share(0.104, "peak_rss") == "10.4%" and L.share(0.68, "overlay_png") == "68%"
