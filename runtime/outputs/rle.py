@@ -124,10 +124,13 @@ def _characters(counts: Sequence[Sequence[int] | np.ndarray]) -> list[_Character
     ends = np.cumsum(_groups(values)).tolist()
     out: list[_Characters] = []
     for i, (a, n) in enumerate(zip(starts.tolist(), sizes.tolist())):
-        lo, hi = cut[i], cut[i + 1]
-        e = ends[lo - 1] if lo else 0
-        out.append(whole.get(i) or (items[a : a + n], (large[lo:hi] - a).tolist(), text[e : ends[hi - 1] if hi > lo else e],
-                                    [v - e for v in ends[lo:hi]]) if n else b"")
+        if n == 0 or i in whole:
+            out.append(whole.get(i, b""))
+            continue
+        lo, hi = cut[i], cut[i + 1]  # its large values: large[lo:hi], their characters text[e0:e1]
+        e0 = ends[lo - 1] if lo else 0
+        e1 = ends[hi - 1] if hi > lo else e0
+        out.append((items[a : a + n], (large[lo:hi] - a).tolist(), text[e0:e1], [v - e0 for v in ends[lo:hi]]))
     return out
 
 
