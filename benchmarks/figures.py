@@ -168,9 +168,8 @@ def evaluate_goals(
         why = unmet(gid, case, reference_of(report, case))
         limit = target * 100 if gid == "overhead" else target  # (the overhead's value is in %)
         met = None if value is None or why else (value <= limit if lower else value >= limit)
-        shown = (f"{value / MB:.0f} MB (whole process)" if gid == "large_memory" else fmt.format(value)) if value is not None else None
-        if met is False and shown == fmt.format(limit):  # 3.497 shown as 3.50: one more decimal, so it reads as missed
-            shown = re.sub(r"\.(\d)f", lambda d: f".{int(d.group(1)) + 1}f", fmt).format(value)
+        shown = (f"{value / MB:.0f} MB (whole process)" if gid == "large_memory" else apart(value, limit, fmt, met is False)
+                 ) if value is not None else None
         if value is None:
             note = missing
         elif why:
@@ -213,6 +212,17 @@ def evaluate_goals(
 
 
 # ---------------------------------------------------------------------------------------------------------- formats
+def apart(value: float, limit: float, fmt: str, missed: bool) -> str:
+    """``fmt`` (a format with one ``{:.Nf}`` or ``{:.N%}`` field) of ``value``; for a missed goal, with up to 3
+    more decimals where it would read as the goal's ``limit`` (3.497 shown as "3.50×", 0.204 as "20%")."""
+    for extra in range(4):
+        spec = re.sub(r"\.(\d)([f%])", lambda d: f".{int(d.group(1)) + extra}{d.group(2)}", fmt)
+        text = spec.format(value)
+        if not missed or text != spec.format(limit):
+            break
+    return text
+
+
 
 
 def fmt_ms(v: float | None) -> str:

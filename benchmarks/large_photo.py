@@ -38,6 +38,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .figures import apart
+
 PHOTO_SIZE = (4032, 3024)  # width, height: a 12-megapixel phone photo
 #: output → its budget as a share of the ``segment`` call (server rows: of the uncached request; p50: ms)
 GOALS: dict[str, tuple[str, float]] = {
@@ -254,14 +256,10 @@ def judge(case: dict[str, Any]) -> dict[str, str]:
 
 
 def share(value: float, goal: str | None = None) -> str:
-    """``value`` (a fraction) as a whole percentage, with decimals where a goal's share it misses would otherwise
-    read as its bound (0.204 against 20 %: "20.4%", not "20%")."""
+    """``value`` (a fraction) as a whole percentage, with the decimals that show a ``goal`` (of :data:`GOALS`)
+    missed rather than met (0.204 against <= 20 %: "20.4%", not "20%"): :func:`.figures.apart`."""
     bound = GOALS[goal][1] if goal in GOALS else None
-    for digits in range(4):
-        text = f"{value:.{digits}%}"
-        if bound is None or value <= bound or text != f"{bound:.{digits}%}":
-            return text
-    return text
+    return apart(value, value if bound is None else bound, "{:.0%}", bound is not None and value > bound)
 
 
 def markdown(report: dict[str, Any]) -> str:
