@@ -158,13 +158,8 @@ def _table() -> np.ndarray:
     after them; made once."""
     global _TABLES
     if _TABLES is None:
-        v = np.arange(-_TABLE_LIMIT, _TABLE_LIMIT, dtype=np.int64)
-        groups = _groups(v)
-        ends = np.cumsum(groups)
-        rank = np.arange(int(ends[-1])) - np.repeat(ends - groups, groups)  # each character's place in its value
-        chars = np.zeros((v.size, 3), np.uint8)
-        chars[np.repeat(np.arange(v.size), groups), rank] = _encode(v)
-        _TABLES = chars.view("V3").ravel()
+        chars, present = _group_chars(np.arange(-_TABLE_LIMIT, _TABLE_LIMIT, dtype=np.int64))  # (2**15, 3)
+        _TABLES = np.where(present, chars, 0).astype(np.uint8).view("V3").ravel()
     return _TABLES
 
 
@@ -178,11 +173,18 @@ def _encode(x: np.ndarray) -> np.ndarray:
     """(K,) int64 values (the deltas of :func:`rle_string`) → their groups' characters, uint8, end to end."""
     if x.size == 0:
         return np.zeros(0, np.uint8)
+    chars, present = _group_chars(x)
+    return chars[present].astype(np.uint8)
+
+
+def _group_chars(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K,) int64 values → (K, G) int64 characters of each one's j-th 5-bit group (G: the most groups of any)
+    and (K, G) bool: whether the value has that group."""
     groups = _groups(x)[:, None]
-    j = np.arange(int(groups.max()))  # every value's j-th group, then those it has
+    j = np.arange(int(groups.max()))
     chars = (x[:, None] >> 5 * j) & 0x1F
     chars += np.where(j < groups - 1, 48 + 0x20, 48)  # a continuation bit on all groups but the last
-    return chars[j < groups].astype(np.uint8)
+    return chars, j < groups
 
 
 def string_counts(s: str | bytes) -> np.ndarray:
