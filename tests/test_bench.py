@@ -145,6 +145,17 @@ def test_readme_section(tmp_path):
     assert not update_readme.update(readme, text)
 
 
+def test_size_block_notes_only_what_the_measurement_predates(monkeypatch):
+    """An install measured with the [cpu] extra counts onnxruntime on purpose: no "now the [cpu] extra" note;
+    one measured without extras that counted it (before onnxruntime moved to [cpu]) gets the note."""
+    base = [update_readme._requirement_name(r) for r in update_readme.pyproject()["project"]["dependencies"]]
+    packages = {name: 1 << 20 for name in [*base, "onnxruntime"]}
+    for extras, noted in ((["cpu"], False), ([], True)):
+        size = {"root": "fastsam-onnx", "extras": extras, "total_bytes": 1 << 30, "packages": packages, "notes": []}
+        monkeypatch.setattr(update_readme, "_report", lambda size=size: {"created": "2026-12-07", "installed_size": {"x": size}})
+        assert ("onnxruntime (now the `[cpu]` extra)" in update_readme.size_block()) is noted
+
+
 @pytest.mark.skipif(not (demo_bundle() / "fastsam.onnx").is_file(), reason="the demo bundle is not built yet")
 def test_bench_demo_bundle_without_reference(tmp_path):
     """The torch-free path alone: the shipped demo bundle, no prompts, no reference."""

@@ -142,7 +142,7 @@ def size_block() -> str:
             now = [_requirement_name(r) for r in pyproject()["project"].get("dependencies", [])]
             missing = [n for n in now if _canon(n) not in measured]
             extras = pyproject()["project"].get("optional-dependencies", {})
-            moved = {k: e for e in ("cpu", "gpu") for k in v.get("packages", {})
+            moved = {k: e for e in ("cpu", "gpu") if e not in v.get("extras", []) for k in v.get("packages", {})
                      if _canon(k) in {_canon(_requirement_name(r)) for r in extras.get(e, [])}
                      and _canon(k) not in {_canon(n) for n in now}}
             notes = []
