@@ -133,6 +133,35 @@ def test_labelme_text_is_labelme_json(monkeypatch, tmp_path):
         assert [json.loads(line.rstrip(",")) for line in shape_lines] == data["shapes"]
 
 
+def test_polygon_files_write_the_vertices_as_python_formats_them(monkeypatch, tmp_path):
+    """labelme's and YOLO-seg's numbers, looked up per pixel (whole-pixel vertices) or formatted digit by digit
+    (the tables turned off), are Python's json.dumps(round(v, 1)) and f"{ceil(v / size * 1e6) / 1e6:.6f}"."""
+    import math
+
+    from fastsam_onnx.outputs import formats
+    from fastsam_onnx.outputs.polygons import crops_exteriors
+
+    rng = np.random.default_rng(5)
+    crops = []
+    for _ in range(9):
+        h, w = (int(v) for v in rng.integers(5, 70, 2))
+        m = cv2.resize((rng.random((5, 5)) < 0.6).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        crops.append(MaskCrop(int(rng.integers(0, 240 - w)), int(rng.integers(0, 130 - h)), m))
+    boxes = np.array([[c.x0, c.y0, c.x0 + c.mask.shape[1], c.y0 + c.mask.shape[0]] for c in crops], np.float32)
+    r = Result(boxes, np.full(9, 0.5, np.float32), crops, (130, 240), (130, 240), path=str(tmp_path / "x.png"))
+    pts, lens, _ = crops_exteriors(r.original_crops(), DEFAULT_EPSILON)
+    polys = np.split(pts.astype(np.float64), np.cumsum(lens)[:-1])
+    want_yolo = "".join("0 " + " ".join(f"{math.ceil(v / s * 1e6) / 1e6:.6f}" for x, y in p for v, s in ((x, 240), (y, 130)))
+                        + "\n" for p in polys)
+    want_points = [[[json.loads(json.dumps(round(v, 1))) for v in xy] for xy in p.tolist()] for p in polys]
+    for table_px in (formats._TABLE_PX, 0):  # the per-pixel tables, then the digits
+        monkeypatch.setattr(formats, "_TABLE_PX", table_px)
+        assert yolo_text(r) == want_yolo
+        text = labelme_text(r, tmp_path / "x.json")
+        assert [s["points"] for s in json.loads(text)["shapes"]] == want_points
+        assert '"points": [[' + json.dumps(want_points[0])[2:] in text  # the numbers as json.dumps writes them
+
+
 def test_yolo_labels_load_with_ultralytics(model, tmp_path):
     from ultralytics.data.dataset import YOLODataset
     from ultralytics.data.utils import polygon2mask

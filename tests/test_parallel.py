@@ -100,6 +100,32 @@ def test_join_fixed_formats_as_python(monkeypatch):
     assert numtext.join_fixed(np.zeros(0, np.int64), 3, with_ends=True)[1].size == 0
 
 
+def test_join_table_is_join_fixed_of_the_looked_up_values(monkeypatch):
+    """join_table (one lookup per number in fixed_texts' table) writes what join_fixed writes for the same
+    values: records with padding (zero bytes deleted) and full records (none), with their ends; texts over
+    8 characters are refused."""
+    import numpy as np
+    import pytest
+
+    from fastsam_onnx.outputs import numtext
+
+    monkeypatch.setattr(numtext, "_CHUNK", 101)
+    rng = np.random.default_rng(3)
+    cases = [(rng.integers(-99999, 999999, 500), 1, (", ", "], [", "]]")),  # mixed widths
+             (np.ceil(np.arange(4033) / 4032 * 1e6).astype(np.int64), 6, (" ", "\n")),  # all 8 characters
+             (np.array([0, 7, 12345678]), 0, ("",)), (np.array([5, 10**6]), 6, ("ab", "c"))]
+    for values, d, table in cases:
+        texts = numtext.fixed_texts(values, d)
+        index = rng.integers(0, values.size, 3000)
+        seps = rng.integers(0, len(table), index.size)
+        got = numtext.join_table(index, texts, seps, table, with_ends=True)
+        want = numtext.join_fixed(values[index], d, seps, table, with_ends=True)
+        assert got[0] == want[0] and got[1].tolist() == want[1].tolist()
+        assert numtext.join_table(index[:0], texts, seps[:0], table) == ""
+    with pytest.raises(ValueError, match="8 characters"):
+        numtext.fixed_texts(np.array([123456789]), 1)
+
+
 def test_malloc_arena_cap_is_set_once_and_respects_the_environment(monkeypatch):
     """share_malloc_arena calls glibc's mallopt(M_ARENA_MAX, 1) once, and never when $MALLOC_ARENA_MAX is set."""
     import sys

@@ -22,7 +22,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from ..errors import BadArgumentError
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..result import Result
 from ..parallel import parallel_imap
-from .numtext import join_fixed
+from .numtext import fixed_texts, join_fixed, join_table
 
 __all__ = [
     "FORMATS", "DEFAULT_EPSILON", "LABELME_VERSION", "labelme_json", "labelme_text", "yolo_text", "annotation_path",
@@ -125,6 +125,8 @@ def _labelme_parts(result: Result, json_path: Any, image_path: Any, label: Any, 
     owners, pts, at, ranges = _exteriors(result, epsilon)
     scores = [json.dumps(round(v, 6)) for v in result.scores.tolist()]
     name = json.dumps(label, ensure_ascii=False)
+    seps = (", ", "], [", "]]")
+    numbers = _numbers(pts, lambda xy: np.rint(xy * 10).astype(np.int64), 1)  # 1 decimal: json.dumps(round(v, 1))
 
     def shape_lines(span: tuple[int, int]) -> str:
         lens = np.diff(at[span[0] : span[1] + 1])
@@ -132,8 +134,7 @@ def _labelme_parts(result: Result, json_path: Any, image_path: Any, label: Any, 
         codes[::2] = 0
         last = 2 * np.cumsum(lens) - 1
         codes[last] = 2  # ... y "]]"
-        xy = pts[at[span[0]] : at[span[1]]].astype(np.float64)
-        text, ends = join_fixed(np.rint(xy * 10).astype(np.int64).ravel(), 1, codes, (", ", "], [", "]]"), with_ends=True)
+        text, ends = numbers(at[span[0]], at[span[1]], codes, seps, True)
         stops = ends[last].tolist()
         return ",\n".join(
             f'    {{"label": {name}, "points": [[{text[a:b]}, "group_id": {i if parts > 1 else "null"}, '
@@ -172,18 +173,41 @@ def _yolo_parts(result: Result, class_id: int, epsilon: float) -> Iterator[str]:
     _, pts, at, ranges = _exteriors(result, epsilon)
     prefix = f"{int(class_id)} "
     scale = np.array([w, h], np.float64)
+    # rounded up at the 6th decimal (at most w × 1e-6 px): x_norm × w never falls below the vertex, so
+    # rasterisers that truncate (ultralytics' polygon2mask) land on the same pixel
+    numbers = _numbers(pts, lambda xy: np.ceil(xy / scale * 1e6).clip(0, 1e6).astype(np.int64), 6)
 
     def lines(span: tuple[int, int]) -> str:
         lens = np.diff(at[span[0] : span[1] + 1])
-        xy = pts[at[span[0]] : at[span[1]]].astype(np.float64)
-        # rounded up at the 6th decimal (at most w × 1e-6 px): x_norm × w never falls below the vertex, so
-        # rasterisers that truncate (ultralytics' polygon2mask) land on the same pixel
-        q = np.ceil(xy / scale * 1e6).clip(0, 1e6).astype(np.int64).ravel()
-        codes = np.zeros(q.size, np.uint8)
+        codes = np.zeros(2 * int(lens.sum()), np.uint8)
         codes[2 * np.cumsum(lens) - 1] = 1  # each line's last number
-        return prefix + join_fixed(q, 6, codes, (" ", "\n"))[:-1].replace("\n", "\n" + prefix) + "\n"
+        return prefix + numbers(at[span[0]], at[span[1]], codes, (" ", "\n"))[:-1].replace("\n", "\n" + prefix) + "\n"
 
     return parallel_imap(lines, ranges)
+
+
+def _numbers(pts: np.ndarray, scaled: Callable[[np.ndarray], np.ndarray], decimals: int) -> Callable[..., Any]:
+    """The text of the vertices ``pts[a:b]`` ((P, 2) float32 x, y) as ``join_fixed(scaled(xy), decimals, ...)``
+    gives it, xy in float64: ``numbers(a, b, codes, seps[, with_ends])``. When every vertex is a whole pixel (as
+    traced), each axis's numbers are looked up in a table of ``scaled`` at every pixel there (the same
+    element-wise arithmetic, so the same text): one lookup per number instead of its digits."""
+    lookup = None
+    if pts.size and 0 <= float(pts.min()) and float(pts.max()) < _TABLE_PX:
+        grid = pts.astype(np.int32)
+        if np.array_equal(grid, pts):
+            side = int(grid.max()) + 1
+            axes = scaled(np.repeat(np.arange(side, dtype=np.float64)[:, None], 2, axis=1))  # (side, 2): x, y
+            lookup = (grid + np.array([0, side], np.int32)).ravel(), fixed_texts(axes.T.ravel(), decimals)
+
+    def numbers(a: int, b: int, codes: np.ndarray, seps: tuple[str, ...], with_ends: bool = False) -> Any:
+        if lookup is not None:
+            return join_table(lookup[0][2 * a : 2 * b], lookup[1], codes, seps, with_ends)
+        return join_fixed(scaled(pts[a:b].astype(np.float64)).ravel(), decimals, codes, seps, with_ends)
+
+    return numbers
+
+
+_TABLE_PX = 1 << 16  # vertex coordinates below this are looked up in a table of every pixel's text
 
 
 def annotation_path(out_dir: Path, rel: Path, fmt: str) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..parallel import chunks, parallel_map
 
-__all__ = ["join_fixed"]
+__all__ = ["join_fixed", "fixed_texts", "join_table"]
 
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
 _CHUNK = 1 << 18  # numbers per chunk: its (chunk, ~12) character table stays a few MB
@@ -29,11 +29,56 @@ def join_fixed(q: np.ndarray, decimals: int, seps: np.ndarray | None = None, tab
     also the (n,) int64 offsets in the string just past each number's separator (to cut it per polygon).
     Long arrays are formatted in chunks on the output threads (:mod:`fastsam_onnx.parallel`)."""
     q = np.asarray(q, dtype=np.int64).reshape(-1)
-    n = q.size
-    codes = np.zeros(n, np.int64) if seps is None else np.asarray(seps, dtype=np.int64).reshape(-1)
     sep_bytes = [s.encode("ascii") for s in table]
+    return _join(q.size, seps, sep_bytes, with_ends, lambda a, b, codes: _chunk(q[a:b], codes, decimals, sep_bytes))
+
+
+def fixed_texts(values: np.ndarray, decimals: int) -> np.ndarray:
+    """A table for :func:`join_table`: (m,) uint64, value i's text as :func:`join_fixed` writes it (``values``
+    int64, as its ``q``), zero bytes after it. ValueError when a text is longer than 8 characters."""
+    v = np.asarray(values, dtype=np.int64).reshape(-1)
+    text, lengths = _chunk(v, np.zeros(v.size, np.int64), decimals, [b""])
+    if v.size and int(lengths.max()) > 8:
+        raise ValueError(f"a number's text is longer than 8 characters (decimals={decimals}, max |q|={int(np.abs(v).max())})")
+    cells = np.zeros((v.size, 8), np.uint8)
+    starts = np.cumsum(lengths) - lengths
+    row = np.repeat(np.arange(v.size), lengths)
+    cells[row, np.arange(row.size) - starts[row]] = np.frombuffer(text.encode("ascii"), np.uint8)
+    return cells.view(np.uint64).reshape(-1)
+
+
+def join_table(index: np.ndarray, texts: np.ndarray, seps: np.ndarray | None = None, table: Sequence[str] = ("",),
+               with_ends: bool = False) -> str | tuple[str, np.ndarray]:
+    """:func:`join_fixed` of ``values[index]`` where ``texts`` is :func:`fixed_texts` of ``values``: one lookup
+    per number instead of its digits, for the many numbers of a few values (pixel coordinates).
+    index: (n,) ints in [0, m)."""
+    index = np.asarray(index, dtype=np.intp).reshape(-1)
+    texts = np.ascontiguousarray(texts, np.uint64)
+    sep_bytes = [s.encode("ascii") for s in table]
+    lengths = np.count_nonzero(texts.view(np.uint8).reshape(-1, 8), axis=1)
+    widths = {len(b) for b in sep_bytes}
+    full = bool(texts.size) and int(lengths.min()) == 8 and len(widths) == 1  # then no record holds a zero byte
+    width = max(widths, default=0)
+    record = np.dtype([("text", "<u8")] + ([("sep", f"S{width}")] if width else []))  # S pads with zero bytes
+    sep_table = np.array(sep_bytes, f"S{max(width, 1)}")
+
+    def chunk(a: int, b: int, codes: np.ndarray) -> tuple[str, np.ndarray]:
+        rows = np.empty(b - a, record)  # each number's text, then its separator
+        rows["text"] = texts.take(index[a:b])
+        if width:
+            rows["sep"] = sep_table.take(codes)
+        raw = rows.tobytes()
+        return (raw if full else raw.translate(None, b"\0")).decode("ascii"), lengths.take(index[a:b])
+
+    return _join(index.size, seps, sep_bytes, with_ends, chunk)
+
+
+def _join(n: int, seps: np.ndarray | None, sep_bytes: list[bytes], with_ends: bool, chunk) -> str | tuple[str, np.ndarray]:
+    """What :func:`join_fixed` and :func:`join_table` share: the chunks (``chunk(start, stop, codes)`` gives the
+    text of numbers [start, stop) and their lengths without separators) on the output threads, joined."""
+    codes = np.zeros(n, np.int64) if seps is None else np.asarray(seps, dtype=np.int64).reshape(-1)
     sep_len = np.array([len(b) for b in sep_bytes], np.int64)
-    parts = parallel_map(lambda r: _chunk(q[r[0] : r[1]], codes[r[0] : r[1]], decimals, sep_bytes), chunks(n, -(-n // _CHUNK)))
+    parts = parallel_map(lambda r: chunk(r[0], r[1], codes[r[0] : r[1]]), chunks(n, -(-n // _CHUNK)))
     text = "".join(t for t, _ in parts)
     if not with_ends:
         return text

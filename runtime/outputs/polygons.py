@@ -201,11 +201,15 @@ def _trace(strips: list, geometry: tuple, eps: float, holes_too: bool) -> tuple[
     contours: list[np.ndarray] = []
     hiers = []
     for y0, rows, width, placed in strips:
-        canvas = np.zeros((rows, width), np.uint8)
-        for i, x, y in placed:
-            h, w = shapes[i]
-            canvas[y : y + h, x : x + w] = masks[live[i]]
-        cs, hier = cv2.findContours(canvas, cv2.RETR_CCOMP, chain, offset=(0, y0))
+        if len(placed) == 1:  # a crop alone: traced where it lies (findContours reads outside it as zeros)
+            i, x, y = placed[0]
+            canvas, at = _uint8(masks[live[i]]), (x, y0 + y)
+        else:
+            canvas, at = np.zeros((rows, width), np.uint8), (0, y0)
+            for i, x, y in placed:
+                h, w = shapes[i]
+                canvas[y : y + h, x : x + w] = masks[live[i]]
+        cs, hier = cv2.findContours(canvas, cv2.RETR_CCOMP, chain, offset=at)
         if hier is None:
             continue
         if not holes_too:  # the outer contours only (parts, and islands in holes), before any work on them
@@ -214,6 +218,13 @@ def _trace(strips: list, geometry: tuple, eps: float, holes_too: bool) -> tuple[
         hiers.append(hier[0] + np.where(hier[0] >= 0, len(contours), 0))
         contours.extend(cs)
     return contours, np.concatenate(hiers) if hiers else None
+
+
+def _uint8(mask: np.ndarray) -> np.ndarray:
+    """An (h, w) mask as findContours takes it (uint8, nonzero = on): bool and uint8 masks without a copy."""
+    if mask.dtype == np.bool_ and mask.flags.c_contiguous:
+        return mask.view(np.uint8)
+    return np.ascontiguousarray(mask, np.uint8) if mask.dtype == np.uint8 else mask.astype(np.uint8)
 
 
 def _batch_polygons(contours: list[np.ndarray], hier: np.ndarray | None, geometry: tuple, eps: float, min_points: int,
