@@ -1,6 +1,8 @@
 """Masks as polygons: outer contours and holes, offsets, simplification relative to the perimeter; the bulk
 :func:`crops_polygons` against the per-mask function, vertex for vertex."""
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ from fastsam_onnx import BadArgumentError, FastSAM
 from fastsam_onnx.models import example_image
 from fastsam_onnx.outputs import polygons as P
 from fastsam_onnx.masks import MaskCrop
-from fastsam_onnx.outputs.polygons import crops_polygons, mask_polygons
+from fastsam_onnx.outputs.polygons import crops_exteriors, crops_polygons, mask_polygons
 
 
 def _fill(shape, polygons):
@@ -205,6 +207,22 @@ def test_bulk_offsets_large_fractional_and_non_bool():
     others = [masks[0].astype(np.uint8), masks[1].astype(np.float32) * 0.7 + 0.5, masks[2].astype(np.int64) * 3]
     crops = _crops(rng, others)
     _assert_same(crops_polygons(crops), _per_mask(crops))
+
+
+def test_bulk_crops_traced_alone_of_any_dtype_and_layout():
+    """Crops too large to pack are traced where they lie (no copy for contiguous bool and uint8 masks): the
+    same polygons for other dtypes, a strided view and a mask touching every edge."""
+    rng = np.random.default_rng(8)
+    big = _smooth(rng, 600, 700)
+    big[0, :] = big[:, -1] = True
+    views = [big, big.astype(np.uint8) * 255, big.astype(np.float32) * 0.7 + 0.5, np.asfortranarray(big),
+             _smooth(rng, 1300, 620)[::2], _ragged(rng, 530, 40)]
+    crops = [MaskCrop(int(rng.integers(0, 50)), int(rng.integers(0, 50)), m) for m in views]
+    assert all(max(c.mask.shape) + 2 > math.isqrt(P._STRIP_PX) for c in crops)  # each in a strip of its own
+    for eps in (0.0, 0.01):
+        _assert_same(crops_polygons(crops, eps), _per_mask(crops, eps))
+        pts, lens, owner = crops_exteriors(crops, eps)
+        assert len(set(owner.tolist())) == len(crops)
 
 
 def test_bulk_empty_and_result_polygons():
