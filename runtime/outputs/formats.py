@@ -18,6 +18,7 @@ format keeps the exact mask.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import os
@@ -125,21 +126,21 @@ def _labelme_parts(result: Result, json_path: Any, image_path: Any, label: Any, 
     owners, pts, at, ranges = _exteriors(result, epsilon)
     scores = [json.dumps(round(v, 6)) for v in result.scores.tolist()]
     name = json.dumps(label, ensure_ascii=False)
-    seps = (", ", "], [", "]]")
     numbers = _numbers(pts, lambda xy: np.rint(xy * 10).astype(np.int64), 1)  # 1 decimal: json.dumps(round(v, 1))
+    opening = f'    {{"label": {name}, "points": [['
+    closing = {i: f', "group_id": {i if parts > 1 else "null"}, "description": "", "shape_type": "polygon", '
+                  f'"flags": {{}}, "score": {scores[i]}}}' for i, parts in dict(owners).items()}  # per instance
+    between = {i: text + ",\n" + opening for i, text in closing.items()}
 
     def shape_lines(span: tuple[int, int]) -> str:
         lens = np.diff(at[span[0] : span[1] + 1])
         codes = np.ones(2 * int(lens.sum()), np.uint8)  # x ", " y "], [" ...
         codes[::2] = 0
-        last = 2 * np.cumsum(lens) - 1
-        codes[last] = 2  # ... y "]]"
-        text, ends = numbers(at[span[0]], at[span[1]], codes, seps, True)
-        stops = ends[last].tolist()
-        return ",\n".join(
-            f'    {{"label": {name}, "points": [[{text[a:b]}, "group_id": {i if parts > 1 else "null"}, '
-            f'"description": "", "shape_type": "polygon", "flags": {{}}, "score": {scores[i]}}}'
-            for (i, parts), a, b in zip(owners[span[0] : span[1]], [0, *stops[:-1]], stops))
+        codes[2 * np.cumsum(lens) - 1] = 2  # ... y "]]", then a mark where each shape's points end
+        points = numbers(at[span[0]], at[span[1]], codes, (", ", "], [", "]]\x01")).split("\x01")
+        ids = [i for i, _ in owners[span[0] : span[1]]]
+        rest = [between[i] for i in ids[:-1]] + [closing[ids[-1]]]
+        return opening + "".join(itertools.chain.from_iterable(zip(points, rest)))
 
     def parts() -> Iterator[str]:
         yield "{\n"
