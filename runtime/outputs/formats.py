@@ -63,15 +63,11 @@ def _exteriors(result: Result, epsilon: float) -> tuple[list[tuple[int, int]], n
     pts, lens, owner = crops_exteriors(result.original_crops(), epsilon)
     counts = np.bincount(owner, minlength=len(result)) if len(owner) else np.zeros(len(result), np.int64)
     owners = list(zip(owner.tolist(), counts[owner].tolist()))
-    at = [0, *np.cumsum(lens).tolist()]
-    ranges, start = [], 0
-    for k in range(len(lens)):
-        if 2 * (at[k + 1] - at[start]) >= _CHUNK:
-            ranges.append((start, k + 1))
-            start = k + 1
-    if start < len(lens):
-        ranges.append((start, len(lens)))
-    return owners, pts, at, ranges
+    ends = np.cumsum(lens)
+    at = [0, *ends.tolist()]
+    cuts = np.unique(np.searchsorted(ends, np.arange(1, -(-2 * len(pts) // _CHUNK)) * (_CHUNK // 2)) + 1)  # past each
+    bounds = [0, *cuts[cuts < len(lens)].tolist(), len(lens)] if len(lens) else []  # _CHUNK // 2 vertices
+    return owners, pts, at, list(zip(bounds[:-1], bounds[1:]))
 
 
 _CHUNK = 1 << 18  # coordinates formatted at once by one thread

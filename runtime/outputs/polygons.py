@@ -155,11 +155,16 @@ def crops_exteriors(
              for p in part] if live else []
     if not parts:
         return np.zeros((0, 2), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    owner = np.concatenate([np.asarray(live, np.int64)[t] for t, _, _ in parts])
-    lens = np.concatenate([n for _, n, _ in parts])
-    pts = np.concatenate([v for _, _, v in parts])
-    order = np.argsort(owner, kind="stable")  # batches hold crops in packing order: back to crop order
-    return pts[_segments(np.cumsum(lens) - lens, lens, order)], lens[order], owner[order]
+    per_crop = {}  # batches hold crops in packing order, each crop's exteriors together: back to crop order
+    for t, n, v in parts:
+        crop = np.asarray(live, np.int64)[t]
+        cut = np.flatnonzero(np.diff(crop)) + 1
+        for c, lens, pts in zip(crop[[0, *cut]].tolist(), np.split(n, cut), np.split(v, np.cumsum(n)[cut - 1])):
+            per_crop[c] = (lens, pts)
+    order = sorted(per_crop)
+    lens = np.concatenate([per_crop[c][0] for c in order])
+    owner = np.repeat(np.asarray(order, np.int64), [len(per_crop[c][0]) for c in order])
+    return np.concatenate([per_crop[c][1] for c in order]), lens, owner
 
 
 def _segments(starts: np.ndarray, lens: np.ndarray, which: np.ndarray) -> np.ndarray:
