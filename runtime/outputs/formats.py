@@ -194,7 +194,9 @@ def _numbers(pts: np.ndarray, scaled: Callable[[np.ndarray], np.ndarray], decima
         if np.array_equal(grid, pts):
             side = int(grid.max()) + 1
             axes = scaled(np.repeat(np.arange(side, dtype=np.float64)[:, None], 2, axis=1))  # (side, 2): x, y
-            lookup = (grid + np.array([0, side], np.int32)).ravel(), fixed_texts(axes.T.ravel(), decimals)
+            index = grid.reshape(-1)  # x, y, x, y, ...: x into the first table half, y into the second
+            index[1::2] += side
+            lookup = index, fixed_texts(axes.T.ravel(), decimals)
 
     def numbers(a: int, b: int, codes: np.ndarray, seps: tuple[str, ...], with_ends: bool = False) -> Any:
         if lookup is not None:
