@@ -159,12 +159,10 @@ def crops_exteriors(
     for t, n, v in parts:
         crop = np.asarray(live, np.int64)[t]
         cut = np.flatnonzero(np.diff(crop)) + 1
-        for c, lens, pts in zip(crop[[0, *cut]].tolist(), np.split(n, cut), np.split(v, np.cumsum(n)[cut - 1])):
-            per_crop[c] = (lens, pts)
-    order = sorted(per_crop)
-    lens = np.concatenate([per_crop[c][0] for c in order])
-    owner = np.repeat(np.asarray(order, np.int64), [len(per_crop[c][0]) for c in order])
-    return np.concatenate([per_crop[c][1] for c in order]), lens, owner
+        per_crop.update(zip(crop[[0, *cut]].tolist(), zip(np.split(n, cut), np.split(v, np.cumsum(n)[cut - 1]))))
+    order = np.array(sorted(per_crop), np.int64)
+    lens, pts = zip(*(per_crop[c] for c in order.tolist()))
+    return np.concatenate(pts), np.concatenate(lens), np.repeat(order, [len(n) for n in lens])
 
 
 def _segments(starts: np.ndarray, lens: np.ndarray, which: np.ndarray) -> np.ndarray:
@@ -208,12 +206,12 @@ def _trace(strips: list, geometry: tuple, eps: float, holes_too: bool) -> tuple[
     for y0, rows, width, placed in strips:
         if len(placed) == 1:  # a crop alone: traced where it lies (findContours reads outside it as zeros)
             i, x, y = placed[0]
-            canvas, at = _uint8(masks[live[i]]), (x, y0 + y)
+            m, at = masks[live[i]], (x, y0 + y)  # as uint8 (nonzero: on); contiguous bool or uint8: no copy
+            canvas = m.view(np.uint8) if m.dtype == bool and m.flags.c_contiguous else np.ascontiguousarray(m, np.uint8)
         else:
             canvas, at = np.zeros((rows, width), np.uint8), (0, y0)
             for i, x, y in placed:
-                h, w = shapes[i]
-                canvas[y : y + h, x : x + w] = masks[live[i]]
+                canvas[y : y + shapes[i][0], x : x + shapes[i][1]] = masks[live[i]]
         cs, hier = cv2.findContours(canvas, cv2.RETR_CCOMP, chain, offset=at)
         if hier is None:
             continue
@@ -223,13 +221,6 @@ def _trace(strips: list, geometry: tuple, eps: float, holes_too: bool) -> tuple[
         hiers.append(hier[0] + np.where(hier[0] >= 0, len(contours), 0))
         contours.extend(cs)
     return contours, np.concatenate(hiers) if hiers else None
-
-
-def _uint8(mask: np.ndarray) -> np.ndarray:
-    """An (h, w) mask as findContours takes it (uint8, nonzero = on): bool and uint8 masks without a copy."""
-    if mask.dtype == np.bool_ and mask.flags.c_contiguous:
-        return mask.view(np.uint8)
-    return np.ascontiguousarray(mask, np.uint8) if mask.dtype == np.uint8 else mask.astype(np.uint8)
 
 
 def _batch_polygons(contours: list[np.ndarray], hier: np.ndarray | None, geometry: tuple, eps: float, min_points: int,
