@@ -185,7 +185,7 @@ def _yolo_parts(result: Result, class_id: int, epsilon: float) -> Iterator[str]:
 
 def _numbers(pts: np.ndarray, scaled: Callable[[np.ndarray], np.ndarray], decimals: int) -> Callable[..., Any]:
     """The text of the vertices ``pts[a:b]`` ((P, 2) float32 x, y) as ``join_fixed(scaled(xy), decimals, ...)``
-    gives it, xy in float64: ``numbers(a, b, codes, seps[, with_ends])``. When every vertex is a whole pixel (as
+    gives it, xy in float64: ``numbers(a, b, codes, seps)``. When every vertex is a whole pixel (as
     traced), each axis's numbers are looked up in a table of ``scaled`` at every pixel there (the same
     element-wise arithmetic, so the same text): one lookup per number instead of its digits."""
     lookup = None
@@ -198,10 +198,10 @@ def _numbers(pts: np.ndarray, scaled: Callable[[np.ndarray], np.ndarray], decima
             index[1::2] += side
             lookup = index, fixed_texts(axes.T.ravel(), decimals)
 
-    def numbers(a: int, b: int, codes: np.ndarray, seps: tuple[str, ...], with_ends: bool = False) -> Any:
+    def numbers(a: int, b: int, codes: np.ndarray, seps: tuple[str, ...]) -> Any:  # the text (no ends asked)
         if lookup is not None:
-            return join_table(lookup[0][2 * a : 2 * b], lookup[1], codes, seps, with_ends)
-        return join_fixed(scaled(pts[a:b].astype(np.float64)).ravel(), decimals, codes, seps, with_ends)
+            return join_table(lookup[0][2 * a : 2 * b], lookup[1], codes, seps)
+        return join_fixed(scaled(pts[a:b].astype(np.float64)).ravel(), decimals, codes, seps)
 
     return numbers
 

@@ -5,7 +5,8 @@ per-number formatting (``f"{v:.6f}"``, ``json.dumps`` of floats) turns into seco
 decimals, each followed by a separator chosen per number from a small table, as one string: the digits are
 built column by column in numpy, then the used characters are taken in row order. The text equals Python's
 ``f"{q / 10**decimals:.{decimals}f}"`` for every ``|q| < 10**18`` (and, with ``decimals`` 1, ``json.dumps`` of
-``round(x, 1)`` when ``q`` is ``np.rint(x * 10)``).
+``round(x, 1)`` when ``q`` is ``np.rint(x * 10)``). Where a few values recur (pixel coordinates), their texts are
+made once (:func:`fixed_texts`) and :func:`join_table` writes each number with one lookup.
 """
 
 from __future__ import annotations

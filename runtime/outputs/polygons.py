@@ -10,8 +10,8 @@ instance JSON stays the exact mask.
 
 :func:`crops_polygons` does many masks at once, with the same output as :func:`mask_polygons` per mask: the
 crops are shelf-packed, each with a border of zero pixels, into a few uint8 canvases of about ``_STRIP_PX``
-pixels (larger crops alone), one ``cv2.findContours`` call per canvas, and the contours go back to their crops
-by position. OpenCV's raster scan restricted to one tile is that tile's own scan, so start points, orientation
+pixels (a larger crop is traced where it lies), one ``cv2.findContours`` call per canvas, and the contours go
+back to their crops by position. OpenCV's raster scan restricted to one tile is that tile's own scan, so start points, orientation
 and order are those of the per-mask call (the tests check it vertex for vertex).
 """
 
