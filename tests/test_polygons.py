@@ -9,6 +9,7 @@ import pytest
 
 from fastsam_onnx import BadArgumentError, FastSAM
 from fastsam_onnx.models import example_image
+from fastsam_onnx.outputs import packing
 from fastsam_onnx.outputs import polygons as P
 from fastsam_onnx.masks import MaskCrop
 from fastsam_onnx.outputs.polygons import crops_exteriors, crops_polygons, mask_polygons
@@ -176,7 +177,7 @@ def test_bulk_matches_per_mask_on_very_different_sizes(eps):
     masks = [(_ragged if rng.random() < 0.4 else _smooth)(rng, h, w) for h, w in shapes]
     masks = [masks[i] for i in rng.permutation(len(masks))]
     crops = _crops(rng, masks, 3000)
-    strips = P._layout([m.shape for m in masks if m.size])[3]
+    strips = packing.layout([m.shape for m in masks if m.size])[3]
     assert len(strips) >= 5  # several findContours canvases
     _assert_same(crops_polygons(crops, eps), _per_mask(crops, eps))
 
@@ -218,7 +219,7 @@ def test_bulk_crops_traced_alone_of_any_dtype_and_layout():
     views = [big, big.astype(np.uint8) * 255, big.astype(np.float32) * 0.7 + 0.5, np.asfortranarray(big),
              _smooth(rng, 1300, 620)[::2], _ragged(rng, 530, 40)]
     crops = [MaskCrop(int(rng.integers(0, 50)), int(rng.integers(0, 50)), m) for m in views]
-    assert all(max(c.mask.shape) + 2 > math.isqrt(P._STRIP_PX) for c in crops)  # each in a strip of its own
+    assert all(max(c.mask.shape) + 2 > math.isqrt(packing.STRIP_PX) for c in crops)  # each in a strip of its own
     for eps in (0.0, 0.01):
         _assert_same(crops_polygons(crops, eps), _per_mask(crops, eps))
         pts, lens, owner = crops_exteriors(crops, eps)
@@ -267,11 +268,11 @@ def test_packing_stays_proportional_to_the_crops():
         [(250, 260)] * 40,
     ]
     for shapes in cases:
-        tiles, tops, keys, strips = P._layout(shapes)
+        tiles, tops, keys, strips = packing.layout(shapes)
         assert sorted(tiles[:, 0]) == list(range(len(shapes)))
         padded = sum((h + 1) * (w + 1) for h, w in shapes)
         canvas = sum(rows * width for _, rows, width, _ in strips)
-        assert canvas <= 2 * padded + P._STRIP_PX, (shapes[:3], canvas, padded)
+        assert canvas <= 2 * padded + packing.STRIP_PX, (shapes[:3], canvas, padded)
         assert np.all(np.diff(keys) > 0) and np.all(np.diff(tops) > 0)
         ink = np.zeros(sum(rows for _, rows, _, _ in strips) + 1, np.int64)  # strips stack without overlap
         for y0, rows, width, placed in strips:

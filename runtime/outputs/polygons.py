@@ -9,7 +9,7 @@ Formats that cannot hold holes (labelme, YOLO-seg, COCO polygons) take the exter
 instance JSON stays the exact mask.
 
 :func:`crops_polygons` does many masks at once, with the same output as :func:`mask_polygons` per mask: the
-crops are shelf-packed, each with a border of zero pixels, into a few uint8 canvases of about ``_STRIP_PX``
+crops are shelf-packed, each with a border of zero pixels, into a few uint8 canvases of about ``STRIP_PX``
 pixels (a larger crop is traced where it lies), one ``cv2.findContours`` call per canvas, and the contours go
 back to their crops by position. OpenCV's raster scan restricted to one tile is that tile's own scan, so start points, orientation
 and order are those of the per-mask call (the tests check it vertex for vertex).
@@ -17,7 +17,6 @@ and order are those of the per-mask call (the tests check it vertex for vertex).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from ..errors import BadArgumentError
 from ..parallel import parallel_map
+from .packing import KEY, layout
 
 __all__ = ["Polygon", "crops_polygons", "crops_exteriors", "mask_polygons"]
 
@@ -180,7 +180,7 @@ def _run_batches(crops: list, masks: list, live: list, shapes: list, eps: float,
     dim = max(map(max, shapes)) + 2  # |x|, |y| in a padded crop stay below it
     bound = float(np.abs(offs).max()) + dim  # and in the image
     exact = bound < 1 << 24 and bool((offs == np.round(offs)).all())  # integer image x, y, exact in float32
-    tiles, tops, keys, strips = _layout(shapes)
+    tiles, tops, keys, strips = layout(shapes)
     geometry = (masks, live, shapes, tiles, tops, keys, offs, exact, bound, dim)
     batches, size = [], 0
     for strip in strips:
@@ -194,7 +194,7 @@ def _run_batches(crops: list, masks: list, live: list, shapes: list, eps: float,
 
 
 def _trace(strips: list, geometry: tuple, eps: float, holes_too: bool) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """The contours of the crops packed in ``strips`` (a batch of :func:`_layout`'s strips) and their (K, 4)
+    """The contours of the crops packed in ``strips`` (a batch of :func:`~fastsam_onnx.outputs.packing.layout`'s strips) and their (K, 4)
     hierarchy (RETR_CCOMP), numbered across the strips; without ``holes_too`` the outer contours only."""
     masks, live, shapes = geometry[:3]
     # exteriors to simplify: traced with their straight runs' middle points left out (CHAIN_APPROX_SIMPLE), which
@@ -241,7 +241,7 @@ def _batch_polygons(contours: list[np.ndarray], hier: np.ndarray | None, geometr
     first = pts[starts[top]]
     tile = np.empty(len(contours), np.int64)
     shelf = np.searchsorted(tops, first[:, 1], "right") - 1
-    tile[top] = np.searchsorted(keys, shelf * _KEY + first[:, 0], "right") - 1
+    tile[top] = np.searchsorted(keys, shelf * KEY + first[:, 0], "right") - 1
     tile[~top] = tile[parent[~top]]
     if eps > 0:  # contours shorter than min_points stay shorter after approxPolyDP: not simplified, dropped
         pts, lens, starts, ends = _simplify(contours, pts, lens, starts, ends, parent, min_points, eps)
@@ -279,56 +279,7 @@ def _batch_polygons(contours: list[np.ndarray], hier: np.ndarray | None, geometr
     return [(t, polys[a:b]) for t, a, b in zip(crop_ext[[0, *cut]].tolist(), [0, *cut], [*cut, len(polys)])]
 
 
-_STRIP_PX = 1 << 18  # pixels of one findContours canvas (its work buffers stay in cache); larger crops go alone
 _BATCH_PX = 1 << 21  # canvas pixels per batch of strips: its traced contours are what a thread holds
-_KEY = 1 << 32  # tile key = shelf number * _KEY + column
-
-
-def _layout(shapes: list[tuple[int, int]]):
-    """Pack (h, w) crops (pixels) into strips of shelves, every crop with zero rows and columns around it.
-
-    Crops taller or wider than a strip get a strip of their own, (h + 2, w + 2) as :func:`mask_polygons` pads
-    them; the others go by decreasing height into shelves of strips ``isqrt(_STRIP_PX)`` wide (next fit).
-    Strips are stacked in one virtual (x, y) plane. Returns per tile (placement order: shelf by shelf, left to
-    right) its crop number and the x, y of its pixel (0, 0) as a (T, 3) int64 array; the shelves' top rows; the
-    tiles' keys (shelf * ``_KEY`` + x, increasing); the strips as (first row, rows, width, [(crop, x, row in
-    the strip)]).
-    """
-    side = math.isqrt(_STRIP_PX)
-    order = sorted(range(len(shapes)), key=lambda i: -shapes[i][0])
-    tiles: list[tuple[int, int, int]] = []  # (crop, x, y)
-    keys, tops, strips = [], [], []
-    y0 = 0
-    for i in order:
-        h, w = shapes[i]
-        if h + 2 > side or w + 2 > side:
-            strips.append((y0, h + 2, w + 2, [(i, 1, 1)]))
-            keys.append(len(tops) * _KEY + 1)
-            tops.append(y0 + 1)
-            tiles.append((i, 1, y0 + 1))
-            y0 += h + 2
-    placed, top, x, shelf_h, width = [], y0 + 1, side, 0, 0
-    for i in order:
-        h, w = shapes[i]
-        if h + 2 > side or w + 2 > side:
-            continue
-        if x + w + 1 > side:  # a new shelf, in a new strip when it would pass _STRIP_PX
-            if placed and (top + shelf_h + h + 3 - y0) * side > _STRIP_PX:
-                strips.append((y0, top + shelf_h + 1 - y0, width, placed))
-                placed, y0, width = [], top + shelf_h + 1, 0
-                top = y0 + 1
-            elif placed:
-                top += shelf_h + 1
-            x, shelf_h = 1, h
-            tops.append(top)
-        placed.append((i, x, top - y0))
-        keys.append((len(tops) - 1) * _KEY + x)
-        tiles.append((i, x, top))
-        x += w + 1
-        width = max(width, x)
-    if placed:
-        strips.append((y0, top + shelf_h + 1 - y0, width, placed))
-    return np.array(tiles, np.int64).reshape(-1, 3), np.asarray(tops, np.int64), np.asarray(keys, np.int64), strips
 
 
 _SQRT2 = float(np.sqrt(np.float32(2)))  # cv2.arcLength's diagonal step (float32 sqrt), exact in any sum
