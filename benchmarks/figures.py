@@ -223,8 +223,6 @@ def apart(value: float, limit: float, fmt: str, missed: bool) -> str:
     return text
 
 
-
-
 def fmt_ms(v: float | None) -> str:
     """Milliseconds with 3 significant digits or so ("—" for None)."""
     if v is None:

@@ -65,8 +65,10 @@ def _exteriors(result: Result, epsilon: float) -> tuple[list[tuple[int, int]], n
     owners = list(zip(owner.tolist(), counts[owner].tolist()))
     ends = np.cumsum(lens)
     at = [0, *ends.tolist()]
-    cuts = np.unique(np.searchsorted(ends, np.arange(1, -(-2 * len(pts) // _CHUNK)) * (_CHUNK // 2)) + 1)  # past each
-    bounds = [0, *cuts[cuts < len(lens)].tolist(), len(lens)] if len(lens) else []  # _CHUNK // 2 vertices
+    # a range ends with the polygon that reaches each multiple of _CHUNK // 2 vertices (_CHUNK coordinates)
+    marks = np.arange(1, -(-2 * len(pts) // _CHUNK)) * (_CHUNK // 2)
+    cuts = np.unique(np.searchsorted(ends, marks) + 1)
+    bounds = [0, *cuts[cuts < len(lens)].tolist(), len(lens)] if len(lens) else []
     return owners, pts, at, list(zip(bounds[:-1], bounds[1:]))
 
 
