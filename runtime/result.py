@@ -258,6 +258,19 @@ class Result:
 
         return crops_polygons(self.original_crops(), epsilon)
 
+    def exteriors(self, epsilon: float = 0.0) -> list[list[np.ndarray]]:
+        """Per instance, the outer contour of each of its parts as a (K, 2) float32 array of x, y in original-image
+        pixels, largest first: what outputs without holes write (labelme, YOLO-seg, X-AnyLabeling and Label Studio
+        polygons). ``cv2.RETR_EXTERNAL``, as X-AnyLabeling and ultralytics trace masks: the exteriors of
+        :meth:`polygons` less those of parts lying in another part's hole (its filled exterior covers them)."""
+        from .outputs.polygons import crops_exteriors
+
+        pts, lens, owner = crops_exteriors(self.original_crops(), epsilon)
+        out: list[list[np.ndarray]] = [[] for _ in range(len(self))]
+        for i, part in zip(owner.tolist(), np.split(pts, np.cumsum(lens)[:-1]) if len(lens) else []):
+            out[i].append(part)
+        return out
+
     def to_json(self, image_path: str | None = None, *, compressed: bool = True) -> dict[str, Any]:
         """JSON-ready dict: ``image`` (path, width, height), ``instances`` (box, score, area, COCO RLE
         ``segmentation`` of the mask on its ``mask_shape`` canvas, encoded from the crop) and ``timings_ms``.

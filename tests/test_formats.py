@@ -58,7 +58,7 @@ def test_labelme_file_loads_with_labelme(model, image, tmp_path):
     dest = write_annotation(tmp_path / "ann" / "ex.json", result, "labelme")
     lf = LabelFile(str(dest))  # reads the image through imagePath and checks imageHeight / imageWidth against it
     assert lf.image_path == "../img/ex.jpg" and lf.image_data == image.read_bytes()
-    polys = result.polygons(DEFAULT_EPSILON)
+    polys = result.exteriors(DEFAULT_EPSILON)
     assert len(lf.shapes) == sum(len(p) for p in polys)
     assert {s["shape_type"] for s in lf.shapes} == {"polygon"} and {s["label"] for s in lf.shapes} == {"object"}
     raw = json.loads(dest.read_text())
@@ -72,11 +72,11 @@ def test_labelme_file_loads_with_labelme(model, image, tmp_path):
             assert s["group_id"] == (i if len(parts) > 1 else None)
             assert s["other_data"]["score"] == pytest.approx(float(result.scores[i]), abs=1e-6)
             drawn |= shape_to_mask(result.orig_shape, s["points"], "polygon")
-        holes += any(p.holes for p in parts)
         assert _iou(drawn, _solid(result.mask(i))) > 0.98, i  # labelme's own rasteriser (PIL), exteriors only
-    assert holes >= 1  # the orange ring: its shape is the exterior (documented), the hole is not kept
+    assert any(p.holes for parts in result.polygons(DEFAULT_EPSILON) for p in parts)  # the orange ring: its shape
+    # is the exterior (documented), the hole is not kept
     exact = labelme_json(result, dest, epsilon=0.0)["shapes"]  # no simplification: the traced outline, pixel exact
-    for i, parts in enumerate(result.polygons(0.0)):
+    for i, parts in enumerate(result.exteriors(0.0)):
         drawn = np.zeros(result.orig_shape, bool)
         for _ in parts:
             drawn |= shape_to_mask(result.orig_shape, exact.pop(0)["points"], "polygon")
@@ -106,6 +106,36 @@ def test_labelme_groups_the_parts_of_one_instance(tmp_path):
         labelme_json(r, tmp_path / "x.json")
     with pytest.raises(BadArgumentError):
         write_annotation(tmp_path / "x.txt", r, "voc")
+
+
+def test_a_part_inside_a_hole_is_covered_not_listed(tmp_path):
+    """Formats without holes write the outer parts (cv2.RETR_EXTERNAL, as X-AnyLabeling and ultralytics trace
+    masks): an island in a ring's hole lies inside the ring's filled exterior, so it is no shape of its own, and
+    the shapes still rasterise to the hole-filled mask exactly; polygons() keeps ring, hole and island."""
+    from labelme.utils import shape_to_mask
+    from ultralytics.data.utils import polygon2mask
+
+    m = np.zeros((50, 70), bool)
+    m[5:45, 5:45] = True
+    m[12:38, 12:38] = False  # the hole
+    m[20:30, 20:30] = True  # an island in it
+    m[10:30, 52:66] = True  # a second part beside the ring
+    r = Result(np.array([[5, 5, 66, 45]], np.float32), np.array([0.9], np.float32), [MaskCrop(0, 0, m)], (50, 70),
+               (50, 70), path=str(tmp_path / "x.png"))
+    (parts,) = r.polygons(0.0)
+    assert len(parts) == 3 and [len(p.holes) for p in parts] == [1, 0, 0]  # ring (with its hole), part, island
+    (outer,) = r.exteriors(0.0)
+    assert [o.tobytes() for o in outer] == [parts[0].exterior.tobytes(), parts[1].exterior.tobytes()]
+    solid = _solid(m)
+    shapes = labelme_json(r, tmp_path / "x.json", epsilon=0.0)["shapes"]
+    assert [s["group_id"] for s in shapes] == [0, 0]
+    drawn = np.zeros(m.shape, bool)
+    for s in shapes:
+        drawn |= shape_to_mask(m.shape, s["points"], "polygon")
+    assert (drawn == solid).all()
+    lines = yolo_text(r, epsilon=0.0).splitlines()
+    xy = [np.array(line.split()[1:], np.float32).reshape(-1, 2) * np.float32([70, 50]) for line in lines]  # as read
+    assert len(lines) == 2 and (np.logical_or.reduce([polygon2mask((50, 70), [p.reshape(-1)]) for p in xy]) == solid).all()
 
 
 def test_labelme_text_is_labelme_json(monkeypatch, tmp_path):
@@ -180,7 +210,7 @@ def test_yolo_labels_load_with_ultralytics(model, tmp_path):
     ds = YOLODataset(img_path=str(root / "images"), data={"names": {0: "object"}, "channels": 3}, task="segment", augment=False, imgsz=512)
     labels = {Path(lab["im_file"]).name: lab for lab in ds.labels}
     lab = labels["ex.jpg"]
-    polys = result.polygons(DEFAULT_EPSILON)
+    polys = result.exteriors(DEFAULT_EPSILON)
     assert len(lab["segments"]) == sum(len(p) for p in polys) and (lab["cls"] == 0).all() and lab["shape"] == (512, 512)
     assert len(labels["blank.png"]["segments"]) == 0
     h, w = result.orig_shape

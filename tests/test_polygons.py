@@ -316,23 +316,55 @@ def test_sibling_rank_walks_the_chains_when_they_are_not_in_order():
     assert P._sibling_rank(ordered, np.array([1, 2, 3])).tolist() == [1, 2, 3]
 
 
+def _outer_per_mask(crops, eps=0.0, min_points=3):
+    """Per crop, X-AnyLabeling's masks_to_shapes (cv2.RETR_EXTERNAL, CHAIN_APPROX_NONE, approxPolyDP to eps times
+    each contour's perimeter) with mask_polygons' rules: at least min_points vertices enclosing some area, largest
+    first (ties in trace order), in image pixels."""
+    out = []
+    for x0, y0, m in crops:
+        found = []
+        if m.size:
+            padded = cv2.copyMakeBorder(np.asarray(m).astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+            for c in cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[0]:
+                if eps > 0:
+                    c = cv2.approxPolyDP(c, eps * cv2.arcLength(c, True), True)
+                area = cv2.contourArea(c) if len(c) >= min_points else 0.0
+                if area:
+                    found.append((-area, len(found), c.reshape(-1, 2).astype(np.float32) + np.float32([x0 - 1, y0 - 1])))
+        out.append([c for *_, c in sorted(found, key=lambda t: t[:2])])
+    return out
+
+
 @pytest.mark.parametrize("eps", [0.0, 0.001, 0.005, 0.05])
 @pytest.mark.parametrize("batch_px", [1 << 21, 1 << 12])
-def test_exteriors_as_arrays_are_the_polygons_exteriors(monkeypatch, eps, batch_px):
+def test_exteriors_as_arrays_are_the_outermost_contours(monkeypatch, eps, batch_px):
     """crops_exteriors (the polygon file formats' path: arrays, no object per polygon; with simplification it
-    traces the straight runs as one step) gives crops_polygons' exteriors vertex for vertex, in crop order and
-    largest first, also when the crops span many batches."""
+    traces the straight runs as one step) gives X-AnyLabeling's outer contours of each crop vertex for vertex, in
+    crop order and largest first, also when the crops span many batches: crops_polygons' exteriors less those of
+    parts lying inside another part of the same crop (islands in holes)."""
     monkeypatch.setattr(P, "_BATCH_PX", batch_px)
     rng = np.random.default_rng(5)
     masks = [_ragged(rng, int(rng.integers(1, 120)), int(rng.integers(1, 120))) for _ in range(40)]
     masks += [_smooth(rng, int(rng.integers(1, 200)), int(rng.integers(1, 200))) for _ in range(40)] + _edge_cases()
     crops = _crops(rng, [masks[i] for i in rng.permutation(len(masks))])
-    want = crops_polygons(crops, eps)
+    want = _outer_per_mask(crops, eps)
     pts, lens, owner = P.crops_exteriors(crops, eps)
     assert owner.tolist() == [i for i, ps in enumerate(want) for _ in ps]
-    assert lens.tolist() == [len(p.exterior) for ps in want for p in ps]
-    expected = np.concatenate([p.exterior for ps in want for p in ps])
+    assert lens.tolist() == [len(p) for ps in want for p in ps]
+    expected = np.concatenate([p for ps in want for p in ps])
     assert pts.dtype == expected.dtype
     np.testing.assert_array_equal(pts, expected)
+    islands = 0
+    traced = _outer_per_mask(crops) if eps else want  # islands lie inside the traced (not simplified) exteriors
+    for outer, traced_outer, parts in zip(want, traced, crops_polygons(crops, eps)):
+        keys = [p.tobytes() for p in outer]
+        assert [p.exterior.tobytes() for p in parts if p.exterior.tobytes() in keys] == keys  # same order
+        for p in parts:
+            if p.exterior.tobytes() not in keys:  # an island: inside another part's exterior
+                islands += 1
+                x, y = (float(v) for v in p.exterior[0])
+                assert any(cv2.pointPolygonTest(o, (x, y), False) > 0 for o in traced_outer)
+    assert islands > 0  # the masks have some
     empty = P.crops_exteriors([MaskCrop(0, 0, np.zeros((0, 3), bool)), MaskCrop(2, 2, np.zeros((4, 4), bool))])
     assert [a.shape for a in empty] == [(0, 2), (0,), (0,)]
+    _assert_same(crops_polygons(crops), _per_mask(crops))

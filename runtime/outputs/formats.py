@@ -3,16 +3,17 @@ YOLO-seg txt, plus the instance-embedding ``.npy``. Every file is written atomic
 
 - ``coco``: :meth:`Result.to_json` — boxes, scores and the exact masks as COCO RLE (the CLI's default).
 - ``labelme``: labelme's JSON (``version``, ``flags``, ``shapes``, ``imagePath`` relative to the JSON file,
-  ``imageData`` null, ``imageHeight``/``imageWidth``); one ``polygon`` shape per connected part of each mask,
+  ``imageData`` null, ``imageHeight``/``imageWidth``); one ``polygon`` shape per outer part of each mask,
   with the instance's ``score``. Parts of one instance share a ``group_id`` (the instance index), so labelme's
   tools merge them back; single-part instances have ``group_id`` null.
-- ``yolo``: YOLO-seg txt, one line per connected part: ``CLASS x1 y1 x2 y2 ...`` normalised to [0, 1] by the
+- ``yolo``: YOLO-seg txt, one line per outer part: ``CLASS x1 y1 x2 y2 ...`` normalised to [0, 1] by the
   image width and height (ultralytics' dataset format); an image without instances gives an empty file.
 
-Polygons come from :meth:`Result.polygons` (outer contours, vertices at boundary-pixel centres, original-image
-pixels) simplified with ``epsilon`` × each contour's perimeter (default :data:`DEFAULT_EPSILON`). labelme and
-YOLO-seg polygons cannot hold holes: their shapes are the exteriors (a ring becomes a disk); the ``coco``
-format keeps the exact mask.
+Polygons are :meth:`Result.exteriors` (outer contours, vertices at boundary-pixel centres, original-image pixels)
+simplified with ``epsilon`` × each contour's perimeter (default :data:`DEFAULT_EPSILON`). labelme and YOLO-seg
+polygons cannot hold holes: their shapes are the outer parts' exteriors (a ring becomes a disk, and a part inside
+its hole, covered by that disk, is not listed: ``cv2.RETR_EXTERNAL``, as X-AnyLabeling and ultralytics trace
+masks); the ``coco`` format keeps the exact mask.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ Each connected part of a mask is one :class:`Polygon`: its outer contour and the
 centres of the boundary pixels, in image pixels (x, y), as OpenCV traces them. Simplification is
 ``cv2.approxPolyDP`` with a tolerance relative to each contour's perimeter, as X-AnyLabeling's
 ``epsilon_factor``: ``epsilon * cv2.arcLength(contour, closed=True)`` pixels (0 = no simplification).
-Formats that cannot hold holes (labelme, YOLO-seg, COCO polygons) take the exteriors; the COCO RLE in the
-instance JSON stays the exact mask.
+Formats that cannot hold holes (labelme, YOLO-seg) take the outermost exteriors (:func:`crops_exteriors`: a part
+in another part's hole is covered by that part's filled exterior); the COCO RLE in the instance JSON stays the
+exact mask.
 
 :func:`crops_polygons` does many masks at once, with the same output as :func:`mask_polygons` per mask: the
 crops are shelf-packed, each with a border of zero pixels, into a few uint8 canvases of about ``STRIP_PX``
@@ -144,9 +145,12 @@ def crops_polygons(
 def crops_exteriors(
     crops: Sequence[tuple[int, int, np.ndarray]], epsilon: float = 0.0, min_points: int = 3
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The exteriors of :func:`crops_polygons` as arrays, with no object per polygon (what the polygon file
-    formats need, at a fraction of the memory): (P, 2) float32 vertices of every exterior end to end, (K,)
-    int64 vertex count of each, (K,) int64 index of its crop; crops in order, each one's largest first."""
+    """The outer contours of each crop's parts, as the formats without holes need them (labelme, YOLO-seg):
+    ``cv2.RETR_EXTERNAL``, as X-AnyLabeling's ``masks_to_shapes`` and ultralytics' ``masks2segments`` trace masks.
+    They are :func:`crops_polygons`' exteriors, vertex for vertex, less those of parts lying in another part's hole
+    (inside its exterior, so its filled polygon covers them). As arrays, with no object per polygon: (P, 2)
+    float32 vertices of every exterior end to end, (K,) int64 vertex count of each, (K,) int64 index of its crop;
+    crops in order, each one's largest first."""
     eps = _check_epsilon(epsilon)
     crops = list(crops)
     masks = [_check_mask(m) for _, _, m in crops]
@@ -195,12 +199,14 @@ def _run_batches(crops: list, masks: list, live: list, shapes: list, eps: float,
 
 def _trace(strips: list, geometry: tuple, eps: float, holes_too: bool) -> tuple[list[np.ndarray], np.ndarray | None]:
     """The contours of the crops packed in ``strips`` (a batch of :func:`~fastsam_onnx.outputs.packing.layout`'s strips) and their (K, 4)
-    hierarchy (RETR_CCOMP), numbered across the strips; without ``holes_too`` the outer contours only."""
+    hierarchy (RETR_CCOMP), numbered across the strips; without ``holes_too`` the outermost contours only
+    (RETR_EXTERNAL: each tile is bordered by zeros, so no tile lies inside another's contour)."""
     masks, live, shapes = geometry[:3]
     # exteriors to simplify: traced with their straight runs' middle points left out (CHAIN_APPROX_SIMPLE), which
     # approxPolyDP never keeps: the farthest point of a run from a point or a chord is one of its ends, and an
     # outer contour starts at a corner (its top-left pixel), so the result is the same, vertex for vertex
     chain = cv2.CHAIN_APPROX_SIMPLE if eps > 0 and not holes_too else cv2.CHAIN_APPROX_NONE
+    mode = cv2.RETR_CCOMP if holes_too else cv2.RETR_EXTERNAL  # no hole traced where none is kept
     contours: list[np.ndarray] = []
     hiers = []
     for y0, rows, width, placed in strips:
@@ -212,12 +218,9 @@ def _trace(strips: list, geometry: tuple, eps: float, holes_too: bool) -> tuple[
             canvas, at = np.zeros((rows, width), np.uint8), (0, y0)
             for i, x, y in placed:
                 canvas[y : y + shapes[i][0], x : x + shapes[i][1]] = masks[live[i]]
-        cs, hier = cv2.findContours(canvas, cv2.RETR_CCOMP, chain, offset=at)
+        cs, hier = cv2.findContours(canvas, mode, chain, offset=at)
         if hier is None:
             continue
-        if not holes_too:  # the outer contours only (parts, and islands in holes), before any work on them
-            outer = np.flatnonzero(hier[0][:, 3] < 0).tolist()
-            cs, hier = [cs[i] for i in outer], np.full((1, len(outer), 4), -1, np.int32)
         hiers.append(hier[0] + np.where(hier[0] >= 0, len(contours), 0))
         contours.extend(cs)
     return contours, np.concatenate(hiers) if hiers else None

@@ -11,7 +11,8 @@ as a thin translation onto the same calls as ``/v1/segment`` (same cache, same p
   No marks and no text: every instance. Points select the instances they hit (positive) and not those hit by a
   negative point; each positive rectangle picks its best instance; ``text_prompt`` (comma-separated texts) one
   instance per text, labelled with it. Polygons are the mask outlines simplified with ``epsilon_factor``
-  (relative to the perimeter); a mask in several parts gives one polygon per part with the same ``group_id``.
+  (relative to the perimeter; :meth:`~fastsam_onnx.Result.exteriors`: outer contours, as X-AnyLabeling's own
+  ``masks_to_shapes`` traces them); a mask in several parts gives one polygon per part with the same ``group_id``.
   Rectangles are the boxes as 4 corner points. The client sends the ``Token`` header (the API key).
 """
 
@@ -137,10 +138,10 @@ def shapes(result: Result, task: str | None, epsilon: float) -> list[dict[str, A
             out.append({"label": label, "shape_type": "rectangle", "points": [[x1, y1], [x2, y1], [x2, y2], [x1, y2]],
                         "score": round(score, 4), "group_id": None})
         return out
-    for i, (parts, score, label) in enumerate(zip(result.polygons(epsilon), result.scores.tolist(), labels)):
+    for i, (parts, score, label) in enumerate(zip(result.exteriors(epsilon), result.scores.tolist(), labels)):
         for p in parts:
             out.append({"label": label, "shape_type": "polygon",
-                        "points": [[round(float(x), 2), round(float(y), 2)] for x, y in p.exterior.tolist()],
+                        "points": [[round(float(x), 2), round(float(y), 2)] for x, y in p.tolist()],
                         "score": round(score, 4), "group_id": i if len(parts) > 1 else None})
     return out
 

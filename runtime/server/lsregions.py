@@ -8,7 +8,8 @@
   else 0) and ``rectanglelabels``, in percent of the image — as ``FastSAM.prompt`` arguments in pixels.
 * :func:`regions`: per instance a ``brushlabels`` region (:func:`~fastsam_onnx.outputs.brush.brush_rle` of its crop
   at the original image size) or, for a config with only a polygon control, one ``polygonlabels`` region per
-  outline (percent coordinates, holes dropped: Label Studio polygons have none); each with the instance's score.
+  outer outline (:meth:`~fastsam_onnx.Result.exteriors`, percent coordinates; Label Studio polygons have no holes);
+  each with the instance's score.
 """
 
 from __future__ import annotations
@@ -158,9 +159,9 @@ def regions(result: Result, cfg: LabelConfig, chosen: str | None = None, text_la
                         "value": {"format": "rle", "rle": brush_rle(crop.x0, crop.y0, crop.mask, (h0, w0)),
                                   "brushlabels": [label]}})
         return out
-    for parts, score, label in zip(result.polygons(epsilon), result.scores.tolist(), labels):
+    for parts, score, label in zip(result.exteriors(epsilon), result.scores.tolist(), labels):
         for p in parts:
-            pts = [[round(float(x) * 100 / w0, 4), round(float(y) * 100 / h0, 4)] for x, y in p.exterior.tolist()]
+            pts = [[round(float(x) * 100 / w0, 4), round(float(y) * 100 / h0, 4)] for x, y in p.tolist()]
             if len(pts) >= 3:
                 out.append({"id": secrets.token_hex(5), **common, "type": "polygonlabels", "score": round(score, 4),
                             "value": {"points": pts, "closed": True, "polygonlabels": [label]}})
