@@ -267,7 +267,7 @@ class Result:
 
         pts, lens, owner = crops_exteriors(self.original_crops(), epsilon)
         out: list[list[np.ndarray]] = [[] for _ in range(len(self))]
-        for i, part in zip(owner.tolist(), np.split(pts, np.cumsum(lens)[:-1]) if len(lens) else []):
+        for i, part in zip(owner.tolist(), np.split(pts, np.cumsum(lens)[:-1])):
             out[i].append(part)
         return out
 

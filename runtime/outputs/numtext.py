@@ -69,14 +69,16 @@ def join_table(index: np.ndarray, texts: np.ndarray, seps: np.ndarray | None = N
         if width:
             rows["sep"] = sep_table.take(codes)
         raw = rows.tobytes()
-        return (raw if full else raw.translate(None, b"\0")).decode("ascii"), lengths.take(index[a:b])
+        text = (raw if full else raw.translate(None, b"\0")).decode("ascii")
+        return text, (lengths.take(index[a:b]) if with_ends else None)  # the lengths only when asked
 
     return _join(index.size, seps, sep_bytes, with_ends, chunk)
 
 
 def _join(n: int, seps: np.ndarray | None, sep_bytes: list[bytes], with_ends: bool, chunk) -> str | tuple[str, np.ndarray]:
     """What :func:`join_fixed` and :func:`join_table` share: the chunks (``chunk(start, stop, codes)`` gives the
-    text of numbers [start, stop) and their lengths without separators) on the output threads, joined."""
+    text of numbers [start, stop) and, when ``with_ends``, their lengths without separators) on the output threads,
+    joined."""
     codes = np.zeros(n, np.int64) if seps is None else np.asarray(seps, dtype=np.int64).reshape(-1)
     sep_len = np.array([len(b) for b in sep_bytes], np.int64)
     parts = parallel_map(lambda r: chunk(r[0], r[1], codes[r[0] : r[1]]), chunks(n, -(-n // _CHUNK)))

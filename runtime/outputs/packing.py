@@ -19,10 +19,10 @@ def layout(shapes: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.nd
 
     Crops taller or wider than a strip get a strip of their own, (h + 2, w + 2) as
     :func:`~fastsam_onnx.outputs.polygons.mask_polygons` pads them; the others go by decreasing height into
-    shelves of strips ``isqrt(STRIP_PX)`` wide (next fit). Strips are stacked in one virtual (x, y) plane. Returns per tile (placement order: shelf by shelf, left to
-    right) its crop number and the x, y of its pixel (0, 0) as a (T, 3) int64 array; the shelves' top rows; the
-    tiles' keys (shelf * ``KEY`` + x, increasing); the strips as (first row, rows, width, [(crop, x, row in
-    the strip)]).
+    shelves of strips ``isqrt(STRIP_PX)`` wide (next fit). Strips are stacked in one virtual (x, y) plane. Returns
+    per tile (placement order: shelf by shelf, left to right) its crop number and the x, y of its pixel (0, 0) as
+    a (T, 3) int64 array; the shelves' top rows; the tiles' keys (shelf * ``KEY`` + x, increasing); the strips as
+    (first row, rows, width, [(crop, x, row in the strip)]).
     """
     side = math.isqrt(STRIP_PX)
     order = sorted(range(len(shapes)), key=lambda i: -shapes[i][0])

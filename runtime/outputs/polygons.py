@@ -12,8 +12,8 @@ exact mask.
 :func:`crops_polygons` does many masks at once, with the same output as :func:`mask_polygons` per mask: the
 crops are shelf-packed, each with a border of zero pixels, into a few uint8 canvases of about ``STRIP_PX``
 pixels (a larger crop is traced where it lies), one ``cv2.findContours`` call per canvas, and the contours go
-back to their crops by position. OpenCV's raster scan restricted to one tile is that tile's own scan, so start points, orientation
-and order are those of the per-mask call (the tests check it vertex for vertex).
+back to their crops by position. OpenCV's raster scan restricted to one tile is that tile's own scan, so start
+points, orientation and order are those of the per-mask call (the tests check it vertex for vertex).
 """
 
 from __future__ import annotations
@@ -160,8 +160,9 @@ def crops_exteriors(
     if not parts:
         return np.zeros((0, 2), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
     per_crop = {}  # batches hold crops in packing order, each crop's exteriors together: back to crop order
+    live_crops = np.asarray(live, np.int64)
     for t, n, v in parts:
-        crop = np.asarray(live, np.int64)[t]
+        crop = live_crops[t]
         cut = np.flatnonzero(np.diff(crop)) + 1
         per_crop.update(zip(crop[[0, *cut]].tolist(), zip(np.split(n, cut), np.split(v, np.cumsum(n)[cut - 1]))))
     order = np.array(sorted(per_crop), np.int64)
@@ -198,9 +199,10 @@ def _run_batches(crops: list, masks: list, live: list, shapes: list, eps: float,
 
 
 def _trace(strips: list, geometry: tuple, eps: float, holes_too: bool) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """The contours of the crops packed in ``strips`` (a batch of :func:`~fastsam_onnx.outputs.packing.layout`'s strips) and their (K, 4)
-    hierarchy (RETR_CCOMP), numbered across the strips; without ``holes_too`` the outermost contours only
-    (RETR_EXTERNAL: each tile is bordered by zeros, so no tile lies inside another's contour)."""
+    """The contours of the crops packed in ``strips`` (a batch of
+    :func:`~fastsam_onnx.outputs.packing.layout`'s strips) and their (K, 4) hierarchy (RETR_CCOMP), numbered across
+    the strips; without ``holes_too`` the outermost contours only (RETR_EXTERNAL: each tile is bordered by zeros,
+    so no tile lies inside another's contour)."""
     masks, live, shapes = geometry[:3]
     # exteriors to simplify: traced with their straight runs' middle points left out (CHAIN_APPROX_SIMPLE), which
     # approxPolyDP never keeps: the farthest point of a run from a point or a chord is one of its ends, and an
